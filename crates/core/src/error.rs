@@ -1,0 +1,48 @@
+//! Errors of the core. Every error that concerns an object carries its key, and a parse error its
+//! line, so a user can go straight to the bad input.
+
+use thiserror::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The content of an object cannot be read as flow log records.
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("merge: {0}")]
+    Polars(#[from] polars::error::PolarsError),
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+    #[error("task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Why an object's content was rejected, with the object and the 1-based line when known.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{source_name}{}: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ParseError {
+    pub source_name: String,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+impl ParseError {
+    pub fn at(source_name: &str, line: usize, reason: impl Into<String>) -> Self {
+        Self {
+            source_name: source_name.to_owned(),
+            line: Some(line),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn whole(source_name: &str, reason: impl Into<String>) -> Self {
+        Self {
+            source_name: source_name.to_owned(),
+            line: None,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Running one batch: fetch its objects (bounded concurrency), parse and partially merge chunks in
+//! parallel, merge the partials, write zstd Parquet under the batch's deterministic key. An object
+//! that cannot be fetched or parsed is quarantined with its reason; the rest of the batch lands.
+//! Shared by `flowmerge compact` and the merger service.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use polars::prelude::*;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{Batch, BatchId, ObjectRef};
+use crate::error::{Error, Result};
+use crate::formats::vpcflow::{ParseOptions, parse_object};
+use crate::layout::output_key;
+use crate::merge::{Finish, merge_frames};
+use crate::window::Window;
+
+/// Objects parsed and merged together before their partial result joins the final merge: bounds
+/// the raw frames alive at once to about `threads × CHUNK` objects.
+const CHUNK: usize = 24;
+
+/// How a batch runs.
+#[derive(Clone, Debug)]
+pub struct ExecOptions {
+    pub parse: ParseOptions,
+    /// Objects fetched at once.
+    pub fetch_concurrency: usize,
+    /// Output prefix inside the output store.
+    pub output_prefix: String,
+}
+
+/// An object left out of its batch, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    pub object: ObjectRef,
+    pub reason: String,
+}
+
+/// What a batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchReport {
+    pub batch_id: Option<BatchId>,
+    pub window: Option<Window>,
+    /// Key of the Parquet file written, if the batch had any record.
+    pub output_key: Option<String>,
+    pub objects: u64,
+    pub records_in: u64,
+    pub rows_out: u64,
+    pub bytes_in: u64,
+    pub decoded_bytes: u64,
+    pub bytes_out: u64,
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// Fetches, parses, merges and writes one batch.
+pub async fn run_batch(
+    input: Arc<dyn ObjectStore>,
+    output: Arc<dyn ObjectStore>,
+    batch: &Batch,
+    opts: &ExecOptions,
+) -> Result<BatchReport> {
+    let fetched: Vec<(ObjectRef, std::result::Result<Bytes, String>)> =
+        futures::stream::iter(batch.objects.iter().cloned())
+            .map(|o| {
+                let input = Arc::clone(&input);
+                async move {
+                    let got = fetch(&*input, &o.key).await.map_err(|e| e.to_string());
+                    (o, got)
+                }
+            })
+            .buffered(opts.fetch_concurrency.max(1))
+            .collect()
+            .await;
+
+    let parse = opts.parse.clone();
+    let (merged, mut report) =
+        tokio::task::spawn_blocking(move || merge_fetched(fetched, &parse)).await??;
+    report.batch_id = Some(batch.id.clone());
+    report.window = Some(batch.window);
+    report.objects = batch.objects.len() as u64;
+
+    if let Some(mut df) = merged.filter(|df| df.height() > 0) {
+        report.rows_out = df.height() as u64;
+        let body = tokio::task::spawn_blocking(move || write_parquet(&mut df)).await??;
+        report.bytes_out = body.len() as u64;
+        let key = output_key(&opts.output_prefix, batch);
+        // A single PUT (or a local write-then-rename): the file is visible whole or not at all.
+        output
+            .put(&Path::from(key.as_str()), PutPayload::from(body))
+            .await?;
+        report.output_key = Some(key);
+    }
+    Ok(report)
+}
+
+async fn fetch(store: &dyn ObjectStore, key: &str) -> object_store::Result<Bytes> {
+    store.get(&Path::from(key)).await?.bytes().await
+}
+
+/// Parses fetched objects in parallel chunks, quarantining the bad ones, and merges everything.
+fn merge_fetched(
+    fetched: Vec<(ObjectRef, std::result::Result<Bytes, String>)>,
+    parse: &ParseOptions,
+) -> Result<(Option<DataFrame>, BatchReport)> {
+    let partials: Vec<(Option<DataFrame>, BatchReport)> = fetched
+        .par_chunks(CHUNK)
+        .map(|chunk| {
+            let mut report = BatchReport::default();
+            let mut frames = Vec::new();
+            for (object, body) in chunk {
+                report.bytes_in += object.size;
+                let parsed = body
+                    .as_ref()
+                    .map_err(|e| format!("{}: fetch failed: {e}", object.key))
+                    .and_then(|b| parse_object(&object.key, b, parse).map_err(|e| e.to_string()));
+                match parsed {
+                    Ok(p) => {
+                        report.records_in += p.records;
+                        report.decoded_bytes += p.decoded_bytes;
+                        frames.extend(p.frames);
+                    }
+                    Err(reason) => {
+                        tracing::warn!(key = %object.key, %reason, "object quarantined");
+                        report.quarantined.push(Quarantined {
+                            object: object.clone(),
+                            reason,
+                        });
+                    }
+                }
+            }
+            let merged = match frames.is_empty() {
+                true => None,
+                false => Some(merge_frames(frames, Finish::Partial)?),
+            };
+            Ok::<_, Error>((merged, report))
+        })
+        .collect::<Result<_>>()?;
+
+    let mut report = BatchReport::default();
+    let mut frames = Vec::new();
+    for (df, r) in partials {
+        report.bytes_in += r.bytes_in;
+        report.records_in += r.records_in;
+        report.decoded_bytes += r.decoded_bytes;
+        report.quarantined.extend(r.quarantined);
+        frames.extend(df);
+    }
+    let merged = match frames.is_empty() {
+        true => None,
+        false => Some(merge_frames(frames, Finish::Final)?),
+    };
+    Ok((merged, report))
+}
+
+/// zstd Parquet with full statistics.
+pub fn write_parquet(df: &mut DataFrame) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    ParquetWriter::new(&mut body)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::full())
+        .finish(df)?;
+    Ok(body)
+}
+
+/// Lists every object under `prefix` (recursively), skipping `_`/`.`-prefixed folders and files
+/// such as our own `_flowmerge/` work area.
+pub async fn list_objects(store: &dyn ObjectStore, prefix: Option<&str>) -> Result<Vec<ObjectRef>> {
+    let prefix = prefix.filter(|p| !p.is_empty()).map(Path::from);
+    let metas: Vec<_> = store.list(prefix.as_ref()).try_collect().await?;
+    let mut objects: Vec<ObjectRef> = metas
+        .into_iter()
+        .filter(|m| {
+            !m.location
+                .parts()
+                .any(|p| p.as_ref().starts_with('_') || p.as_ref().starts_with('.'))
+        })
+        .map(|m| ObjectRef {
+            key: m.location.to_string(),
+            size: m.size,
+            etag: m.e_tag,
+            last_modified: m.last_modified.timestamp(),
+        })
+        .collect();
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(objects)
+}
+
+pub fn invalid(what: &'static str, reason: impl Into<String>) -> Error {
+    Error::Invalid {
+        what,
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,3 @@
+//! Sources of records: one module per log format.
+
+pub mod vpcflow;

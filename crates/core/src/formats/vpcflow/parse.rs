@@ -1,0 +1,400 @@
+//! Parsing of VPC flow log objects into typed polars frames. Header-driven: the first line names
+//! the fields, in any order and any subset; a header-less file is read in the default v2 order or
+//! in the field list the user gives. Liberal where AWS's own files are (runs of spaces, blank
+//! lines, repeated headers), strict where data would be lost (a short line fails the object).
+
+use std::io::Read;
+
+use flate2::read::MultiGzDecoder;
+use polars::prelude::*;
+
+use super::fields::{self, DEFAULT_V2, FieldType};
+use crate::error::ParseError;
+
+/// What the parser needs besides the bytes.
+#[derive(Clone, Debug, Default)]
+pub struct ParseOptions {
+    /// Field list (AWS names) for objects without a header line. Without it a header-less object
+    /// is read as the default v2 format when it has 14 fields and rejected otherwise.
+    pub headerless_format: Option<Vec<String>>,
+}
+
+impl ParseOptions {
+    /// Options from a user's `--format` text: AWS field names separated by spaces or commas,
+    /// `${…}` wrappers allowed as in the console's format string.
+    pub fn with_format(text: Option<&str>) -> Result<Self, String> {
+        let Some(text) = text else {
+            return Ok(Self::default());
+        };
+        let names: Vec<String> = text
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|t| !t.is_empty())
+            .map(|t| t.trim_start_matches("${").trim_end_matches('}').to_owned())
+            .collect();
+        if names.is_empty() {
+            return Err("format: empty field list".into());
+        }
+        if let Some(bad) = names
+            .iter()
+            .find(|n| !fields::is_field_name_shaped(n.as_bytes()))
+        {
+            return Err(format!("format: {bad:?} is not a field name"));
+        }
+        Ok(Self {
+            headerless_format: Some(names),
+        })
+    }
+}
+
+/// The records of one object: one frame per header segment (a repeated, different header starts
+/// a new segment), each with the columns its header names.
+#[derive(Debug)]
+pub struct ParsedObject {
+    pub frames: Vec<DataFrame>,
+    pub records: u64,
+    /// Bytes after decompression.
+    pub decoded_bytes: u64,
+}
+
+/// Decompresses gzip (detected by its magic bytes, several members allowed) or passes plain text.
+pub fn decode(source: &str, raw: &[u8]) -> Result<Vec<u8>, ParseError> {
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(raw.len().saturating_mul(6));
+        MultiGzDecoder::new(raw)
+            .read_to_end(&mut out)
+            .map_err(|e| ParseError::whole(source, format!("gzip: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(raw.to_vec())
+    }
+}
+
+/// Parses one raw object (gzip or plain) named `source` (used in error messages).
+pub fn parse_object(
+    source: &str,
+    raw: &[u8],
+    opts: &ParseOptions,
+) -> Result<ParsedObject, ParseError> {
+    let text = decode(source, raw)?;
+    parse_text(source, &text, opts)
+}
+
+/// Parses decompressed flow log text.
+pub fn parse_text(
+    source: &str,
+    text: &[u8],
+    opts: &ParseOptions,
+) -> Result<ParsedObject, ParseError> {
+    if let Err(e) = std::str::from_utf8(text) {
+        let line = 1 + memchr::memchr_iter(b'\n', &text[..e.valid_up_to()]).count();
+        return Err(ParseError::at(
+            source,
+            line,
+            "not UTF-8 text (is this a flow log object?)",
+        ));
+    }
+    let estimated_rows = memchr::memchr_iter(b'\n', text).count() + 1;
+    let mut frames = Vec::new();
+    let mut segment: Option<Segment> = None;
+    let mut records = 0u64;
+    let mut tokens: Vec<&[u8]> = Vec::with_capacity(64);
+
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        let line_no = i + 1;
+        tokens.clear();
+        tokens.extend(
+            line.split(|b| *b == b' ' || *b == b'\t' || *b == b'\r')
+                .filter(|t| !t.is_empty()),
+        );
+        if tokens.is_empty() {
+            continue;
+        }
+        if is_header(&tokens) {
+            if segment.as_ref().is_some_and(|s| s.matches_header(&tokens)) {
+                continue; // a repeated header, as in concatenated deliveries
+            }
+            if let Some(done) = segment.take() {
+                frames.push(done.finish(source)?);
+            }
+            let names: Vec<&str> = tokens.iter().map(|t| as_str(t)).collect();
+            segment = Some(Segment::new(source, line_no, &names, estimated_rows)?);
+            continue;
+        }
+        let seg = match &mut segment {
+            Some(s) => s,
+            None => {
+                let names: Vec<&str> = match &opts.headerless_format {
+                    Some(f) => f.iter().map(String::as_str).collect(),
+                    None if tokens.len() == DEFAULT_V2.len() => DEFAULT_V2.to_vec(),
+                    None => {
+                        return Err(ParseError::at(
+                            source,
+                            line_no,
+                            format!(
+                                "no header line and {} fields; only the default v2 format ({} fields) \
+                                 is read without a header: give the field list with --format",
+                                tokens.len(),
+                                DEFAULT_V2.len()
+                            ),
+                        ));
+                    }
+                };
+                segment.insert(Segment::new(source, line_no, &names, estimated_rows)?)
+            }
+        };
+        seg.push(source, line_no, &tokens)?;
+        records += 1;
+    }
+    if let Some(done) = segment.take() {
+        frames.push(done.finish(source)?);
+    }
+    Ok(ParsedObject {
+        frames,
+        records,
+        decoded_bytes: text.len() as u64,
+    })
+}
+
+fn as_str(token: &[u8]) -> &str {
+    // The whole text was checked to be UTF-8 and tokens split on ASCII bytes.
+    std::str::from_utf8(token).unwrap_or_default()
+}
+
+/// A header names fields: every token is shaped like a field name and at least one is a
+/// documented field (data tokens such as `i-0abc` are name-shaped, but never documented names).
+fn is_header(tokens: &[&[u8]]) -> bool {
+    tokens.iter().all(|t| fields::is_field_name_shaped(t))
+        && tokens
+            .iter()
+            .any(|t| fields::field_by_name(as_str(t)).is_some())
+}
+
+enum ColumnBuilder {
+    I32(PrimitiveChunkedBuilder<Int32Type>),
+    I64(PrimitiveChunkedBuilder<Int64Type>),
+    Str(StringChunkedBuilder),
+}
+
+/// Rows under one header.
+struct Segment {
+    names: Vec<String>,
+    columns: Vec<ColumnBuilder>,
+    rows: usize,
+}
+
+impl Segment {
+    fn new(source: &str, line: usize, names: &[&str], capacity: usize) -> Result<Self, ParseError> {
+        let mut columns = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(ParseError::at(
+                    source,
+                    line,
+                    format!("field {name:?} named twice"),
+                ));
+            }
+            let column: PlSmallStr = fields::column_name(name).into();
+            let ty = fields::field_by_name(name).map_or(FieldType::String, |f| f.ty);
+            columns.push(match ty {
+                FieldType::Int32 => {
+                    ColumnBuilder::I32(PrimitiveChunkedBuilder::new(column, capacity))
+                }
+                FieldType::Int64 => {
+                    ColumnBuilder::I64(PrimitiveChunkedBuilder::new(column, capacity))
+                }
+                FieldType::String => {
+                    ColumnBuilder::Str(StringChunkedBuilder::new(column, capacity))
+                }
+            });
+        }
+        Ok(Self {
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            columns,
+            rows: 0,
+        })
+    }
+
+    fn matches_header(&self, tokens: &[&[u8]]) -> bool {
+        self.names.len() == tokens.len()
+            && self
+                .names
+                .iter()
+                .zip(tokens)
+                .all(|(n, t)| n.as_bytes() == *t)
+    }
+
+    fn push(&mut self, source: &str, line: usize, tokens: &[&[u8]]) -> Result<(), ParseError> {
+        if tokens.len() != self.columns.len() {
+            return Err(ParseError::at(
+                source,
+                line,
+                format!(
+                    "{} fields, the header names {}",
+                    tokens.len(),
+                    self.columns.len()
+                ),
+            ));
+        }
+        for ((builder, token), name) in self.columns.iter_mut().zip(tokens).zip(&self.names) {
+            let token: &[u8] = token;
+            let null = token == b"-";
+            match builder {
+                ColumnBuilder::I32(b) => match null {
+                    true => b.append_null(),
+                    false => {
+                        let v = parse_int(token)
+                            .and_then(|v| i32::try_from(v).ok())
+                            .ok_or_else(|| {
+                                bad_number(source, line, name, token, "a 32-bit integer")
+                            })?;
+                        b.append_value(v)
+                    }
+                },
+                ColumnBuilder::I64(b) => match null {
+                    true => b.append_null(),
+                    false => {
+                        let v = parse_int(token)
+                            .ok_or_else(|| bad_number(source, line, name, token, "an integer"))?;
+                        b.append_value(v)
+                    }
+                },
+                ColumnBuilder::Str(b) => match null {
+                    true => b.append_null(),
+                    false => b.append_value(as_str(token)),
+                },
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(self, source: &str) -> Result<DataFrame, ParseError> {
+        let columns: Vec<Column> = self
+            .columns
+            .into_iter()
+            .map(|b| match b {
+                ColumnBuilder::I32(b) => b.finish().into_column(),
+                ColumnBuilder::I64(b) => b.finish().into_column(),
+                ColumnBuilder::Str(b) => b.finish().into_column(),
+            })
+            .collect();
+        DataFrame::new(self.rows, columns).map_err(|e| ParseError::whole(source, e.to_string()))
+    }
+}
+
+fn bad_number(source: &str, line: usize, name: &str, token: &[u8], what: &str) -> ParseError {
+    ParseError::at(
+        source,
+        line,
+        format!(
+            "field {name}: {:?} is not {what}",
+            String::from_utf8_lossy(token)
+        ),
+    )
+}
+
+/// Decimal integer with optional sign; `None` on anything else or on overflow.
+fn parse_int(token: &[u8]) -> Option<i64> {
+    let (neg, digits) = match token.split_first()? {
+        (b'-', rest) => (true, rest),
+        (b'+', rest) => (false, rest),
+        _ => (false, token),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
+    }
+    Some(if neg { -v } else { v })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn parse(text: &str) -> Result<ParsedObject, ParseError> {
+        parse_text("t.log", text.as_bytes(), &ParseOptions::default())
+    }
+
+    #[test]
+    fn ints() {
+        assert_eq!(parse_int(b"42"), Some(42));
+        assert_eq!(parse_int(b"-7"), Some(-7));
+        assert_eq!(parse_int(b"4x"), None);
+        assert_eq!(parse_int(b"99999999999999999999"), None);
+        assert_eq!(parse_int(b""), None);
+    }
+
+    #[test]
+    fn short_line_names_file_and_line() {
+        let e = parse(
+            "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n\
+             2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 100 160 ACCEPT OK\n\
+             2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 100 160 ACCEPT\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert_eq!(e.to_string(), "t.log:3: 13 fields, the header names 14");
+    }
+
+    #[test]
+    fn bad_numbers_are_errors() {
+        let e = parse("2 1 eni-1 a b 1 2 6 lots 40 100 160 ACCEPT OK\n").unwrap_err();
+        assert!(e.to_string().contains("field packets"), "{e}");
+        let e = parse("2 1 eni-1 a b 99999999999 2 6 1 40 100 160 ACCEPT OK\n").unwrap_err();
+        assert!(e.to_string().contains("32-bit"), "{e}");
+    }
+
+    #[test]
+    fn headerless_needs_default_width_or_format() {
+        let line = "3 eni-3 123 vpc-a subnet-b i-1 10.0.0.1 10.0.0.2 1 80 6 3 IPv4 10.0.0.1 10.0.0.2 ACCEPT OK\n";
+        let e = parse(line).unwrap_err();
+        assert!(e.to_string().contains("--format"), "{e}");
+        let opts = ParseOptions::with_format(Some(
+            "${version} ${interface-id} ${account-id} ${vpc-id} ${subnet-id} ${instance-id} ${srcaddr} ${dstaddr} \
+             ${srcport} ${dstport} ${protocol} ${tcp-flags} ${type} ${pkt-srcaddr} ${pkt-dstaddr} ${action} ${log-status}",
+        ))
+        .unwrap();
+        let p = parse_text("t", line.as_bytes(), &opts).unwrap();
+        assert_eq!(p.records, 1);
+        assert!(ParseOptions::with_format(Some("version ACCOUNT")).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_strings_and_duplicates_rejected() {
+        let p = parse("version future-field srcport\n2 abc 443\n").unwrap();
+        let df = &p.frames[0];
+        assert_eq!(
+            df.column("future_field").unwrap().dtype(),
+            &DataType::String
+        );
+        assert_eq!(df.column("srcport").unwrap().dtype(), &DataType::Int32);
+        assert!(parse("version srcport srcport\n2 1 1\n").is_err());
+    }
+
+    #[test]
+    fn gzip_is_detected_and_garbage_rejected() {
+        use flate2::{Compression, write::GzEncoder};
+        use std::io::Write;
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(b"2 1 eni-1 a b 1 2 6 1 40 100 160 ACCEPT OK\n")
+            .unwrap();
+        let gz = enc.finish().unwrap();
+        let p = parse_object("x.gz", &gz, &ParseOptions::default()).unwrap();
+        assert_eq!(p.records, 1);
+        let e = parse_object("x.gz", &gz[..gz.len() / 2], &ParseOptions::default()).unwrap_err();
+        assert!(e.to_string().starts_with("x.gz: gzip"), "{e}");
+        let e = parse_object(
+            "y.log.gz",
+            &[0xff, 0xfe, 0x00, 0x80],
+            &ParseOptions::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
+    }
+}

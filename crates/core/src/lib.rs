@@ -1,0 +1,16 @@
+//! flowmerge core: log formats, windows, batches, the merge plan and the output layout — the
+//! logic shared by `flowmerge compact` and the AWS services. No cloud SDK here.
+
+pub mod batch;
+pub mod error;
+pub mod exec;
+pub mod formats;
+pub mod layout;
+pub mod merge;
+pub mod ports;
+pub mod window;
+
+pub use batch::{Batch, BatchId, BatchLimits, ObjectRef, SourceKind, plan_batches};
+pub use error::{Error, ParseError, Result};
+pub use exec::{BatchReport, ExecOptions, Quarantined, list_objects, run_batch};
+pub use window::{Window, window_of};

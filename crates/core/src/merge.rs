@@ -1,0 +1,128 @@
+//! The merge plan: union of per-format frames (schema superset) → group by the merge key →
+//! sum / min / max / bit-or / count → canonical column order and sort. Aggregation is associative,
+//! so partial merges of chunks can be merged again: that is what bounds memory on large batches.
+
+use polars::prelude::*;
+
+use crate::formats::vpcflow::fields::{self, MERGED_RECORDS, Role};
+
+/// Columns the output is sorted by first, so Parquet row-group statistics prune well.
+const SORT_PREFIX: &[&str] = &["account_id", "interface_id", "srcaddr", "dstaddr"];
+
+/// Whether the merged frame gets its final column order and sort (only the last merge needs it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    Partial,
+    Final,
+}
+
+/// Merges frames of raw records (no `merged_records` column: each row counts 1) and/or of earlier
+/// merges (with `merged_records`) into one frame with one row per merge key.
+pub fn merge_frames(frames: Vec<DataFrame>, finish: Finish) -> PolarsResult<DataFrame> {
+    merge_plan(frames, finish)?.collect()
+}
+
+/// The lazy plan of [`merge_frames`].
+pub fn merge_plan(frames: Vec<DataFrame>, finish: Finish) -> PolarsResult<LazyFrame> {
+    let mut columns: Vec<(PlSmallStr, DataType)> = Vec::new();
+    for df in &frames {
+        for (name, dtype) in df.schema().iter() {
+            if !columns.iter().any(|(n, _)| n == name) {
+                columns.push((name.clone(), dtype.clone()));
+            }
+        }
+    }
+    if !columns.iter().any(|(n, _)| n == MERGED_RECORDS) {
+        columns.push((MERGED_RECORDS.into(), DataType::Int64));
+    }
+    columns
+        .sort_by(|a, b| fields::column_rank(a.0.as_str()).cmp(&fields::column_rank(b.0.as_str())));
+
+    let inputs: Vec<LazyFrame> = frames
+        .into_iter()
+        .map(|df| {
+            let counted = df.get_column_index(MERGED_RECORDS).is_some();
+            let lf = df.lazy();
+            if counted {
+                lf
+            } else {
+                lf.with_column(lit(1i64).alias(MERGED_RECORDS))
+            }
+        })
+        .collect();
+    let union = match inputs.len() {
+        0 => {
+            let schema: Schema = columns
+                .iter()
+                .cloned()
+                .map(|(n, d)| Field::new(n, d))
+                .collect();
+            DataFrame::empty_with_schema(&schema).lazy()
+        }
+        1 => inputs.into_iter().next().unwrap_or_default(),
+        _ => concat_lf_diagonal(inputs, UnionArgs::default())?,
+    };
+
+    let keys: Vec<Expr> = columns
+        .iter()
+        .filter(|(n, _)| fields::role_of_column(n) == Role::Key)
+        .map(|(n, _)| col(n.clone()))
+        .collect();
+    let aggs: Vec<Expr> = columns
+        .iter()
+        .filter_map(|(n, dtype)| aggregate(n, dtype))
+        .collect();
+    let order: Vec<Expr> = columns.iter().map(|(n, _)| col(n.clone())).collect();
+
+    let merged = if keys.is_empty() {
+        union.select(aggs)
+    } else {
+        union.group_by(keys).agg(aggs)
+    };
+    Ok(match finish {
+        Finish::Partial => merged,
+        Finish::Final => {
+            let mut by: Vec<PlSmallStr> = SORT_PREFIX
+                .iter()
+                .filter(|c| columns.iter().any(|(n, _)| n == *c))
+                .map(|c| PlSmallStr::from(*c))
+                .collect();
+            for (n, _) in &columns {
+                if fields::role_of_column(n) == Role::Key && !by.contains(n) {
+                    by.push(n.clone());
+                }
+            }
+            let merged = merged.select(order);
+            if by.is_empty() {
+                merged
+            } else {
+                let n = by.len();
+                merged.sort(
+                    by,
+                    SortMultipleOptions::default()
+                        .with_nulls_last(true)
+                        .with_order_descending_multi(vec![false; n]),
+                )
+            }
+        }
+    })
+}
+
+/// The aggregate of a metric column; `None` for key columns. A group whose values are all null
+/// stays null (polars' `sum` would give 0).
+fn aggregate(name: &PlSmallStr, dtype: &DataType) -> Option<Expr> {
+    let c = || col(name.clone());
+    let guarded = |e: Expr| {
+        when(c().count().gt(lit(0u32)))
+            .then(e)
+            .otherwise(lit(Null {}).cast(dtype.clone()))
+            .alias(name.clone())
+    };
+    match fields::role_of_column(name) {
+        Role::Key => None,
+        Role::Sum => Some(guarded(c().sum())),
+        Role::BitOr => Some(guarded(c().bitwise_or())),
+        Role::Min => Some(c().min().alias(name.clone())),
+        Role::Max => Some(c().max().alias(name.clone())),
+    }
+}

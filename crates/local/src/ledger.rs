@@ -1,0 +1,307 @@
+//! SQLite ledger: one row per raw object (which batch claimed it), one per batch (state, output,
+//! counts), one per quarantined object. Transactions make claim and commit atomic; a batch that
+//! was claimed but never committed is found by `pending` and run again under the same id.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use flowmerge_core::batch::{Batch, BatchId, ObjectRef, SourceKind};
+use flowmerge_core::exec::BatchReport;
+use flowmerge_core::ports::{BatchState, Ledger, LedgerError};
+use flowmerge_core::window::Window;
+use rusqlite::{Connection, OptionalExtension, params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("ledger {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("ledger task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("ledger {0}: lock poisoned")]
+    Poisoned(String),
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS objects (
+    key           TEXT NOT NULL,
+    etag          TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    last_modified INTEGER NOT NULL,
+    batch_id      TEXT NOT NULL,
+    PRIMARY KEY (key, etag)
+);
+CREATE INDEX IF NOT EXISTS objects_by_batch ON objects (batch_id);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id      TEXT PRIMARY KEY,
+    window_start  INTEGER NOT NULL,
+    window_size   INTEGER NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('claimed', 'committed')),
+    output_key    TEXT,
+    records_in    INTEGER,
+    rows_out      INTEGER,
+    bytes_in      INTEGER,
+    bytes_out     INTEGER,
+    claimed_at    INTEGER NOT NULL,
+    committed_at  INTEGER
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    key       TEXT NOT NULL,
+    etag      TEXT NOT NULL,
+    batch_id  TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    at        INTEGER NOT NULL,
+    PRIMARY KEY (key, etag)
+);
+";
+
+/// The ledger of `flowmerge compact`, in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteLedger {
+    path: String,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteLedger {
+    /// Opens (creating if needed) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let name = path.display().to_string();
+        let wrap = |source| Error::Sqlite {
+            path: name.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        Ok(Self {
+            path: name,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection off the async threads.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Error> {
+        let conn = Arc::clone(&self.conn);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| Error::Poisoned(path.clone()))?;
+            f(&mut guard).map_err(|source| Error::Sqlite { path, source })
+        })
+        .await?
+    }
+
+    /// Quarantined objects with their reasons, in key order.
+    pub async fn quarantined(&self) -> Result<Vec<(String, String)>, Error> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT key, reason FROM quarantine ORDER BY key")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+fn etag_of(o: &ObjectRef) -> &str {
+    o.etag.as_deref().unwrap_or("")
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[async_trait]
+impl Ledger for SqliteLedger {
+    async fn unclaimed(&self, candidates: Vec<ObjectRef>) -> Result<Vec<ObjectRef>, LedgerError> {
+        Ok(self
+            .with(move |c| {
+                let mut st =
+                    c.prepare_cached("SELECT 1 FROM objects WHERE key = ?1 AND etag = ?2")?;
+                let mut out = Vec::new();
+                for o in candidates {
+                    if !st.exists(params![o.key, etag_of(&o)])? {
+                        out.push(o);
+                    }
+                }
+                Ok(out)
+            })
+            .await?)
+    }
+
+    async fn claim(&self, batch: &Batch) -> Result<Batch, LedgerError> {
+        let batch = batch.clone();
+        Ok(self
+            .with(move |c| {
+                let tx = c.transaction()?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO batches (batch_id, window_start, window_size, state, claimed_at)
+                     VALUES (?1, ?2, ?3, 'claimed', ?4)",
+                    params![batch.id.0, batch.window.start, batch.window.size, now()],
+                )?;
+                let mut owned = Vec::with_capacity(batch.objects.len());
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT OR IGNORE INTO objects (key, etag, size, last_modified, batch_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?;
+                    let mut owner =
+                        tx.prepare_cached("SELECT batch_id FROM objects WHERE key = ?1 AND etag = ?2")?;
+                    for o in &batch.objects {
+                        insert.execute(params![
+                            o.key,
+                            etag_of(o),
+                            o.size as i64,
+                            o.last_modified,
+                            batch.id.0
+                        ])?;
+                        let by: String =
+                            owner.query_row(params![o.key, etag_of(o)], |r| r.get(0))?;
+                        if by == batch.id.0 {
+                            owned.push(o.clone());
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok(Batch {
+                    objects: owned,
+                    ..batch
+                })
+            })
+            .await?)
+    }
+
+    async fn pending(&self) -> Result<Vec<Batch>, LedgerError> {
+        Ok(self
+            .with(|c| {
+                let mut st = c.prepare(
+                    "SELECT batch_id, window_start, window_size FROM batches
+                     WHERE state = 'claimed' ORDER BY window_start, batch_id",
+                )?;
+                let heads: Vec<(String, i64, i64)> = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut objs = c.prepare(
+                    "SELECT key, etag, size, last_modified FROM objects WHERE batch_id = ?1 ORDER BY key",
+                )?;
+                let mut out = Vec::new();
+                for (id, start, size) in heads {
+                    let objects = objs
+                        .query_map([&id], |r| {
+                            let etag: String = r.get(1)?;
+                            Ok(ObjectRef {
+                                key: r.get(0)?,
+                                etag: (!etag.is_empty()).then_some(etag),
+                                size: r.get::<_, i64>(2)? as u64,
+                                last_modified: r.get(3)?,
+                            })
+                        })?
+                        .collect::<rusqlite::Result<_>>()?;
+                    out.push(Batch {
+                        id: BatchId(id),
+                        source: SourceKind::Vpcflow,
+                        window: Window { start, size },
+                        objects,
+                    });
+                }
+                Ok(out)
+            })
+            .await?)
+    }
+
+    async fn commit(&self, report: &BatchReport) -> Result<(), LedgerError> {
+        let report = report.clone();
+        let Some(id) = report.batch_id.clone() else {
+            return Err("commit of a report without a batch id".into());
+        };
+        Ok(self
+            .with(move |c| {
+                let tx = c.transaction()?;
+                tx.execute(
+                    "UPDATE batches SET state = 'committed', output_key = ?2, records_in = ?3,
+                       rows_out = ?4, bytes_in = ?5, bytes_out = ?6, committed_at = ?7
+                     WHERE batch_id = ?1",
+                    params![
+                        id.0,
+                        report.output_key,
+                        report.records_in as i64,
+                        report.rows_out as i64,
+                        report.bytes_in as i64,
+                        report.bytes_out as i64,
+                        now()
+                    ],
+                )?;
+                for q in &report.quarantined {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO quarantine (key, etag, batch_id, reason, at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![q.object.key, etag_of(&q.object), id.0, q.reason, now()],
+                    )?;
+                }
+                tx.commit()
+            })
+            .await?)
+    }
+
+    async fn state(&self, batch: &BatchId) -> Result<Option<BatchState>, LedgerError> {
+        let id = batch.0.clone();
+        Ok(self
+            .with(move |c| {
+                c.query_row("SELECT state FROM batches WHERE batch_id = ?1", [id], |r| {
+                    r.get::<_, String>(0)
+                })
+                .optional()
+            })
+            .await?
+            .map(|s| match s.as_str() {
+                "committed" => BatchState::Committed,
+                _ => BatchState::Claimed,
+            }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(key: &str) -> ObjectRef {
+        ObjectRef {
+            key: key.into(),
+            size: 10,
+            etag: Some(format!("e-{key}")),
+            last_modified: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn claim_is_conditional_and_commit_clears_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap();
+        let w = Window::containing(0, 300);
+        let a = Batch::new(w, vec![obj("a"), obj("b")]);
+        let b = Batch::new(w, vec![obj("b"), obj("c")]);
+        assert_eq!(l.claim(&a).await.unwrap().objects.len(), 2);
+        assert_eq!(l.claim(&a).await.unwrap().objects.len(), 2, "idempotent");
+        let got = l.claim(&b).await.unwrap();
+        assert_eq!(got.objects, vec![obj("c")], "b stays with batch a");
+        let unclaimed = l.unclaimed(vec![obj("a"), obj("d")]).await.unwrap();
+        assert_eq!(unclaimed, vec![obj("d")]);
+        assert_eq!(l.pending().await.unwrap().len(), 2);
+        assert_eq!(l.state(&a.id).await.unwrap(), Some(BatchState::Claimed));
+        let report = BatchReport {
+            batch_id: Some(a.id.clone()),
+            ..Default::default()
+        };
+        l.commit(&report).await.unwrap();
+        assert_eq!(l.state(&a.id).await.unwrap(), Some(BatchState::Committed));
+        let pending = l.pending().await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, b.id);
+        assert_eq!(pending[0].objects, vec![obj("c")]);
+    }
+}
