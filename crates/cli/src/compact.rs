@@ -10,6 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use flowmerge_core::batch::{Batch, BatchLimits, plan_batches};
 use flowmerge_core::exec::{BatchReport, ExecOptions, list_objects, run_batch};
+use flowmerge_core::fault;
 use flowmerge_core::formats::vpcflow::ParseOptions;
 use flowmerge_core::ports::Ledger;
 use flowmerge_core::window::window_size;
@@ -177,8 +178,10 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
                         let report =
                             run_batch(Arc::clone(&input), Arc::clone(&output), &batch, &exec)
                                 .await?;
+                        fault::point("after-write");
                         // Commit only after the Parquet exists (DESIGN §6.1).
                         ledger.commit(&report).await.map_err(|e| anyhow!(e))?;
+                        fault::point("after-commit");
                         Ok::<_, anyhow::Error>(report)
                     }
                     .await
@@ -203,6 +206,7 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
         }
         for batch in planned {
             let owned = ledger.claim(&batch).await.map_err(|e| anyhow!(e))?;
+            fault::point("after-claim");
             if !owned.objects.is_empty() {
                 queue
                     .send(owned)

@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod error;
 pub mod exec;
+pub mod fault;
 pub mod formats;
 pub mod layout;
 pub mod merge;

@@ -1,0 +1,16 @@
+//! Fault injection for crash tests: `FLOWMERGE_FAULT=<step>` makes the process exit abruptly at
+//! that step of the protocol, as a kill would, so tests can prove recovery without timing games.
+
+/// Exit code of an injected crash.
+pub const FAULT_EXIT_CODE: i32 = 86;
+
+/// Steps where a crash can be injected.
+pub const STEPS: &[&str] = &["after-claim", "after-write", "after-commit"];
+
+/// Exits the process if `FLOWMERGE_FAULT` names this step.
+pub fn point(step: &str) {
+    if std::env::var("FLOWMERGE_FAULT").is_ok_and(|v| v == step) {
+        eprintln!("flowmerge: injected fault at {step}: exiting");
+        std::process::exit(FAULT_EXIT_CODE);
+    }
+}

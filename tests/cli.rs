@@ -1,0 +1,596 @@
+//! End-to-end tests of the `flowmerge` command, run as a user runs it: generated raw objects in
+//! AWS's layout, bad objects mixed in, the output read back with polars and compared with an
+//! oracle that parses the raw text on its own (not with flowmerge's parser).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use polars::prelude::*;
+use serde_json::Value;
+
+fn flowmerge(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowmerge"))
+        .args(args)
+        .env_remove("FLOWMERGE_FAULT")
+        .output()
+        .expect("run flowmerge");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn generate(dir: &Path, extra: &[&str]) {
+    let d = dir.to_str().unwrap();
+    let mut args = vec!["gen", d];
+    args.extend_from_slice(extra);
+    let (code, out, err) = flowmerge(&args);
+    assert_eq!(code, 0, "gen failed: {out}{err}");
+}
+
+/// Runs compact with --json; returns exit code and the summary.
+fn compact(input: &Path, output: &Path, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec![
+        "compact",
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = flowmerge(&args);
+    let summary = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("summary is not JSON ({e}): {out}\nstderr: {err}"));
+    (code, summary)
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn parquet_files(out: &Path) -> Vec<PathBuf> {
+    files(&out.join("vpcflowlogs"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect()
+}
+
+const METRICS: &[&str] = &[
+    "packets",
+    "bytes",
+    "start",
+    "end",
+    "tcp_flags",
+    "packets_lost_no_route",
+    "packets_lost_blackhole",
+    "packets_lost_mtu_exceeded",
+    "packets_lost_ttl_expired",
+    "merged_records",
+];
+
+type Key = (String, Vec<(String, String)>);
+
+#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
+struct Totals {
+    packets: i128,
+    bytes: i128,
+    records: i64,
+}
+
+/// The 5-minute window stamp of an AWS object name, by string arithmetic.
+fn raw_window(name: &str) -> String {
+    let i = name.find("Z_").expect("timestamp in name") - 13;
+    let stamp = &name[i..i + 14];
+    let minute: u32 = stamp[11..13].parse().unwrap();
+    format!("{}{:02}Z", &stamp[..11], minute / 5 * 5)
+}
+
+/// Independent oracle: gunzip, split on spaces, key by every non-metric field.
+fn oracle(raw_files: &[PathBuf]) -> HashMap<Key, Totals> {
+    let mut m: HashMap<Key, Totals> = HashMap::new();
+    for f in raw_files {
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(f).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        let mut lines = text.lines();
+        let header: Vec<String> = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .map(|h| h.replace('-', "_"))
+            .collect();
+        let window = raw_window(f.file_name().unwrap().to_str().unwrap());
+        for line in lines {
+            let vals: Vec<&str> = line.split(' ').collect();
+            assert_eq!(vals.len(), header.len());
+            let mut key: Vec<(String, String)> = Vec::new();
+            let mut t = Totals {
+                records: 1,
+                ..Default::default()
+            };
+            for (h, v) in header.iter().zip(&vals) {
+                match h.as_str() {
+                    "packets" => t.packets = v.parse().unwrap_or(0),
+                    "bytes" => t.bytes = v.parse().unwrap_or(0),
+                    h if METRICS.contains(&h) => {}
+                    // A null ("-") key and an absent field are the same null column.
+                    _ if *v == "-" => {}
+                    h => key.push((h.to_string(), v.to_string())),
+                }
+            }
+            key.sort();
+            let e = m.entry((window.clone(), key)).or_default();
+            e.packets += t.packets;
+            e.bytes += t.bytes;
+            e.records += 1;
+        }
+    }
+    m
+}
+
+fn read_parquet(path: &Path) -> DataFrame {
+    ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap()
+}
+
+fn text_of(v: AnyValue) -> String {
+    match v {
+        AnyValue::Null => "-".into(),
+        AnyValue::String(s) => s.into(),
+        AnyValue::StringOwned(s) => s.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The same map from the output files; a key appearing twice in one window is a failure.
+fn observed(out: &Path) -> HashMap<Key, Totals> {
+    let mut m = HashMap::new();
+    for f in parquet_files(out) {
+        let window = f.file_name().unwrap().to_str().unwrap()[..14].to_string();
+        let df = read_parquet(&f);
+        let cols = df.columns();
+        for i in 0..df.height() {
+            let mut key = Vec::new();
+            let mut t = Totals::default();
+            for c in cols {
+                let name = c.name().as_str();
+                let v = c.get(i).unwrap();
+                match name {
+                    "packets" => t.packets = v.extract::<i64>().unwrap_or(0) as i128,
+                    "bytes" => t.bytes = v.extract::<i64>().unwrap_or(0) as i128,
+                    "merged_records" => t.records = v.extract::<i64>().unwrap(),
+                    n if METRICS.contains(&n) => {}
+                    n => {
+                        let v = text_of(v);
+                        if v != "-" {
+                            key.push((n.to_string(), v));
+                        }
+                    }
+                }
+            }
+            key.sort();
+            let k = (window.clone(), key);
+            if let Some(prev) = m.insert(k.clone(), t) {
+                // Two files of one window (an incremental run) may hold the same key: add.
+                let e = m.get_mut(&k).unwrap();
+                e.packets += prev.packets;
+                e.bytes += prev.bytes;
+                e.records += prev.records;
+            }
+        }
+    }
+    m
+}
+
+fn assert_conserved(raw: &[PathBuf], out: &Path) {
+    let expected = oracle(raw);
+    let got = observed(out);
+    assert_eq!(got.len(), expected.len(), "distinct (window, key) count");
+    for (k, t) in &expected {
+        assert_eq!(got.get(k), Some(t), "totals of {k:?}");
+    }
+}
+
+#[test]
+fn compact_conserves_generated_v2_and_v5_data_per_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    generate(
+        &raw,
+        &[
+            "--accounts",
+            "3",
+            "--minutes",
+            "12",
+            "--files-per-minute",
+            "2",
+            "--records-per-file",
+            "300",
+        ],
+    );
+    generate(
+        &raw,
+        &[
+            "--accounts",
+            "2",
+            "--minutes",
+            "7",
+            "--records-per-file",
+            "200",
+            "--format",
+            "v5",
+            "--seed",
+            "9",
+            "--region",
+            "eu-west-1",
+        ],
+    );
+    let out = tmp.path().join("out");
+    let (code, s) = compact(&raw, &out, &[]);
+    assert_eq!(code, 0, "{s}");
+    let raw_files = files(&raw);
+    assert_eq!(s["objects"], raw_files.len());
+    assert_conserved(&raw_files, &out);
+
+    // One row per (window, key): the merge really merged.
+    let rows: u64 = parquet_files(&out)
+        .iter()
+        .map(|f| read_parquet(f).height() as u64)
+        .sum();
+    assert_eq!(s["rows_out"], rows);
+    assert!(
+        rows < s["records_in"].as_u64().unwrap() / 2,
+        "long-lived flows merge"
+    );
+    // Windows 00:00, 00:05, 00:10 → three partitions' files per window, one file per window.
+    let names: Vec<String> = parquet_files(&out)
+        .iter()
+        .map(|p| p.strip_prefix(&out).unwrap().display().to_string())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names[0].starts_with("vpcflowlogs/year=2026/month=11/day=01/hour=00/20261101T0000Z-"));
+}
+
+#[test]
+fn bad_objects_are_quarantined_and_everything_else_lands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    generate(
+        &raw,
+        &[
+            "--accounts",
+            "2",
+            "--minutes",
+            "4",
+            "--records-per-file",
+            "100",
+        ],
+    );
+    let good = files(&raw);
+    let dir = good[0].parent().unwrap().to_path_buf();
+    let name = |tag: &str| {
+        dir.join(format!(
+            "123456789012_vpcflowlogs_us-east-1_fl-bad_20261101T0001Z_{tag}.log.gz"
+        ))
+    };
+    // Random bytes under a flow-log name.
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(name("random"), noise).unwrap();
+    // A truncated gzip.
+    let whole = std::fs::read(&good[0]).unwrap();
+    std::fs::write(name("truncated"), &whole[..whole.len() / 2]).unwrap();
+    // A short line in the middle of an otherwise good object.
+    let short = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n\
+                 2 123456789012 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 100 160 ACCEPT OK\n\
+                 2 123456789012 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 100 160 ACCEPT\n";
+    std::fs::write(name("short").with_extension(""), short).unwrap();
+
+    let out = tmp.path().join("out");
+    let (code, s) = compact(&raw, &out, &[]);
+    assert_eq!(code, 3, "quarantine exit code: {s}");
+    assert_eq!(s["objects_quarantined"], 3);
+    let reasons: Vec<String> = s["quarantined"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("_truncated.log.gz: gzip")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("_random.log.gz")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("_short.log:3: 13 fields, the header names 14")),
+        "{reasons:?}"
+    );
+    assert_conserved(&good, &out);
+
+    // The human summary names them too, and a re-run does not retry them.
+    let (code, text, _) = flowmerge(&["compact", raw.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("objects       0"), "{text}");
+}
+
+#[test]
+fn incremental_rerun_adds_only_new_objects_as_a_new_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    generate(
+        &raw,
+        &[
+            "--accounts",
+            "2",
+            "--minutes",
+            "3",
+            "--records-per-file",
+            "100",
+        ],
+    );
+    let out = tmp.path().join("out");
+    let (code, first) = compact(&raw, &out, &[]);
+    assert_eq!(code, 0);
+    let before = parquet_files(&out);
+    assert_eq!(before.len(), 1);
+    let first_bytes = std::fs::read(&before[0]).unwrap();
+
+    // New objects for the same window (another seed gives other names), and a later window.
+    generate(
+        &raw,
+        &[
+            "--accounts",
+            "1",
+            "--minutes",
+            "1",
+            "--records-per-file",
+            "50",
+            "--seed",
+            "2",
+            "--start",
+            "2026-11-01T00:02:00Z",
+        ],
+    );
+    generate(
+        &raw,
+        &[
+            "--accounts",
+            "1",
+            "--minutes",
+            "1",
+            "--records-per-file",
+            "50",
+            "--seed",
+            "3",
+            "--start",
+            "2026-11-01T00:07:00Z",
+        ],
+    );
+    let (code, second) = compact(&raw, &out, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(second["objects"], 6, "only the new objects: {second}");
+    assert_eq!(second["records_in"], 300);
+    let after = parquet_files(&out);
+    assert_eq!(after.len(), 3, "{after:?}");
+    let window0: Vec<_> = after
+        .iter()
+        .filter(|p| p.to_str().unwrap().contains("20261101T0000Z-"))
+        .collect();
+    assert_eq!(window0.len(), 2, "a second file in the merged window");
+    assert_eq!(
+        std::fs::read(&before[0]).unwrap(),
+        first_bytes,
+        "first file untouched"
+    );
+    assert_eq!(first["records_in"], 2 * 3 * 3 * 100);
+    assert_conserved(&files(&raw), &out);
+}
+
+#[test]
+fn output_names_and_bytes_are_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    generate(
+        &raw,
+        &[
+            "--accounts",
+            "2",
+            "--minutes",
+            "6",
+            "--records-per-file",
+            "100",
+        ],
+    );
+    let listing = |out: &Path| -> BTreeMap<String, Vec<u8>> {
+        parquet_files(out)
+            .into_iter()
+            .map(|p| {
+                (
+                    p.strip_prefix(out).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    assert_eq!(compact(&raw, &a, &[]).0, 0);
+    assert_eq!(
+        compact(
+            &raw,
+            &b,
+            &["--concurrency", "1", "--fetch-concurrency", "1"]
+        )
+        .0,
+        0
+    );
+    let (la, lb) = (listing(&a), listing(&b));
+    assert_eq!(la.len(), 2);
+    assert_eq!(la, lb, "same input, same keys and bytes");
+}
+
+#[test]
+fn a_crash_between_write_and_commit_is_recovered_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    generate(
+        &raw,
+        &[
+            "--accounts",
+            "2",
+            "--minutes",
+            "3",
+            "--records-per-file",
+            "100",
+        ],
+    );
+    let out = tmp.path().join("out");
+    for step in ["after-claim", "after-write"] {
+        let out = out.join(step);
+        let status = Command::new(env!("CARGO_BIN_EXE_flowmerge"))
+            .args([
+                "compact",
+                raw.to_str().unwrap(),
+                out.to_str().unwrap(),
+                "--json",
+            ])
+            .env("FLOWMERGE_FAULT", step)
+            .output()
+            .unwrap();
+        assert_eq!(status.status.code(), Some(86), "{step}: the fault fired");
+        let (code, s) = compact(&raw, &out, &[]);
+        assert_eq!(code, 0, "{step}: {s}");
+        assert_eq!(s["objects"], 18, "{step}: the claimed batch ran again");
+        assert_eq!(
+            parquet_files(&out).len(),
+            1,
+            "{step}: rewritten, not duplicated"
+        );
+        assert_conserved(&files(&raw), &out);
+    }
+}
+
+#[test]
+fn headerless_custom_objects_need_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    let line = "3 eni-3 123456789010 vpc-a subnet-b i-1 10.0.0.1 10.0.0.2 1 80 6 3 IPv4 10.0.0.1 10.0.0.2 ACCEPT OK\n";
+    std::fs::write(raw.join("x_20261101T0000Z_a.log"), line.repeat(3)).unwrap();
+    let (code, s) = compact(&raw, &tmp.path().join("o1"), &[]);
+    assert_eq!(code, 3);
+    assert!(
+        s["quarantined"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("x_20261101T0000Z_a.log:1: no header")
+    );
+    let format = "version interface-id account-id vpc-id subnet-id instance-id srcaddr dstaddr srcport dstport protocol tcp-flags type pkt-srcaddr pkt-dstaddr action log-status";
+    let (code, s) = compact(&raw, &tmp.path().join("o2"), &["--format", format]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["rows_out"], 1);
+    assert_eq!(s["records_in"], 3);
+}
+
+#[test]
+fn ddl_types_agree_with_the_parquet_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    generate(
+        &raw,
+        &[
+            "--accounts",
+            "1",
+            "--minutes",
+            "2",
+            "--records-per-file",
+            "50",
+            "--format",
+            "v5",
+        ],
+    );
+    let out = tmp.path().join("out");
+    assert_eq!(compact(&raw, &out, &[]).0, 0);
+    let (code, ddl, _) = flowmerge(&["ddl", "--output", "s3://bucket/flows"]);
+    assert_eq!(code, 0);
+    assert!(
+        ddl.contains("LOCATION 's3://bucket/flows/vpcflowlogs/'"),
+        "{ddl}"
+    );
+    assert!(ddl.contains("'storage.location.template' = 's3://bucket/flows/vpcflowlogs/year=${year}/month=${month}/day=${day}/hour=${hour}'"));
+    let declared: HashMap<String, String> = ddl
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('`'))
+        .filter_map(|l| l.split_once("` "))
+        .map(|(c, t)| (c.to_string(), t.trim_end_matches(',').to_string()))
+        .collect();
+    let athena = |d: &DataType| match d {
+        DataType::Int32 => "int",
+        DataType::Int64 => "bigint",
+        DataType::String => "string",
+        other => panic!("unexpected type {other}"),
+    };
+    let files = parquet_files(&out);
+    let df = read_parquet(&files[0]);
+    assert!(df.width() >= 30, "v5 columns and merged_records");
+    for c in df.columns() {
+        assert_eq!(
+            declared.get(c.name().as_str()).map(String::as_str),
+            Some(athena(c.dtype())),
+            "column {}",
+            c.name()
+        );
+    }
+    assert!(
+        ddl.contains("PARTITIONED BY (`year` string, `month` string, `day` string, `hour` string)")
+    );
+    for part in ["year", "month", "day", "hour"] {
+        let seg = format!("/{part}=");
+        assert!(files[0].to_str().unwrap().contains(&seg));
+    }
+    // A query as Athena would run it, through polars over the partitioned files.
+    let lf = concat(
+        files
+            .iter()
+            .map(|f| read_parquet(f).lazy())
+            .collect::<Vec<_>>(),
+        UnionArgs::default(),
+    )
+    .unwrap();
+    let totals = lf
+        .group_by([col("action")])
+        .agg([col("bytes").sum(), col("merged_records").sum()])
+        .collect()
+        .unwrap();
+    let merged: i64 = totals
+        .column("merged_records")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .sum()
+        .unwrap();
+    assert_eq!(merged, 2 * 3 * 50, "every generated record, once");
+}
