@@ -594,3 +594,30 @@ fn ddl_types_agree_with_the_parquet_written() {
         .unwrap();
     assert_eq!(merged, 2 * 3 * 50, "every generated record, once");
 }
+
+#[test]
+fn a_batch_larger_than_one_wave_conserves() {
+    // 2 accounts × 5 minutes × 15 objects = 150 objects in one window: more than one wave of
+    // chunks (24 × 4 objects), so partial results are folded together across waves.
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    generate(
+        &raw,
+        &[
+            "--accounts",
+            "2",
+            "--minutes",
+            "5",
+            "--files-per-minute",
+            "15",
+            "--records-per-file",
+            "40",
+        ],
+    );
+    let out = tmp.path().join("out");
+    let (code, s) = compact(&raw, &out, &[]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["batches"], 1);
+    assert_eq!(s["objects"], 150);
+    assert_conserved(&files(&raw), &out);
+}

@@ -20,9 +20,9 @@ use crate::layout::output_key;
 use crate::merge::{Finish, merge_frames};
 use crate::window::Window;
 
-/// Objects parsed and merged together before their partial result joins the final merge: bounds
-/// the raw frames alive at once to about `threads × CHUNK` objects.
-const CHUNK: usize = 24;
+/// Objects parsed per wave: a wave is parsed in parallel, then its records are merged together
+/// with the running result of the earlier waves. Bounds the raw records alive at once.
+const WAVE: usize = 96;
 
 /// How a batch runs.
 #[derive(Clone, Debug)]
@@ -102,58 +102,56 @@ async fn fetch(store: &dyn ObjectStore, key: &str) -> object_store::Result<Bytes
     store.get(&Path::from(key)).await?.bytes().await
 }
 
-/// Parses fetched objects in parallel chunks, quarantining the bad ones, and merges everything.
+/// Parses fetched objects in parallel, quarantining the bad ones, and merges everything. Objects
+/// go in waves: each wave's records are merged with the running result (aggregates are
+/// associative) and its raw bytes dropped, so memory stays bounded by one wave plus the batch's
+/// distinct keys, whatever the batch's size.
 fn merge_fetched(
-    fetched: Vec<(ObjectRef, std::result::Result<Bytes, String>)>,
+    mut fetched: Vec<(ObjectRef, std::result::Result<Bytes, String>)>,
     parse: &ParseOptions,
 ) -> Result<(Option<DataFrame>, BatchReport)> {
-    let partials: Vec<(Option<DataFrame>, BatchReport)> = fetched
-        .par_chunks(CHUNK)
-        .map(|chunk| {
-            let mut report = BatchReport::default();
-            let mut frames = Vec::new();
-            for (object, body) in chunk {
-                report.bytes_in += object.size;
+    let mut report = BatchReport::default();
+    let mut merged: Option<DataFrame> = None;
+    while !fetched.is_empty() {
+        let rest = fetched.split_off(WAVE.min(fetched.len()));
+        let parsed: Vec<_> = fetched
+            .par_iter()
+            .map(|(object, body)| {
                 let parsed = body
                     .as_ref()
                     .map_err(|e| format!("{}: fetch failed: {e}", object.key))
                     .and_then(|b| parse_object(&object.key, b, parse).map_err(|e| e.to_string()));
-                match parsed {
-                    Ok(p) => {
-                        report.records_in += p.records;
-                        report.decoded_bytes += p.decoded_bytes;
-                        frames.extend(p.frames);
-                    }
-                    Err(reason) => {
-                        tracing::warn!(key = %object.key, %reason, "object quarantined");
-                        report.quarantined.push(Quarantined {
-                            object: object.clone(),
-                            reason,
-                        });
-                    }
+                (object, parsed)
+            })
+            .collect();
+        let mut frames: Vec<DataFrame> = merged.take().into_iter().collect();
+        for (object, parsed) in parsed {
+            report.bytes_in += object.size;
+            match parsed {
+                Ok(p) => {
+                    report.records_in += p.records;
+                    report.decoded_bytes += p.decoded_bytes;
+                    frames.extend(p.frames);
+                }
+                Err(reason) => {
+                    tracing::warn!(key = %object.key, %reason, "object quarantined");
+                    report.quarantined.push(Quarantined {
+                        object: object.clone(),
+                        reason,
+                    });
                 }
             }
-            let merged = match frames.is_empty() {
-                true => None,
-                false => Some(merge_frames(frames, Finish::Partial)?),
-            };
-            Ok::<_, Error>((merged, report))
-        })
-        .collect::<Result<_>>()?;
-
-    let mut report = BatchReport::default();
-    let mut frames = Vec::new();
-    for (df, r) in partials {
-        report.bytes_in += r.bytes_in;
-        report.records_in += r.records_in;
-        report.decoded_bytes += r.decoded_bytes;
-        report.quarantined.extend(r.quarantined);
-        frames.extend(df);
+        }
+        fetched = rest;
+        let finish = match fetched.is_empty() {
+            true => Finish::Final,
+            false => Finish::Partial,
+        };
+        merged = match frames.is_empty() {
+            true => None,
+            false => Some(merge_frames(frames, finish)?),
+        };
     }
-    let merged = match frames.is_empty() {
-        true => None,
-        false => Some(merge_frames(frames, Finish::Final)?),
-    };
     Ok((merged, report))
 }
 

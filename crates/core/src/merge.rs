@@ -46,7 +46,7 @@ pub fn merge_plan(frames: Vec<DataFrame>, finish: Finish) -> PolarsResult<LazyFr
             if counted {
                 lf
             } else {
-                lf.with_column(lit(1i64).alias(MERGED_RECORDS))
+                lf.with_column(lit(1i64).cast(DataType::Int64).alias(MERGED_RECORDS))
             }
         })
         .collect();

@@ -324,3 +324,34 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn liberal_with_spaces_blank_lines_crlf_and_repeated_headers() {
+    let text = format!(
+        "{V2_HEADER}\r\n\
+         2  123456789010   eni-1 10.0.0.1 10.0.0.2 1 2 6 3 120 100 160 ACCEPT OK\r\n\
+         \r\n\
+         \n\
+         {V2_HEADER}\n\
+         2 123456789010 eni-1 10.0.0.1 10.0.0.2 1 2 6 4 160 110 170 ACCEPT OK"
+    );
+    let p = parse(&text);
+    assert_eq!(p.records, 2);
+    assert_eq!(
+        p.frames.len(),
+        1,
+        "an identical header does not start a new segment"
+    );
+    let m = merge_frames(p.frames, Finish::Final).unwrap();
+    assert_eq!(i64s(&m, "packets"), vec![Some(7)]);
+    assert_eq!(i64s(&m, "start"), vec![Some(100)]);
+    assert_eq!(i64s(&m, "end"), vec![Some(170)]);
+
+    // A different header mid-object starts a new segment with its own columns.
+    let p = parse(&format!(
+        "{V2_HEADER}\n2 1 eni-1 a b 1 2 6 3 120 100 160 ACCEPT OK\n\
+         interface-id packets\neni-2 5\n"
+    ));
+    assert_eq!(p.frames.len(), 2);
+    assert_eq!(p.frames[1].width(), 2);
+}

@@ -56,27 +56,38 @@ pub struct ParsedObject {
     pub decoded_bytes: u64,
 }
 
-/// Decompresses gzip (detected by its magic bytes, several members allowed) or passes plain text.
-pub fn decode(source: &str, raw: &[u8]) -> Result<Vec<u8>, ParseError> {
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len().saturating_mul(6));
-        MultiGzDecoder::new(raw)
-            .read_to_end(&mut out)
-            .map_err(|e| ParseError::whole(source, format!("gzip: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw.to_vec())
-    }
-}
-
-/// Parses one raw object (gzip or plain) named `source` (used in error messages).
+/// Parses one raw object — gzip (detected by its magic bytes, several members allowed) or plain
+/// text — named `source` (used in error messages).
 pub fn parse_object(
     source: &str,
     raw: &[u8],
     opts: &ParseOptions,
 ) -> Result<ParsedObject, ParseError> {
-    let text = decode(source, raw)?;
-    parse_text(source, &text, opts)
+    if !raw.starts_with(&GZIP_MAGIC) {
+        return parse_text(source, raw, opts);
+    }
+    // Decompress into a per-thread buffer reused across objects: fresh multi-megabyte buffers
+    // per object cost more in page faults than the decompression itself.
+    DECODE_BUFFER.with_borrow_mut(|buf| {
+        buf.clear();
+        MultiGzDecoder::new(raw)
+            .read_to_end(buf)
+            .map_err(|e| ParseError::whole(source, format!("gzip: {e}")))?;
+        let parsed = parse_text(source, buf, opts);
+        if buf.capacity() > MAX_KEPT_BUFFER {
+            *buf = Vec::new();
+        }
+        parsed
+    })
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// A decode buffer larger than this is released after use rather than kept for the next object.
+const MAX_KEPT_BUFFER: usize = 64 * 1024 * 1024;
+
+thread_local! {
+    static DECODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Parses decompressed flow log text.
@@ -85,27 +96,20 @@ pub fn parse_text(
     text: &[u8],
     opts: &ParseOptions,
 ) -> Result<ParsedObject, ParseError> {
-    if let Err(e) = std::str::from_utf8(text) {
-        let line = 1 + memchr::memchr_iter(b'\n', &text[..e.valid_up_to()]).count();
-        return Err(ParseError::at(
-            source,
-            line,
-            "not UTF-8 text (is this a flow log object?)",
-        ));
-    }
     let estimated_rows = memchr::memchr_iter(b'\n', text).count() + 1;
     let mut frames = Vec::new();
     let mut segment: Option<Segment> = None;
     let mut records = 0u64;
     let mut tokens: Vec<&[u8]> = Vec::with_capacity(64);
 
-    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
-        let line_no = i + 1;
-        tokens.clear();
-        tokens.extend(
-            line.split(|b| *b == b' ' || *b == b'\t' || *b == b'\r')
-                .filter(|t| !t.is_empty()),
-        );
+    let mut pos = 0;
+    let mut line_no = 0;
+    while pos < text.len() {
+        let end = memchr::memchr(b'\n', &text[pos..]).map_or(text.len(), |i| pos + i);
+        let line = &text[pos..end];
+        pos = end + 1;
+        line_no += 1;
+        split_fields(line, &mut tokens);
         if tokens.is_empty() {
             continue;
         }
@@ -116,7 +120,11 @@ pub fn parse_text(
             if let Some(done) = segment.take() {
                 frames.push(done.finish(source)?);
             }
-            let names: Vec<&str> = tokens.iter().map(|t| as_str(t)).collect();
+            // Header tokens are ASCII (checked by is_header).
+            let names: Vec<&str> = tokens
+                .iter()
+                .map(|t| std::str::from_utf8(t).unwrap_or_default())
+                .collect();
             segment = Some(Segment::new(source, line_no, &names, estimated_rows)?);
             continue;
         }
@@ -155,9 +163,23 @@ pub fn parse_text(
     })
 }
 
-fn as_str(token: &[u8]) -> &str {
-    // The whole text was checked to be UTF-8 and tokens split on ASCII bytes.
-    std::str::from_utf8(token).unwrap_or_default()
+/// Splits a line on runs of spaces and tabs (and a trailing CR) into `tokens`.
+fn split_fields<'a>(line: &'a [u8], tokens: &mut Vec<&'a [u8]>) {
+    tokens.clear();
+    let is_sep = |b: u8| b == b' ' || b == b'\t' || b == b'\r';
+    let (mut i, n) = (0, line.len());
+    while i < n {
+        while i < n && is_sep(line[i]) {
+            i += 1;
+        }
+        let start = i;
+        while i < n && !is_sep(line[i]) {
+            i += 1;
+        }
+        if start < i {
+            tokens.push(&line[start..i]);
+        }
+    }
 }
 
 /// A header names fields: every token is shaped like a field name and at least one is a
@@ -166,7 +188,7 @@ fn is_header(tokens: &[&[u8]]) -> bool {
     tokens.iter().all(|t| fields::is_field_name_shaped(t))
         && tokens
             .iter()
-            .any(|t| fields::field_by_name(as_str(t)).is_some())
+            .any(|t| fields::FIELDS.iter().any(|f| f.name.as_bytes() == *t))
 }
 
 enum ColumnBuilder {
@@ -260,7 +282,13 @@ impl Segment {
                 },
                 ColumnBuilder::Str(b) => match null {
                     true => b.append_null(),
-                    false => b.append_value(as_str(token)),
+                    false => b.append_value(std::str::from_utf8(token).map_err(|_| {
+                        ParseError::at(
+                            source,
+                            line,
+                            format!("field {name}: not UTF-8 text (is this a flow log object?)"),
+                        )
+                    })?),
                 },
             }
         }
@@ -395,6 +423,16 @@ mod tests {
             &ParseOptions::default(),
         )
         .unwrap_err();
-        assert!(e.to_string().contains("not UTF-8"), "{e}");
+        assert_eq!(e.line, Some(1), "{e}");
+        let e = parse_text(
+            "z.log",
+            b"version account-id\n2 \xff\xfe\n",
+            &ParseOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "z.log:2: field account-id: not UTF-8 text (is this a flow log object?)"
+        );
     }
 }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Benchmark: `flowmerge compact` against DuckDB on the same generated flow logs, in one run.
+# Usage: bench/run.sh            (720 files / 1.44M records, then the 1,000-file / 3M-record batch)
+#        BENCH_QUICK=1 bench/run.sh   (a small set, to check the script itself)
+# Installs what it needs (duckdb from PyPI into a cached venv); builds flowmerge in release mode.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flowmerge/target}"
+venv="${BENCH_VENV:-$HOME/.cache/flowmerge/venv-bench}"
+
+cargo build --release --locked -p flowmerge-cli --manifest-path "$root/Cargo.toml"
+if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check 'duckdb>=1.1'
+
+exec "$venv/bin/python" "$here/bench.py" --flowmerge "$CARGO_TARGET_DIR/release/flowmerge" \
+  --work "${BENCH_WORK:-$here/out}" ${BENCH_QUICK:+--quick}
