@@ -26,6 +26,7 @@ import duckdb, sys, json, time
 raw, out, columns, keys = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 con = duckdb.connect()
 con.execute("SET threads = 2")
+con.execute("SET enable_progress_bar = false")
 cols = ", ".join(f"'{k}': '{v}'" for k, v in columns.items())
 keys_sql = ", ".join(keys)
 started = time.perf_counter()
@@ -103,7 +104,7 @@ def compare(fm, work, name, accounts, minutes, files, records):
         shutil.rmtree(duck_out, ignore_errors=True)
         _, rss, stdout = peak_rss_of([sys.executable, "-c", DUCKDB_SCRIPT, raw, duck_out,
                                       json.dumps(V2), json.dumps(KEYS)])
-        t = float(stdout.decode().strip())
+        t = float(stdout.decode().split()[-1])
         if duck_s is None or t < duck_s:
             duck_s, duck_rss = t, rss
     duck_bytes = tree_bytes(duck_out, "**/*.parquet")
