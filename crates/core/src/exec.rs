@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{Batch, BatchId, ObjectRef};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::formats::vpcflow::{ParseOptions, parse_object};
 use crate::layout::output_key;
 use crate::merge::{Finish, merge_frames};
@@ -186,11 +186,4 @@ pub async fn list_objects(store: &dyn ObjectStore, prefix: Option<&str>) -> Resu
         .collect();
     objects.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(objects)
-}
-
-pub fn invalid(what: &'static str, reason: impl Into<String>) -> Error {
-    Error::Invalid {
-        what,
-        reason: reason.into(),
-    }
 }
