@@ -597,8 +597,8 @@ fn ddl_types_agree_with_the_parquet_written() {
 
 #[test]
 fn a_batch_larger_than_one_wave_conserves() {
-    // 2 accounts × 5 minutes × 15 objects = 150 objects in one window: more than one wave of
-    // chunks (24 × 4 objects), so partial results are folded together across waves.
+    // 2 accounts × 5 minutes × 15 objects = 150 objects in one window: more than one wave
+    // (96 objects), so the running result is merged with later waves' raw frames.
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("raw");
     generate(

@@ -1,5 +1,5 @@
-//! Running one batch: fetch its objects (bounded concurrency), parse and partially merge chunks in
-//! parallel, merge the partials, write zstd Parquet under the batch's deterministic key. An object
+//! Running one batch: fetch its objects (bounded concurrency), parse them in parallel waves, merge
+//! each wave with the running result, write zstd Parquet under the batch's deterministic key. An object
 //! that cannot be fetched or parsed is quarantined with its reason; the rest of the batch lands.
 //! Shared by `flowmerge compact` and the merger service.
 
