@@ -8,6 +8,15 @@ cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flowmerge/target}"
 export FLOWMERGE_REALDATA="${FLOWMERGE_REALDATA:-$root/../shared/realdata}"
 
+# moto's server (the AWS emulator the worker tests start), in a venv kept with the build cache.
+export FLOWMERGE_TEST_VENV="${FLOWMERGE_TEST_VENV:-$HOME/.cache/flowmerge/venv-test}"
+if ! cmp -s tests/requirements.txt "$FLOWMERGE_TEST_VENV/requirements.txt"; then
+    echo "== installing test requirements into $FLOWMERGE_TEST_VENV"
+    python3 -m venv "$FLOWMERGE_TEST_VENV"
+    "$FLOWMERGE_TEST_VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+    cp tests/requirements.txt "$FLOWMERGE_TEST_VENV/requirements.txt"
+fi
+
 echo "== toolchain"
 cargo --version
 echo "== cargo fmt --check"

@@ -1,5 +1,6 @@
 //! `flowmerge`: merge small VPC flow log objects into few large, partitioned Parquet files.
 
+mod aws;
 mod compact;
 mod ddl;
 mod generate;
@@ -34,6 +35,8 @@ enum Command {
     Gen(generate::GenArgs),
     /// Print the Athena CREATE TABLE for compact's output.
     Ddl(ddl::DdlArgs),
+    /// AWS helpers: `aws bootstrap` creates what the mapper and merger need.
+    Aws(aws::AwsArgs),
 }
 
 fn init_logging() {
@@ -95,6 +98,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Ddl(args) => {
             print!("{}", ddl::render(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Aws(args) => {
+            aws::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 
@@ -56,18 +55,7 @@ pub fn open(spec: &str, create: bool) -> Result<Location> {
     let prefix = url.path().trim_matches('/').to_owned();
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "s3" | "s3a" => {
-            let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
-            let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-                .unwrap_or_default();
-            if endpoint.starts_with("http://") {
-                b = b.with_allow_http(true);
-            }
-            if std::env::var_os("AWS_REGION").is_none()
-                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-            {
-                b = b.with_region("us-east-1");
-            }
+            let b = flowmerge_core::store::s3_builder().with_url(url.as_str());
             Arc::new(
                 b.build()
                     .with_context(|| format!("{spec}: cannot open S3 location"))?,

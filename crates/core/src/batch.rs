@@ -36,6 +36,12 @@ impl fmt::Display for BatchId {
 impl BatchId {
     /// The id of a batch of these objects in this window, independent of their order.
     pub fn of(window: &Window, objects: &[ObjectRef]) -> Self {
+        Self::scoped("", window, objects)
+    }
+
+    /// The id of a batch of objects of one `scope` (e.g. a bucket): equal keys in two buckets make
+    /// different batches. The empty scope gives [`BatchId::of`].
+    pub fn scoped(scope: &str, window: &Window, objects: &[ObjectRef]) -> Self {
         let mut parts: Vec<(&str, &str)> = objects
             .iter()
             .map(|o| (o.key.as_str(), o.etag.as_deref().unwrap_or("")))
@@ -44,6 +50,11 @@ impl BatchId {
         let mut h = Sha256::new();
         h.update(window.start.to_be_bytes());
         h.update(window.size.to_be_bytes());
+        if !scope.is_empty() {
+            h.update(b"scope\0");
+            h.update(scope.as_bytes());
+            h.update([0]);
+        }
         for (key, etag) in parts {
             h.update(key.as_bytes());
             h.update([0]);
@@ -74,6 +85,16 @@ impl Batch {
     pub fn new(window: Window, objects: Vec<ObjectRef>) -> Self {
         Self {
             id: BatchId::of(&window, &objects),
+            source: SourceKind::Vpcflow,
+            window,
+            objects,
+        }
+    }
+
+    /// A batch of objects of one scope (see [`BatchId::scoped`]).
+    pub fn scoped(scope: &str, window: Window, objects: Vec<ObjectRef>) -> Self {
+        Self {
+            id: BatchId::scoped(scope, &window, &objects),
             source: SourceKind::Vpcflow,
             window,
             objects,
@@ -157,6 +178,8 @@ mod tests {
         let mut changed = a.clone();
         changed[0].etag = Some("other".into());
         assert_ne!(BatchId::of(&w, &a), BatchId::of(&w, &changed));
+        assert_eq!(BatchId::scoped("", &w, &a), BatchId::of(&w, &a));
+        assert_ne!(BatchId::scoped("bucket", &w, &a), BatchId::of(&w, &a));
     }
 
     #[test]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -16,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{Batch, BatchId, ObjectRef};
 use crate::error::Result;
 use crate::formats::vpcflow::{ParseOptions, parse_object};
+use crate::job::is_raw_log_key;
 use crate::layout::output_key;
 use crate::merge::{Finish, merge_frames};
+use crate::store::key_path;
 use crate::window::Window;
 
 /// Objects parsed per wave: a wave is parsed in parallel, then its records are merged together
@@ -90,16 +91,14 @@ pub async fn run_batch(
         report.bytes_out = body.len() as u64;
         let key = output_key(&opts.output_prefix, batch);
         // A single PUT (or a local write-then-rename): the file is visible whole or not at all.
-        output
-            .put(&Path::from(key.as_str()), PutPayload::from(body))
-            .await?;
+        output.put(&key_path(&key), PutPayload::from(body)).await?;
         report.output_key = Some(key);
     }
     Ok(report)
 }
 
 async fn fetch(store: &dyn ObjectStore, key: &str) -> object_store::Result<Bytes> {
-    store.get(&Path::from(key)).await?.bytes().await
+    store.get(&key_path(key)).await?.bytes().await
 }
 
 /// Parses fetched objects in parallel, quarantining the bad ones, and merges everything. Objects
@@ -165,18 +164,14 @@ pub fn write_parquet(df: &mut DataFrame) -> Result<Vec<u8>> {
     Ok(body)
 }
 
-/// Lists every object under `prefix` (recursively), skipping `_`/`.`-prefixed folders and files
-/// such as our own `_flowmerge/` work area.
+/// Lists every raw log object under `prefix` (recursively), skipping `_`/`.`-prefixed folders
+/// and files such as our own `_flowmerge/` work area, and Parquet output.
 pub async fn list_objects(store: &dyn ObjectStore, prefix: Option<&str>) -> Result<Vec<ObjectRef>> {
-    let prefix = prefix.filter(|p| !p.is_empty()).map(Path::from);
+    let prefix = prefix.filter(|p| !p.is_empty()).map(key_path);
     let metas: Vec<_> = store.list(prefix.as_ref()).try_collect().await?;
     let mut objects: Vec<ObjectRef> = metas
         .into_iter()
-        .filter(|m| {
-            !m.location
-                .parts()
-                .any(|p| p.as_ref().starts_with('_') || p.as_ref().starts_with('.'))
-        })
+        .filter(|m| is_raw_log_key(m.location.as_ref()))
         .map(|m| ObjectRef {
             key: m.location.to_string(),
             size: m.size,

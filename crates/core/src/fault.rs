@@ -5,7 +5,19 @@
 pub const FAULT_EXIT_CODE: i32 = 86;
 
 /// Steps where a crash can be injected.
-pub const STEPS: &[&str] = &["after-claim", "after-write", "after-commit"];
+/// `flowmerge compact`: after-claim, after-write, after-commit. Mapper: after-manifest,
+/// after-claim, after-seal, after-send, before-delete. Merger: after-write, before-commit,
+/// after-commit (= before deleting the job).
+pub const STEPS: &[&str] = &[
+    "after-manifest",
+    "after-claim",
+    "after-seal",
+    "after-send",
+    "before-delete",
+    "after-write",
+    "before-commit",
+    "after-commit",
+];
 
 /// Exits the process if `FLOWMERGE_FAULT` names this step.
 pub fn point(step: &str) {

@@ -6,12 +6,15 @@ pub mod error;
 pub mod exec;
 pub mod fault;
 pub mod formats;
+pub mod job;
 pub mod layout;
 pub mod merge;
 pub mod ports;
+pub mod store;
 pub mod window;
 
 pub use batch::{Batch, BatchId, BatchLimits, ObjectRef, SourceKind, plan_batches};
 pub use error::{Error, ParseError, Result};
 pub use exec::{BatchReport, ExecOptions, Quarantined, list_objects, run_batch};
+pub use job::{Manifest, MergeJob, is_raw_log_key};
 pub use window::{Window, window_of};

@@ -1,0 +1,42 @@
+//! Errors of the AWS adapters. SDK errors are flattened to text with the operation that failed
+//! (the SDK's own `Display` is terse; its `Debug` holds the service's message).
+
+use thiserror::Error;
+
+pub type Result<T, E = AwsError> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+pub enum AwsError {
+    /// A variable of the configuration is missing or invalid.
+    #[error("configuration: {var}: {reason}")]
+    Config { var: &'static str, reason: String },
+    /// An AWS API call failed.
+    #[error("{operation}: {message}")]
+    Api {
+        operation: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Core(#[from] flowmerge_core::Error),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl AwsError {
+    /// An API error, with the service's message when the SDK has one.
+    pub fn api<E>(operation: &'static str, err: E) -> Self
+    where
+        E: std::error::Error + 'static,
+    {
+        let mut message = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        Self::Api { operation, message }
+    }
+}

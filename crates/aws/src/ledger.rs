@@ -1,0 +1,447 @@
+//! The DynamoDB ledger: one table, key `pk` (string), TTL on `expires_at` (DESIGN §5).
+//!
+//! - `obj#<bucket>/<key>#<etag>` — a raw object, claimed by `batch_id` (and `quarantined` with a
+//!   reason if it could not be read). A claim is never moved to another batch.
+//! - `batch#<id>` — a batch: `batch_state` open → sealed → queued → committed (or `empty`),
+//!   `lease_owner`/`lease_until` while a mapper claims for it, its manifest and window, and once
+//!   committed the output key and counts.
+//!
+//! Claims are written in a transaction with a check that their batch is still `open` and owned by
+//! the claiming mapper, and a batch is sealed before its job is sent: so the set of objects of a
+//! batch is frozen before any merger reads it, and an object belongs to exactly one batch. The
+//! protocol is described in `docs/aws-protocol.md`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem,
+};
+use flowmerge_core::{BatchId, BatchReport, Window};
+
+use crate::error::{AwsError, Result};
+
+/// Where a batch is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchState {
+    /// A mapper is claiming objects for it.
+    Open,
+    /// Its objects are frozen; its job may not have been sent yet.
+    Sealed,
+    /// Its merge job is durably queued.
+    Queued,
+    /// Its output is written and recorded.
+    Committed,
+    /// Sealed without any object (every candidate belonged to other batches).
+    Empty,
+}
+
+impl BatchState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Sealed => "sealed",
+            Self::Queued => "queued",
+            Self::Committed => "committed",
+            Self::Empty => "empty",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "open" => Self::Open,
+            "sealed" => Self::Sealed,
+            "queued" => Self::Queued,
+            "committed" => Self::Committed,
+            "empty" => Self::Empty,
+            _ => return None,
+        })
+    }
+}
+
+/// A batch item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRecord {
+    pub id: BatchId,
+    pub state: BatchState,
+    pub owner: String,
+    /// Unix seconds.
+    pub lease_until: i64,
+    /// `s3://bucket/key` of the manifest.
+    pub manifest: String,
+    pub window: Window,
+}
+
+/// Outcome of claiming one object for a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The object is now (or already was) claimed by this open batch.
+    Mine,
+    /// The object belongs to this batch (possibly our own, already sealed).
+    Taken(BatchId),
+    /// The object is unclaimed but our batch is no longer open for us (our lease expired and
+    /// another mapper sealed it): leave the object for a later batch.
+    Closed,
+}
+
+#[derive(Clone, Debug)]
+pub struct DynamoLedger {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    ttl: Duration,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn batch_pk(id: &BatchId) -> String {
+    format!("batch#{id}")
+}
+
+/// The ledger key of an object: bucket, key and ETag (a replaced object is a new object).
+pub fn object_pk(bucket: &str, key: &str, etag: Option<&str>) -> String {
+    format!("obj#{bucket}/{key}#{}", etag.unwrap_or(""))
+}
+
+fn is_condition_failure<E, R>(e: &SdkError<E, R>, check: impl Fn(&E) -> bool) -> bool {
+    e.as_service_error().is_some_and(check)
+}
+
+impl DynamoLedger {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: &str, ttl: Duration) -> Self {
+        Self {
+            client,
+            table: table.to_owned(),
+            ttl,
+        }
+    }
+
+    fn expires_at(&self) -> AttributeValue {
+        n(now() + self.ttl.as_secs() as i64)
+    }
+
+    /// Creates the batch item in state `open` owned by `owner`. If it exists already (a retry of
+    /// the same objects), returns it unchanged.
+    pub async fn open_batch(&self, rec: &BatchRecord) -> Result<Option<BatchRecord>> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(batch_pk(&rec.id)))
+            .item("kind", s("batch"))
+            .item("batch_state", s(BatchState::Open.as_str()))
+            .item("lease_owner", s(&rec.owner))
+            .item("lease_until", n(rec.lease_until))
+            .item("manifest", s(&rec.manifest))
+            .item("window_start", n(rec.window.start))
+            .item("window_size", n(rec.window.size))
+            .item("created_at", n(now()))
+            .item("expires_at", self.expires_at())
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(None),
+            Err(e) if is_condition_failure(&e, |e| e.is_conditional_check_failed_exception()) => {
+                self.batch(&rec.id).await
+            }
+            Err(e) => Err(AwsError::api("dynamodb:PutItem(batch)", e)),
+        }
+    }
+
+    /// Reads a batch item (strongly consistent).
+    pub async fn batch(&self, id: &BatchId) -> Result<Option<BatchRecord>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(batch_pk(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::api("dynamodb:GetItem(batch)", e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let text = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let num = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        let state = BatchState::parse(&text("batch_state")).ok_or_else(|| {
+            AwsError::Invalid(format!(
+                "batch {id}: unknown state {:?}",
+                text("batch_state")
+            ))
+        })?;
+        Ok(Some(BatchRecord {
+            id: id.clone(),
+            state,
+            owner: text("lease_owner"),
+            lease_until: num("lease_until").unwrap_or(0),
+            manifest: text("manifest"),
+            window: Window {
+                start: num("window_start").unwrap_or(0),
+                size: num("window_size").unwrap_or(0),
+            },
+        }))
+    }
+
+    /// Claims an object for `batch`, provided the batch is still open and owned by `owner`.
+    pub async fn claim(&self, object_pk: &str, batch: &BatchId, owner: &str) -> Result<Claim> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(batch_pk(batch)))
+            .condition_expression("batch_state = :open AND lease_owner = :me")
+            .expression_attribute_values(":open", s(BatchState::Open.as_str()))
+            .expression_attribute_values(":me", s(owner))
+            .build()
+            .map_err(|e| AwsError::api("dynamodb:TransactWriteItems", e))?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(object_pk))
+            .item("kind", s("object"))
+            .item("batch_id", s(batch.0.as_str()))
+            .item("claimed_at", n(now()))
+            .item("expires_at", self.expires_at())
+            .condition_expression("attribute_not_exists(pk) OR batch_id = :b")
+            .expression_attribute_values(":b", s(batch.0.as_str()))
+            .build()
+            .map_err(|e| AwsError::api("dynamodb:TransactWriteItems", e))?;
+        let out = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(check).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Claim::Mine),
+            Err(e) if is_condition_failure(&e, |e| e.is_transaction_canceled_exception()) => {
+                // Which condition failed: read the claim itself.
+                match self.claim_of(object_pk).await? {
+                    Some(owner_batch) => Ok(Claim::Taken(owner_batch)),
+                    None => Ok(Claim::Closed),
+                }
+            }
+            Err(e) => Err(AwsError::api("dynamodb:TransactWriteItems(claim)", e)),
+        }
+    }
+
+    /// The batch that claimed an object, if any (strongly consistent).
+    pub async fn claim_of(&self, object_pk: &str) -> Result<Option<BatchId>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(object_pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::api("dynamodb:GetItem(object)", e))?;
+        Ok(out
+            .item()
+            .and_then(|i| i.get("batch_id"))
+            .and_then(|v| v.as_s().ok())
+            .map(|b| BatchId(b.clone())))
+    }
+
+    /// The claims of many objects (strongly consistent), by object key.
+    pub async fn claims(&self, object_pks: &[String]) -> Result<HashMap<String, BatchId>> {
+        let mut found = HashMap::new();
+        for chunk in object_pks.chunks(100) {
+            let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|pk| HashMap::from([("pk".to_owned(), s(pk))]))
+                .collect();
+            keys.dedup();
+            let mut attempt = 0u32;
+            while !keys.is_empty() {
+                let req = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| AwsError::api("dynamodb:BatchGetItem", e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::api("dynamodb:BatchGetItem", e))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let pk = item.get("pk").and_then(|v| v.as_s().ok());
+                    let b = item.get("batch_id").and_then(|v| v.as_s().ok());
+                    if let (Some(pk), Some(b)) = (pk, b) {
+                        found.insert(pk.clone(), BatchId(b.clone()));
+                    }
+                }
+                if let Some(rest) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    keys = rest.keys().to_vec();
+                    attempt += 1;
+                    // Throttled: back off before asking for the rest.
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Moves a batch from one of `from` to `to`, with extra conditions/values; false if the
+    /// batch was not in such a state (someone else moved it).
+    async fn transition(
+        &self,
+        id: &BatchId,
+        from: &[BatchState],
+        to: BatchState,
+        extra_condition: Option<(&str, Vec<(&str, AttributeValue)>)>,
+        extra_set: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(batch_pk(id)))
+            .expression_attribute_names("#st", "batch_state")
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":now", n(now()));
+        let mut set = vec!["#st = :to".to_owned(), "updated_at = :now".to_owned()];
+        for (i, (name, value)) in extra_set.into_iter().enumerate() {
+            set.push(format!("{name} = :x{i}"));
+            req = req.expression_attribute_values(format!(":x{i}"), value);
+        }
+        let mut from_terms = Vec::new();
+        for (i, st) in from.iter().enumerate() {
+            from_terms.push(format!("#st = :f{i}"));
+            req = req.expression_attribute_values(format!(":f{i}"), s(st.as_str()));
+        }
+        let mut condition = format!("({})", from_terms.join(" OR "));
+        if let Some((cond, values)) = extra_condition {
+            condition = format!("{condition} AND ({cond})");
+            for (k, v) in values {
+                req = req.expression_attribute_values(k, v);
+            }
+        }
+        let out = req
+            .update_expression(format!("SET {}", set.join(", ")))
+            .condition_expression(condition)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e, |e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(e) => Err(AwsError::api("dynamodb:UpdateItem(batch)", e)),
+        }
+    }
+
+    /// Seals our own open batch: no claim can join it afterwards.
+    pub async fn seal(&self, id: &BatchId, owner: &str) -> Result<bool> {
+        self.transition(
+            id,
+            &[BatchState::Open],
+            BatchState::Sealed,
+            Some(("lease_owner = :me", vec![(":me", s(owner))])),
+            vec![],
+        )
+        .await
+    }
+
+    /// Seals a batch whose mapper's lease has expired (that mapper died while claiming).
+    pub async fn seal_abandoned(&self, id: &BatchId) -> Result<bool> {
+        self.transition(
+            id,
+            &[BatchState::Open],
+            BatchState::Sealed,
+            Some(("lease_until < :t", vec![(":t", n(now()))])),
+            vec![],
+        )
+        .await
+    }
+
+    /// Takes over an open batch whose lease has expired (a retry of the same objects).
+    pub async fn take_over(&self, id: &BatchId, owner: &str, lease_until: i64) -> Result<bool> {
+        self.transition(
+            id,
+            &[BatchState::Open],
+            BatchState::Open,
+            Some(("lease_until < :t", vec![(":t", n(now()))])),
+            vec![("lease_owner", s(owner)), ("lease_until", n(lease_until))],
+        )
+        .await
+    }
+
+    pub async fn mark_queued(&self, id: &BatchId) -> Result<bool> {
+        self.transition(id, &[BatchState::Sealed], BatchState::Queued, None, vec![])
+            .await
+    }
+
+    pub async fn mark_empty(&self, id: &BatchId) -> Result<bool> {
+        self.transition(id, &[BatchState::Sealed], BatchState::Empty, None, vec![])
+            .await
+    }
+
+    /// Records a merged batch as committed, with its output and counts. False if it was committed
+    /// already (a concurrent retry did it).
+    pub async fn commit(&self, id: &BatchId, report: &BatchReport) -> Result<bool> {
+        let mut set = vec![
+            ("objects", n(report.objects)),
+            ("records_in", n(report.records_in)),
+            ("rows_out", n(report.rows_out)),
+            ("bytes_in", n(report.bytes_in)),
+            ("bytes_out", n(report.bytes_out)),
+            ("quarantined", n(report.quarantined.len())),
+            ("committed_at", n(now())),
+        ];
+        if let Some(key) = &report.output_key {
+            set.push(("output_key", s(key.as_str())));
+        }
+        self.transition(
+            id,
+            &[BatchState::Sealed, BatchState::Queued],
+            BatchState::Committed,
+            None,
+            set,
+        )
+        .await
+    }
+
+    /// Marks a claimed object as quarantined with its reason (the claim stays with its batch).
+    pub async fn quarantine(&self, object_pk: &str, batch: &BatchId, reason: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(object_pk))
+            .update_expression("SET quarantined = :r, quarantined_at = :now")
+            .condition_expression("batch_id = :b")
+            .expression_attribute_values(":r", s(reason))
+            .expression_attribute_values(":now", n(now()))
+            .expression_attribute_values(":b", s(batch.0.as_str()))
+            .send()
+            .await
+            .map_err(|e| AwsError::api("dynamodb:UpdateItem(quarantine)", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,18 @@
+//! The production shape of flowmerge (DESIGN §1, §5): S3 notifies the raw SQS queue, the mapper
+//! turns events into claimed batches and merge jobs, the merger turns jobs into Parquet and commits
+//! them in DynamoDB. Adapters (SQS, DynamoDB, S3 events) and the two service loops live here; the
+//! batch execution itself is `flowmerge_core::run_batch`, shared with `flowmerge compact`.
+//! The protocol and its crash points are described in `docs/aws-protocol.md`.
+
+pub mod bootstrap;
+pub mod clients;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod ledger;
+pub mod mapper;
+pub mod merger;
+pub mod queue;
+pub mod shutdown;
+
+pub use error::{AwsError, Result};

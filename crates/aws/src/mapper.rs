@@ -1,0 +1,446 @@
+//! The mapper: raw-queue events → windows → claimed, sealed batches → merge jobs.
+//!
+//! Order of the protocol for one batch (each step is idempotent; `docs/aws-protocol.md` shows what
+//! a crash after each leaves and how it recovers):
+//! 1. write the manifest (candidate objects) under the work prefix;
+//! 2. create the batch item `open`, leased to this mapper;
+//! 3. claim each object in a transaction that checks the batch is still open and ours;
+//! 4. seal the batch (no claim can join it afterwards);
+//! 5. send the merge job, then mark the batch `queued`;
+//! 6. delete the raw messages whose objects are all in queued (or committed) batches.
+//!
+//! An object already claimed by another batch is a duplicate event or a redelivery: if that batch
+//! was left open by a mapper whose lease expired, or sealed without its job sent, this mapper
+//! finishes it (seal, send) — so no claim is ever stranded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flowmerge_core::fault;
+use flowmerge_core::job::{FORMAT_VERSION, Manifest, MergeJob, is_raw_log_key};
+use flowmerge_core::store::key_path;
+use flowmerge_core::{Batch, BatchId, ObjectRef, SourceKind, Window, window_of};
+use futures::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::config::MapperConfig;
+use crate::error::Result;
+use crate::events;
+use crate::ledger::{BatchRecord, BatchState, Claim, DynamoLedger, now, object_pk};
+use crate::queue::{Received, SqsQueue};
+use crate::shutdown::Shutdown;
+
+/// Claims written at once.
+const CLAIM_CONCURRENCY: usize = 16;
+
+pub struct Mapper {
+    cfg: MapperConfig,
+    raw: SqsQueue,
+    merge: SqsQueue,
+    ledger: DynamoLedger,
+    work: Arc<dyn ObjectStore>,
+    /// Identity of this process in batch leases.
+    owner: String,
+    /// Adds trace context to an outgoing merge job (W3C `traceparent`, ...).
+    pub trace_attributes: fn() -> Vec<(String, String)>,
+}
+
+/// A raw message held while its objects wait in open batches.
+struct Held {
+    receipt: String,
+    /// Objects of the message not yet in a queued batch.
+    pending: usize,
+    /// Some object could not be placed now (its batch is still being claimed by a live mapper).
+    retry: bool,
+}
+
+/// A window's batch being filled.
+struct Open {
+    bucket: String,
+    window: Window,
+    objects: Vec<ObjectRef>,
+    /// Messages announcing each object (duplicate events of one object share its entry).
+    messages: HashMap<(String, Option<String>), Vec<String>>,
+    bytes: u64,
+    opened: Instant,
+}
+
+/// Counts of one flush, for logs.
+#[derive(Debug, Default)]
+struct Flushed {
+    claimed: usize,
+    duplicates: usize,
+    retry: usize,
+}
+
+impl Mapper {
+    pub fn new(
+        cfg: MapperConfig,
+        sqs: aws_sdk_sqs::Client,
+        dynamodb: aws_sdk_dynamodb::Client,
+        work: Arc<dyn ObjectStore>,
+    ) -> Self {
+        let raw = SqsQueue::new(sqs.clone(), &cfg.raw_queue_url);
+        let merge = SqsQueue::new(sqs, &cfg.common.merge_queue_url);
+        let ledger = DynamoLedger::new(dynamodb, &cfg.common.table, cfg.common.ledger_ttl);
+        let owner = format!(
+            "mapper-{}-{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
+            std::process::id(),
+            chrono::Utc::now().timestamp_millis()
+        );
+        Self {
+            cfg,
+            raw,
+            merge,
+            ledger,
+            work,
+            owner,
+            trace_attributes: Vec::new,
+        }
+    }
+
+    /// Runs until shutdown is requested, then flushes the batches it holds and returns.
+    pub async fn run(&self, shutdown: Shutdown) -> Result<()> {
+        let vis = self.cfg.common.visibility_timeout;
+        let mut held: HashMap<String, Held> = HashMap::new();
+        let mut open: BTreeMap<(String, Window), Open> = BTreeMap::new();
+        let mut last_heartbeat = Instant::now();
+        tracing::info!(queue = self.raw.name(), owner = %self.owner, "mapper started");
+        while !shutdown.requested() {
+            let wait = open
+                .values()
+                .map(|o| {
+                    (o.opened + self.cfg.batch_max_wait).saturating_duration_since(Instant::now())
+                })
+                .min()
+                .unwrap_or(Duration::from_secs(20))
+                .clamp(Duration::from_secs(1), Duration::from_secs(20));
+            let received = tokio::select! {
+                _ = shutdown.wait() => break,
+                r = self.raw.receive(10, wait, vis) => r,
+            };
+            match received {
+                Ok(messages) => {
+                    for m in messages {
+                        self.intake(m, &mut held, &mut open).await?;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "receive failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            let due: Vec<_> = open
+                .iter()
+                .filter(|(_, o)| o.opened.elapsed() >= self.cfg.batch_max_wait)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in due {
+                if let Some(o) = open.remove(&k) {
+                    self.flush(o, &mut held).await?;
+                }
+            }
+            if last_heartbeat.elapsed() >= vis / 3 && !held.is_empty() {
+                let receipts: Vec<String> = held.values().map(|h| h.receipt.clone()).collect();
+                if let Err(e) = self.raw.set_visibility(&receipts, vis).await {
+                    tracing::warn!(error = %e, "extending visibility of held messages failed");
+                }
+                last_heartbeat = Instant::now();
+            }
+        }
+        tracing::info!(batches = open.len(), "flushing open batches before exit");
+        while let Some((_, o)) = open.pop_first() {
+            self.flush(o, &mut held).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes in one raw message: its objects join their windows' open batches.
+    async fn intake(
+        &self,
+        m: Received,
+        held: &mut HashMap<String, Held>,
+        open: &mut BTreeMap<(String, Window), Open>,
+    ) -> Result<()> {
+        let objects = match events::decode(&m.body) {
+            Ok(o) => o,
+            Err(reason) => {
+                // Left in the queue: after the redrive policy's receive count it lands in the DLQ.
+                tracing::error!(message_id = %m.message_id, %reason, receive_count = m.receive_count, "undecodable raw message");
+                return Ok(());
+            }
+        };
+        let objects: Vec<_> = objects
+            .into_iter()
+            .filter(|o| {
+                let keep = is_raw_log_key(&o.key);
+                if !keep {
+                    tracing::debug!(bucket = %o.bucket, key = %o.key, "not a raw log object: skipped");
+                }
+                keep
+            })
+            .collect();
+        if objects.is_empty() {
+            self.raw.delete(&[m.receipt_handle]).await?;
+            return Ok(());
+        }
+        if held.contains_key(&m.message_id) {
+            // The same delivery seen twice within one hold (SQS at-least-once): keep the first.
+            return Ok(());
+        }
+        held.insert(
+            m.message_id.clone(),
+            Held {
+                receipt: m.receipt_handle,
+                pending: objects.len(),
+                retry: false,
+            },
+        );
+        for o in objects {
+            let window = window_of(&o.key, o.event_time, self.cfg.window_size);
+            let slot = (o.bucket.clone(), window);
+            let full = open.get(&slot).is_some_and(|b| {
+                b.objects.len() >= self.cfg.limits.max_objects
+                    || b.bytes + o.size > self.cfg.limits.max_bytes
+            });
+            if full && let Some(b) = open.remove(&slot) {
+                self.flush(b, held).await?;
+            }
+            let batch = open.entry(slot).or_insert_with(|| Open {
+                bucket: o.bucket.clone(),
+                window,
+                objects: Vec::new(),
+                messages: HashMap::new(),
+                bytes: 0,
+                opened: Instant::now(),
+            });
+            let id = (o.key.clone(), o.etag.clone());
+            let owners = batch.messages.entry(id).or_default();
+            if owners.is_empty() {
+                batch.bytes += o.size;
+                batch.objects.push(ObjectRef {
+                    key: o.key,
+                    size: o.size,
+                    etag: o.etag,
+                    last_modified: o.event_time,
+                });
+            }
+            owners.push(m.message_id.clone());
+        }
+        Ok(())
+    }
+
+    /// Claims, seals and queues one batch, then deletes (or releases) the messages it settled.
+    async fn flush(&self, open: Open, held: &mut HashMap<String, Held>) -> Result<()> {
+        let Open {
+            bucket,
+            window,
+            objects,
+            messages,
+            ..
+        } = open;
+        let batch = Batch::scoped(&bucket, window, objects);
+        let settled = self.place(&bucket, &batch).await?;
+        let mut counts = Flushed::default();
+        let mut done: Vec<String> = Vec::new();
+        let mut release: Vec<String> = Vec::new();
+        for (object, outcome) in batch.objects.iter().zip(settled) {
+            match outcome {
+                Placed::Claimed => counts.claimed += 1,
+                Placed::Duplicate => counts.duplicates += 1,
+                Placed::Retry => counts.retry += 1,
+            }
+            let owners = messages
+                .get(&(object.key.clone(), object.etag.clone()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for msg in owners {
+                let Some(h) = held.get_mut(msg) else { continue };
+                h.pending = h.pending.saturating_sub(1);
+                h.retry |= outcome == Placed::Retry;
+                if h.pending == 0
+                    && let Some(h) = held.remove(msg)
+                {
+                    match h.retry {
+                        true => release.push(h.receipt),
+                        false => done.push(h.receipt),
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            batch_id = %batch.id, window = %window.stamp(), bucket = %bucket,
+            objects = batch.objects.len(), claimed = counts.claimed,
+            duplicates = counts.duplicates, retry_later = counts.retry,
+            "batch flushed"
+        );
+        fault::point("before-delete");
+        self.raw.delete(&done).await?;
+        if !release.is_empty() {
+            // Back when the batch that holds them has been finished by its mapper or expired.
+            self.raw
+                .set_visibility(&release, self.cfg.claim_lease)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Puts each object of `batch` into a queued batch: this one or the one that claimed it first.
+    async fn place(&self, bucket: &str, batch: &Batch) -> Result<Vec<Placed>> {
+        let manifest_key = self.cfg.common.work.key(&format!(
+            "manifests/{}-{}.json",
+            batch.window.stamp(),
+            batch.id
+        ));
+        let manifest = Manifest::new(bucket, batch);
+        self.work
+            .put(
+                &key_path(&manifest_key),
+                PutPayload::from(Bytes::from(manifest.to_json())),
+            )
+            .await?;
+        fault::point("after-manifest");
+
+        let lease_until = now() + self.cfg.claim_lease.as_secs().max(1) as i64;
+        let record = BatchRecord {
+            id: batch.id.clone(),
+            state: BatchState::Open,
+            owner: self.owner.clone(),
+            lease_until,
+            manifest: self.cfg.common.work.url_of(&manifest_key),
+            window: batch.window,
+        };
+        let ours = match self.ledger.open_batch(&record).await? {
+            None => true,
+            // A retry of the very same objects after a crash: continue it once its lease is over.
+            Some(existing) if existing.state == BatchState::Open => {
+                self.ledger
+                    .take_over(&batch.id, &self.owner, lease_until)
+                    .await?
+            }
+            Some(_) => false,
+        };
+
+        let pks: Vec<String> = batch
+            .objects
+            .iter()
+            .map(|o| object_pk(bucket, &o.key, o.etag.as_deref()))
+            .collect();
+        let claims: Vec<Claim> = futures::stream::iter(pks.iter())
+            .map(|pk| async move {
+                match ours {
+                    true => self.ledger.claim(pk, &batch.id, &self.owner).await,
+                    false => Ok(match self.ledger.claim_of(pk).await? {
+                        Some(b) => Claim::Taken(b),
+                        None => Claim::Closed,
+                    }),
+                }
+            })
+            .buffered(CLAIM_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        fault::point("after-claim");
+
+        let mut sent_ours = false;
+        if ours && self.ledger.seal(&batch.id, &self.owner).await? {
+            fault::point("after-seal");
+            if claims.contains(&Claim::Mine) {
+                self.send_job(&record).await?;
+                sent_ours = true;
+            } else {
+                self.ledger.mark_empty(&batch.id).await?;
+            }
+        }
+
+        // Settle every object; batches of others are looked up once each.
+        let mut others: HashMap<BatchId, bool> = HashMap::new();
+        let mut placed = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let p = match claim {
+                Claim::Mine if sent_ours => Placed::Claimed,
+                // Our lease ran out and another mapper sealed the batch: it sends the job.
+                Claim::Mine => match self.settle_other(&batch.id, &mut others).await? {
+                    true => Placed::Claimed,
+                    false => Placed::Retry,
+                },
+                Claim::Taken(other) => match self.settle_other(&other, &mut others).await? {
+                    true => Placed::Duplicate,
+                    false => Placed::Retry,
+                },
+                Claim::Closed => Placed::Retry,
+            };
+            placed.push(p);
+        }
+        Ok(placed)
+    }
+
+    /// Makes sure another batch's job is queued (finishing what a crashed mapper left); true once
+    /// it is, false if its mapper is still claiming.
+    async fn settle_other(&self, id: &BatchId, seen: &mut HashMap<BatchId, bool>) -> Result<bool> {
+        if let Some(s) = seen.get(id) {
+            return Ok(*s);
+        }
+        let settled = match self.ledger.batch(id).await? {
+            None => false,
+            Some(rec) => match rec.state {
+                BatchState::Queued | BatchState::Committed | BatchState::Empty => true,
+                BatchState::Sealed => {
+                    tracing::info!(batch_id = %id, "sending the job of a batch sealed by a crashed mapper");
+                    self.send_job(&rec).await?;
+                    true
+                }
+                BatchState::Open if rec.lease_until < now() => {
+                    tracing::info!(batch_id = %id, owner = %rec.owner, "sealing a batch abandoned by its mapper");
+                    self.ledger.seal_abandoned(id).await?;
+                    // Sealed now, by us or by a competitor: either way its job may be sent again
+                    // safely (mergers skip committed batches and rewrite the same key).
+                    match self.ledger.batch(id).await? {
+                        Some(r) if r.state == BatchState::Sealed => {
+                            self.send_job(&r).await?;
+                            true
+                        }
+                        Some(r) => r.state != BatchState::Open,
+                        None => false,
+                    }
+                }
+                BatchState::Open => false,
+            },
+        };
+        seen.insert(id.clone(), settled);
+        Ok(settled)
+    }
+
+    /// Sends a sealed batch's merge job, then records it as queued.
+    async fn send_job(&self, rec: &BatchRecord) -> Result<()> {
+        let job = MergeJob {
+            v: FORMAT_VERSION,
+            batch_id: rec.id.clone(),
+            source: SourceKind::Vpcflow,
+            window: rec.window,
+            manifest: rec.manifest.clone(),
+        };
+        let message_id = self
+            .merge
+            .send(&job.to_json(), &(self.trace_attributes)())
+            .await?;
+        tracing::debug!(batch_id = %rec.id, %message_id, queue = self.merge.name(), "merge job sent");
+        fault::point("after-send");
+        self.ledger.mark_queued(&rec.id).await?;
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placed {
+    /// Claimed by the batch just queued.
+    Claimed,
+    /// Already in another queued or committed batch (duplicate event or redelivery).
+    Duplicate,
+    /// Its batch is still being claimed by a live mapper: try again later.
+    Retry,
+}

@@ -1,0 +1,251 @@
+//! The merger: merge-queue jobs → Parquet under the batch's deterministic key → commit.
+//!
+//! For each job: skip it if the batch is committed; read the manifest; keep the objects whose
+//! claim is this batch (claims are frozen once the batch is sealed, before the job was sent); run
+//! the batch with `flowmerge_core::run_batch` (the same code as `flowmerge compact`); record
+//! quarantined objects (ledger + a JSON record under the work prefix); commit the batch; delete
+//! the job. A crash anywhere before the delete makes SQS deliver the job again, and the retry
+//! rewrites the same key with the same bytes. Jobs that keep failing reach the DLQ.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use flowmerge_core::exec::ExecOptions;
+use flowmerge_core::fault;
+use flowmerge_core::job::{Manifest, MergeJob};
+use flowmerge_core::store::{key_path, s3_bucket, split_s3_url};
+use flowmerge_core::{BatchReport, run_batch};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+
+use crate::config::MergerConfig;
+use crate::error::{AwsError, Result};
+use crate::ledger::{BatchState, DynamoLedger, now, object_pk};
+use crate::queue::{Received, SqsQueue};
+use crate::shutdown::Shutdown;
+
+pub struct Merger {
+    cfg: MergerConfig,
+    queue: SqsQueue,
+    ledger: DynamoLedger,
+    /// One object store per bucket, opened on first use.
+    stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+/// What became of one job.
+#[derive(Debug)]
+pub enum Outcome {
+    Merged(BatchReport),
+    AlreadyCommitted,
+}
+
+impl Merger {
+    pub fn new(
+        cfg: MergerConfig,
+        sqs: aws_sdk_sqs::Client,
+        dynamodb: aws_sdk_dynamodb::Client,
+    ) -> Self {
+        let queue = SqsQueue::new(sqs, &cfg.common.merge_queue_url);
+        let ledger = DynamoLedger::new(dynamodb, &cfg.common.table, cfg.common.ledger_ttl);
+        Self {
+            cfg,
+            queue,
+            ledger,
+            stores: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+        let mut stores = self
+            .stores
+            .lock()
+            .map_err(|_| AwsError::Invalid("store cache poisoned".into()))?;
+        if let Some(s) = stores.get(bucket) {
+            return Ok(Arc::clone(s));
+        }
+        let s = s3_bucket(bucket)?;
+        stores.insert(bucket.to_owned(), Arc::clone(&s));
+        Ok(s)
+    }
+
+    /// Runs `concurrency` receive loops until shutdown; each finishes (or releases) its job.
+    pub async fn run(self: Arc<Self>, shutdown: Shutdown) -> Result<()> {
+        tracing::info!(
+            queue = self.queue.name(),
+            concurrency = self.cfg.concurrency,
+            "merger started"
+        );
+        let mut loops = tokio::task::JoinSet::new();
+        for _ in 0..self.cfg.concurrency {
+            let me = Arc::clone(&self);
+            let shutdown = shutdown.clone();
+            loops.spawn(async move { me.receive_loop(shutdown).await });
+        }
+        while let Some(r) = loops.join_next().await {
+            r.map_err(|e| AwsError::Invalid(format!("merger loop failed: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn receive_loop(&self, shutdown: Shutdown) {
+        let vis = self.cfg.common.visibility_timeout;
+        while !shutdown.requested() {
+            let received = tokio::select! {
+                _ = shutdown.wait() => break,
+                r = self.queue.receive(1, Duration::from_secs(20), vis) => r,
+            };
+            match received {
+                Ok(messages) => {
+                    for m in messages {
+                        self.handle_guarded(m, &shutdown).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "receive failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Handles one message while extending its visibility; on shutdown, lets it finish for up to
+    /// the drain timeout, then releases it (visibility 0) for another merger.
+    async fn handle_guarded(&self, m: Received, shutdown: &Shutdown) {
+        let vis = self.cfg.common.visibility_timeout;
+        let receipt = vec![m.receipt_handle.clone()];
+        let work = self.handle(&m);
+        tokio::pin!(work);
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(vis / 3).await;
+                if let Err(e) = self.queue.set_visibility(&receipt, vis).await {
+                    tracing::warn!(error = %e, message_id = %m.message_id, "extending visibility failed");
+                }
+            }
+        };
+        let drain = async {
+            shutdown.wait().await;
+            tokio::time::sleep(self.cfg.drain_timeout).await;
+        };
+        tokio::select! {
+            r = &mut work => match r {
+                Ok(Outcome::Merged(report)) => tracing::info!(
+                    message_id = %m.message_id,
+                    batch_id = %report.batch_id.as_ref().map(|b| b.0.as_str()).unwrap_or(""),
+                    objects = report.objects, records_in = report.records_in, rows_out = report.rows_out,
+                    bytes_in = report.bytes_in, bytes_out = report.bytes_out,
+                    quarantined = report.quarantined.len(),
+                    output = report.output_key.as_deref().unwrap_or(""),
+                    "batch committed"
+                ),
+                Ok(Outcome::AlreadyCommitted) => tracing::info!(message_id = %m.message_id, "batch already committed: job dropped"),
+                Err(e) => tracing::error!(
+                    message_id = %m.message_id, receive_count = m.receive_count, error = %e,
+                    "job failed; SQS will deliver it again (then to the DLQ)"
+                ),
+            },
+            _ = heartbeat => {}
+            _ = drain => {
+                tracing::warn!(message_id = %m.message_id, "drain timeout: releasing the job for another merger");
+                if let Err(e) = self.queue.set_visibility(&receipt, Duration::ZERO).await {
+                    tracing::warn!(error = %e, "releasing the job failed; it returns after its visibility timeout");
+                }
+            }
+        }
+    }
+
+    /// Merges one job's batch and commits it; deletes the job.
+    pub async fn handle(&self, m: &Received) -> Result<Outcome> {
+        let job = MergeJob::from_json(&format!("message {}", m.message_id), &m.body)?;
+        if let Some(rec) = self.ledger.batch(&job.batch_id).await?
+            && rec.state == BatchState::Committed
+        {
+            self.queue
+                .delete(std::slice::from_ref(&m.receipt_handle))
+                .await?;
+            return Ok(Outcome::AlreadyCommitted);
+        }
+        let (mbucket, mkey) = split_s3_url(&job.manifest).ok_or_else(|| {
+            AwsError::Invalid(format!(
+                "job {}: manifest {:?} is not an s3:// URL",
+                job.batch_id, job.manifest
+            ))
+        })?;
+        let body = self
+            .store(&mbucket)?
+            .get(&key_path(&mkey))
+            .await?
+            .bytes()
+            .await?;
+        let manifest = Manifest::from_json(&job.manifest, &body)?;
+
+        let pks: Vec<String> = manifest
+            .objects
+            .iter()
+            .map(|o| object_pk(&manifest.bucket, &o.key, o.etag.as_deref()))
+            .collect();
+        let claims = self.ledger.claims(&pks).await?;
+        let objects: Vec<_> = manifest
+            .objects
+            .iter()
+            .zip(&pks)
+            .filter(|(_, pk)| claims.get(*pk) == Some(&job.batch_id))
+            .map(|(o, _)| o.clone())
+            .collect();
+        let batch = manifest.batch_of(objects);
+
+        let input = self.store(&manifest.bucket)?;
+        let output = self.store(&self.cfg.common.output.bucket)?;
+        let opts = ExecOptions {
+            parse: self.cfg.parse.clone(),
+            fetch_concurrency: self.cfg.fetch_concurrency,
+            output_prefix: self.cfg.common.output.prefix.clone(),
+        };
+        let report = run_batch(input, output, &batch, &opts).await?;
+        fault::point("after-write");
+
+        for q in &report.quarantined {
+            let pk = object_pk(&manifest.bucket, &q.object.key, q.object.etag.as_deref());
+            self.ledger.quarantine(&pk, &batch.id, &q.reason).await?;
+            self.write_quarantine_record(&manifest.bucket, &batch.id.0, q)
+                .await?;
+        }
+        fault::point("before-commit");
+        self.ledger.commit(&batch.id, &report).await?;
+        fault::point("after-commit");
+        self.queue
+            .delete(std::slice::from_ref(&m.receipt_handle))
+            .await?;
+        Ok(Outcome::Merged(report))
+    }
+
+    /// `<work>/quarantine/<batch>/<sha256(key)>.json`: the object, the batch and the reason.
+    async fn write_quarantine_record(
+        &self,
+        bucket: &str,
+        batch: &str,
+        q: &flowmerge_core::Quarantined,
+    ) -> Result<()> {
+        let work = &self.cfg.common.work;
+        let digest =
+            hex::encode(&Sha256::digest(format!("{bucket}/{}", q.object.key).as_bytes())[..8]);
+        let key = work.key(&format!("quarantine/{batch}/{digest}.json"));
+        let record = serde_json::json!({
+            "bucket": bucket,
+            "key": q.object.key,
+            "etag": q.object.etag,
+            "size": q.object.size,
+            "batch_id": batch,
+            "reason": q.reason,
+            "quarantined_at": now(),
+        });
+        let body = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        self.store(&work.bucket)?
+            .put(&key_path(&key), PutPayload::from(Bytes::from(body)))
+            .await?;
+        tracing::warn!(bucket, key = %q.object.key, batch_id = batch, reason = %q.reason, "object quarantined");
+        Ok(())
+    }
+}

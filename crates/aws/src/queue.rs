@@ -1,0 +1,203 @@
+//! An SQS queue: long-polling receive, send with message attributes (W3C trace context travels
+//! there), batched delete, and visibility changes (heartbeat and release).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName,
+};
+
+use crate::error::{AwsError, Result};
+
+/// A received message.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    /// String message attributes (e.g. `traceparent`).
+    pub attributes: HashMap<String, String>,
+    /// How many times SQS has delivered it (1 on first delivery).
+    pub receive_count: u32,
+    /// When it was first sent, Unix milliseconds.
+    pub sent_at_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+    name: String,
+}
+
+/// SQS's limit on entries per batch call.
+const BATCH: usize = 10;
+
+impl SqsQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: &str) -> Self {
+        let name = url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(url)
+            .to_owned();
+        Self {
+            client,
+            url: url.to_owned(),
+            name,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The queue's name (last part of its URL), for logs and span attributes.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Receives up to `max` (1–10) messages, waiting up to `wait` (≤ 20 s) for the first.
+    pub async fn receive(
+        &self,
+        max: i32,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<Received>> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .visibility_timeout(secs(visibility))
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .send()
+            .await
+            .map_err(|e| AwsError::api("sqs:ReceiveMessage", e))?;
+        let mut received = Vec::new();
+        for m in out.messages() {
+            let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) else {
+                continue;
+            };
+            let attributes = m
+                .message_attributes()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|(k, v)| v.string_value().map(|s| (k.clone(), s.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let system = m.attributes();
+            let sys = |name: MessageSystemAttributeName| system.and_then(|s| s.get(&name));
+            received.push(Received {
+                message_id: id.to_owned(),
+                receipt_handle: receipt.to_owned(),
+                body: m.body().unwrap_or_default().to_owned(),
+                attributes,
+                receive_count: sys(MessageSystemAttributeName::ApproximateReceiveCount)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+                sent_at_ms: sys(MessageSystemAttributeName::SentTimestamp)
+                    .and_then(|v| v.parse().ok()),
+            });
+        }
+        Ok(received)
+    }
+
+    /// Sends one message with string attributes; returns its message id once SQS has stored it.
+    pub async fn send(&self, body: &str, attributes: &[(String, String)]) -> Result<String> {
+        let mut req = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body);
+        for (k, v) in attributes {
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .map_err(|e| AwsError::api("sqs:SendMessage", e))?;
+            req = req.message_attributes(k, value);
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| AwsError::api("sqs:SendMessage", e))?;
+        Ok(out.message_id().unwrap_or_default().to_owned())
+    }
+
+    /// Deletes messages by receipt handle, in batches; any entry SQS refuses is an error.
+    pub async fn delete(&self, receipts: &[String]) -> Result<()> {
+        for chunk in receipts.chunks(BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .build()
+                        .map_err(|e| AwsError::api("sqs:DeleteMessageBatch", e))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| AwsError::api("sqs:DeleteMessageBatch", e))?;
+            if let Some(f) = out.failed().first() {
+                return Err(AwsError::Api {
+                    operation: "sqs:DeleteMessageBatch",
+                    message: format!("{}: {}", f.code(), f.message().unwrap_or_default()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the visibility timeout of held messages: extends them while working (heartbeat), or
+    /// releases them at once with zero.
+    pub async fn set_visibility(&self, receipts: &[String], timeout: Duration) -> Result<()> {
+        for chunk in receipts.chunks(BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .visibility_timeout(secs(timeout))
+                        .build()
+                        .map_err(|e| AwsError::api("sqs:ChangeMessageVisibilityBatch", e))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| AwsError::api("sqs:ChangeMessageVisibilityBatch", e))?;
+            if let Some(f) = out.failed().first() {
+                return Err(AwsError::Api {
+                    operation: "sqs:ChangeMessageVisibilityBatch",
+                    message: format!("{}: {}", f.code(), f.message().unwrap_or_default()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn secs(d: Duration) -> i32 {
+    d.as_secs().min(43_200) as i32
+}

@@ -1,0 +1,709 @@
+//! End-to-end tests of the AWS workers against moto's server (a real HTTP AWS emulator, DESIGN
+//! §7), as a user runs them: `flowmerge aws bootstrap`, then `flowmerge-mapper` and
+//! `flowmerge-merger` started with only that environment, raw objects uploaded to S3 (S3 notifies
+//! the raw queue), the Parquet output read back and compared with an independent oracle.
+//!
+//! The harness starts one moto server per test binary (or uses `FLOWMERGE_TEST_AWS_ENDPOINT`);
+//! every test creates uniquely named buckets, queues and tables.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use bytes::Bytes;
+use common::*;
+use flowmerge_core::store::key_path;
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+/// How long a test waits for the pipeline to settle before failing.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Moto {
+    endpoint: String,
+    /// The watchdog, whose stdin stays open for the life of the test process: it stops moto
+    /// when the pipe closes.
+    _watchdog: Option<Mutex<Child>>,
+}
+
+/// The emulator's endpoint: `FLOWMERGE_TEST_AWS_ENDPOINT`, or a moto server started here.
+fn moto() -> &'static str {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    &MOTO
+        .get_or_init(|| {
+            if let Ok(e) = std::env::var("FLOWMERGE_TEST_AWS_ENDPOINT") {
+                return Moto { endpoint: e, _watchdog: None };
+            }
+            let venv = std::env::var("FLOWMERGE_TEST_VENV")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| repo_root().join(".venv-test"));
+            let server = venv.join("bin/moto_server");
+            assert!(
+                server.exists(),
+                "{} not found: run ./scripts/test.sh (it installs moto[server]) or set FLOWMERGE_TEST_AWS_ENDPOINT",
+                server.display()
+            );
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            // A watchdog parent: moto lives until this test process (and so the pipe) goes away.
+            let watchdog = "import subprocess, sys\n\
+                p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+                sys.stdin.read()\n\
+                p.terminate(); p.wait()";
+            let child = Command::new(venv.join("bin/python"))
+                .args(["-c", watchdog])
+                .arg(&server)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("start moto_server");
+            let start = Instant::now();
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(start.elapsed() < Duration::from_secs(30), "moto did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Moto {
+                endpoint: format!("http://127.0.0.1:{port}"),
+                _watchdog: Some(Mutex::new(child)),
+            }
+        })
+        .endpoint
+}
+
+/// The standard AWS environment pointing at the emulator.
+fn aws_env() -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", moto()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
+
+/// What `flowmerge aws bootstrap` made for one test.
+struct Stack {
+    dir: tempfile::TempDir,
+    raw_bucket: String,
+    out_bucket: String,
+    /// The printed `export` lines, parsed.
+    exports: BTreeMap<String, String>,
+    children: Vec<Child>,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn unique(test: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let short: String = test
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(20)
+        .collect();
+    format!("{}-{}-{n}", short.to_lowercase(), std::process::id())
+}
+
+fn bootstrap(test: &str) -> Stack {
+    let u = unique(test);
+    let raw_bucket = format!("raw-{u}");
+    let out_bucket = format!("out-{u}");
+    let out = Command::new(env!("CARGO_BIN_EXE_flowmerge"))
+        .args(["aws", "bootstrap", "--raw-bucket", &raw_bucket])
+        .args([
+            "--output",
+            &format!("s3://{out_bucket}/flows"),
+            "--name",
+            &format!("fm-{u}"),
+        ])
+        .envs(aws_env())
+        .output()
+        .expect("run flowmerge aws bootstrap");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "bootstrap failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exports: BTreeMap<String, String> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+        .collect();
+    for var in [
+        "FLOWMERGE_RAW_QUEUE_URL",
+        "FLOWMERGE_MERGE_QUEUE_URL",
+        "FLOWMERGE_TABLE",
+        "FLOWMERGE_OUTPUT",
+    ] {
+        assert!(
+            exports.contains_key(var),
+            "bootstrap printed no {var}: {stdout}"
+        );
+    }
+    Stack {
+        dir: tempfile::tempdir().expect("tempdir"),
+        raw_bucket,
+        out_bucket,
+        exports,
+        children: Vec::new(),
+    }
+}
+
+impl Stack {
+    /// Starts a worker with the bootstrap's environment plus fast test timings and `extra`.
+    fn start(&mut self, bin: &str, extra: &[(&str, &str)]) -> usize {
+        let path = match bin {
+            "mapper" => env!("CARGO_BIN_EXE_flowmerge-mapper"),
+            _ => env!("CARGO_BIN_EXE_flowmerge-merger"),
+        };
+        let n = self.children.len();
+        let log = std::fs::File::create(self.dir.path().join(format!("{bin}-{n}.log")))
+            .expect("log file");
+        let child = Command::new(path)
+            .env_clear()
+            .envs(aws_env())
+            .envs(&self.exports)
+            .envs([
+                ("FLOWMERGE_BATCH_MAX_WAIT", "1s"),
+                ("FLOWMERGE_VISIBILITY_TIMEOUT", "3s"),
+                ("FLOWMERGE_CLAIM_LEASE", "2s"),
+                ("FLOWMERGE_LOG", "info"),
+            ])
+            .envs(extra.iter().copied())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start worker");
+        self.children.push(child);
+        n
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        let mut names: Vec<_> = std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        names.sort();
+        for p in names {
+            all.push_str(&format!(
+                "--- {}\n{}\n",
+                p.display(),
+                std::fs::read_to_string(&p).unwrap_or_default()
+            ));
+        }
+        all
+    }
+
+    /// Waits for a worker to exit; returns its code.
+    fn wait_exit(&mut self, i: usize, within: Duration) -> i32 {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.children[i].try_wait().expect("wait") {
+                return status.code().unwrap_or(-1);
+            }
+            if start.elapsed() > within {
+                let logs = self.logs();
+                panic!("worker {i} still running after {within:?}\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn sigterm(&self, i: usize) {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.children[i].id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+    }
+
+    fn store(&self, bucket: &str) -> Arc<dyn ObjectStore> {
+        let _env = aws_env();
+        runtime().block_on(async {
+            object_store::aws::AmazonS3Builder::new()
+                .with_endpoint(moto())
+                .with_allow_http(true)
+                .with_region("us-east-1")
+                .with_access_key_id("test")
+                .with_secret_access_key("test")
+                .with_bucket_name(bucket)
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+                .expect("s3 store")
+        })
+    }
+
+    /// Uploads files under `root` with their relative paths as keys (S3 notifies the raw queue).
+    fn upload(&self, root: &Path, files: &[PathBuf]) {
+        let store = self.store(&self.raw_bucket);
+        runtime().block_on(async {
+            for f in files {
+                let key = f
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .into_owned();
+                let body = Bytes::from(std::fs::read(f).expect("read raw"));
+                store
+                    .put(&key_path(&key), PutPayload::from(body))
+                    .await
+                    .expect("upload");
+            }
+        });
+    }
+
+    /// Downloads every object under `prefix` of the output bucket into `into` (same relative keys).
+    fn download(&self, prefix: &str, into: &Path) -> BTreeMap<String, Bytes> {
+        let store = self.store(&self.out_bucket);
+        let prefix = StorePath::from(prefix);
+        runtime().block_on(async {
+            let metas: Vec<_> = store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .expect("list output");
+            let mut got = BTreeMap::new();
+            for m in metas {
+                let body = store
+                    .get(&m.location)
+                    .await
+                    .expect("get")
+                    .bytes()
+                    .await
+                    .expect("body");
+                let rel = m
+                    .location
+                    .as_ref()
+                    .strip_prefix("flows/")
+                    .unwrap_or(m.location.as_ref())
+                    .to_owned();
+                let path = into.join(&rel);
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                std::fs::write(&path, &body).expect("write");
+                got.insert(rel, body);
+            }
+            got
+        })
+    }
+
+    /// Polls the output until it holds `records` merged records; returns the folder it is in.
+    fn wait_for_records(&self, records: i64) -> PathBuf {
+        let start = Instant::now();
+        let mut round = 0;
+        loop {
+            round += 1;
+            let out = self.dir.path().join(format!("out-{round}"));
+            self.download("flows/vpcflowlogs", &out);
+            let got: i64 = observed(&out).values().map(|t| t.records).sum();
+            if got == records {
+                return out;
+            }
+            assert!(
+                got <= records,
+                "more records out ({got}) than in ({records}): duplicated\n{}",
+                self.logs()
+            );
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "only {got} of {records} records merged after {DEADLINE:?}\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn queue_depth(&self, url_var: &str) -> (i64, i64) {
+        let url = self.exports[url_var].clone();
+        runtime().block_on(async {
+            let sdk = aws_config_for_tests().await;
+            let out = aws_sdk_sqs::Client::new(&sdk)
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .send()
+                .await
+                .expect("queue attributes");
+            let get = |a: QueueAttributeName| {
+                out.attributes()
+                    .and_then(|m| m.get(&a))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            (
+                get(QueueAttributeName::ApproximateNumberOfMessages),
+                get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            )
+        })
+    }
+
+    /// Polls until `cond` holds on the queue's (visible, in flight) counts.
+    fn wait_queue(&self, url_var: &str, what: &str, cond: impl Fn((i64, i64)) -> bool) {
+        let start = Instant::now();
+        loop {
+            let d = self.queue_depth(url_var);
+            if cond(d) {
+                return;
+            }
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "{url_var}: {what} not reached, depth {d:?}\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn send_raw(&self, url_var: &str, body: &str) {
+        let url = self.exports[url_var].clone();
+        runtime().block_on(async {
+            let sdk = aws_config_for_tests().await;
+            aws_sdk_sqs::Client::new(&sdk)
+                .send_message()
+                .queue_url(url)
+                .message_body(body)
+                .send()
+                .await
+                .expect("send");
+        });
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn aws_config_for_tests() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// A small generated set in AWS's layout; one object renamed with a space and non-ASCII letters
+/// (S3 notifications URL-encode keys). Returns the root and the files.
+fn raw_set(dir: &Path, seed: &str) -> (PathBuf, Vec<PathBuf>) {
+    let root = dir.join("raw");
+    generate(
+        &root,
+        &[
+            "--accounts",
+            "2",
+            "--minutes",
+            "6",
+            "--files-per-minute",
+            "1",
+            "--records-per-file",
+            "150",
+            "--seed",
+            seed,
+        ],
+    );
+    let mut raw = files(&root);
+    let first = raw[0].clone();
+    let name = first
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace("_fl-", "_fl é+x ");
+    let renamed = first.with_file_name(name);
+    std::fs::rename(&first, &renamed).expect("rename");
+    raw[0] = renamed;
+    (root, raw)
+}
+
+fn total_records(raw: &[PathBuf]) -> i64 {
+    oracle(raw).values().map(|t| t.records).sum()
+}
+
+#[test]
+fn uploaded_objects_are_merged_once_and_duplicates_add_nothing() {
+    let mut s = bootstrap("merged-once");
+    let (root, raw) = raw_set(s.dir.path(), "11");
+    let mapper = s.start("mapper", &[]);
+    let merger = s.start("merger", &[]);
+    s.upload(&root, &raw);
+    let out = s.wait_for_records(total_records(&raw));
+    assert_conserved(&raw, &out);
+    let first = s.download("flows", &s.dir.path().join("first"));
+    assert!(
+        first.keys().any(|k| k.starts_with("_flowmerge/manifests/")),
+        "{first:?}"
+    );
+
+    // The same objects again (duplicate events), and a raw message redelivered by hand.
+    s.upload(&root, &raw);
+    s.wait_queue("FLOWMERGE_RAW_QUEUE_URL", "raw queue drained", |(v, f)| {
+        v + f == 0
+    });
+    s.wait_queue(
+        "FLOWMERGE_MERGE_QUEUE_URL",
+        "merge queue drained",
+        |(v, f)| v + f == 0,
+    );
+    let again = s.download("flows", &s.dir.path().join("again"));
+    assert_eq!(
+        first
+            .iter()
+            .filter(|(k, _)| k.ends_with(".parquet"))
+            .collect::<Vec<_>>(),
+        again
+            .iter()
+            .filter(|(k, _)| k.ends_with(".parquet"))
+            .collect::<Vec<_>>(),
+        "re-uploading the same objects changed the output"
+    );
+
+    for w in [mapper, merger] {
+        s.sigterm(w);
+        assert_eq!(s.wait_exit(w, Duration::from_secs(30)), 0, "{}", s.logs());
+    }
+}
+
+#[test]
+fn sigterm_flushes_the_batches_a_mapper_holds() {
+    let mut s = bootstrap("sigterm-flush");
+    let (root, raw) = raw_set(s.dir.path(), "12");
+    // Batches would stay open for ten minutes: only the shutdown flush can queue them.
+    let mapper = s.start("mapper", &[("FLOWMERGE_BATCH_MAX_WAIT", "10m")]);
+    s.upload(&root, &raw);
+    let n = raw.len() as i64;
+    s.wait_queue(
+        "FLOWMERGE_RAW_QUEUE_URL",
+        "all events held by the mapper",
+        |(v, f)| v == 0 && f >= n,
+    );
+    s.sigterm(mapper);
+    assert_eq!(
+        s.wait_exit(mapper, Duration::from_secs(30)),
+        0,
+        "{}",
+        s.logs()
+    );
+    s.wait_queue("FLOWMERGE_RAW_QUEUE_URL", "raw queue drained", |(v, f)| {
+        v + f == 0
+    });
+    let merger = s.start("merger", &[]);
+    let out = s.wait_for_records(total_records(&raw));
+    assert_conserved(&raw, &out);
+    s.sigterm(merger);
+    assert_eq!(
+        s.wait_exit(merger, Duration::from_secs(30)),
+        0,
+        "{}",
+        s.logs()
+    );
+}
+
+#[test]
+fn bad_objects_are_quarantined_and_the_rest_commits() {
+    let mut s = bootstrap("quarantine");
+    let (root, raw) = raw_set(s.dir.path(), "13");
+    let bad_dir = root.join("AWSLogs/999999999999/vpcflowlogs/us-east-1/2026/11/01");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    let garbage =
+        bad_dir.join("999999999999_vpcflowlogs_us-east-1_fl-bad_20261101T0001Z_0001.log.gz");
+    std::fs::write(&garbage, b"\x1f\x8b\x08\x00 not really gzip at all").unwrap();
+    let truncated =
+        bad_dir.join("999999999999_vpcflowlogs_us-east-1_fl-bad_20261101T0002Z_0002.log.gz");
+    let good = std::fs::read(&raw[1]).unwrap();
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    let mut all = raw.clone();
+    all.extend([garbage.clone(), truncated.clone()]);
+
+    s.start("mapper", &[]);
+    s.start("merger", &[]);
+    s.upload(&root, &all);
+    let out = s.wait_for_records(total_records(&raw));
+    assert_conserved(&raw, &out);
+    // Quarantine records name the objects and their reasons (they may trail the last commit).
+    let start = Instant::now();
+    loop {
+        let got = s.download("flows/_flowmerge/quarantine", &s.dir.path().join("q"));
+        let reasons: Vec<String> = got
+            .values()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        if reasons.len() == 2 {
+            for bad in [&garbage, &truncated] {
+                let name = bad.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(
+                    reasons
+                        .iter()
+                        .any(|r| r.contains(&name) && r.contains("reason")),
+                    "{name}: {reasons:?}"
+                );
+            }
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "quarantine records: {reasons:?}\n{}",
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn undecodable_jobs_reach_the_dead_letter_queue() {
+    let mut s = bootstrap("dlq");
+    s.start("merger", &[]);
+    s.send_raw("FLOWMERGE_MERGE_QUEUE_URL", "{\"v\": 99}");
+    let dlq = s.exports["FLOWMERGE_MERGE_QUEUE_URL"].replace("-merge", "-merge-dlq");
+    s.exports.insert("MERGE_DLQ".into(), dlq);
+    s.wait_queue("MERGE_DLQ", "job in the DLQ", |(v, _)| v == 1);
+}
+
+/// Kills a worker at `step` (FLOWMERGE_FAULT makes it exit there, as a SIGKILL would), restarts it
+/// clean, and checks every record landed exactly once.
+fn crash_and_recover(worker: &str, step: &str) {
+    let mut s = bootstrap(&format!("crash-{worker}-{step}"));
+    let (root, raw) = raw_set(s.dir.path(), "21");
+    let other = if worker == "mapper" {
+        "merger"
+    } else {
+        "mapper"
+    };
+    s.start(other, &[]);
+    let faulty = s.start(worker, &[("FLOWMERGE_FAULT", step)]);
+    s.upload(&root, &raw);
+    assert_eq!(
+        s.wait_exit(faulty, DEADLINE),
+        86,
+        "{worker} did not reach {step}\n{}",
+        s.logs()
+    );
+    s.start(worker, &[]);
+    let out = s.wait_for_records(total_records(&raw));
+    assert_conserved(&raw, &out);
+    // Settled: nothing left in flight that could add records later.
+    s.wait_queue("FLOWMERGE_RAW_QUEUE_URL", "raw queue drained", |(v, f)| {
+        v + f == 0
+    });
+    s.wait_queue(
+        "FLOWMERGE_MERGE_QUEUE_URL",
+        "merge queue drained",
+        |(v, f)| v + f == 0,
+    );
+    let out = s.wait_for_records(total_records(&raw));
+    assert_conserved(&raw, &out);
+}
+
+#[test]
+fn mapper_killed_after_manifest() {
+    crash_and_recover("mapper", "after-manifest");
+}
+
+#[test]
+fn mapper_killed_after_claim() {
+    crash_and_recover("mapper", "after-claim");
+}
+
+#[test]
+fn mapper_killed_after_seal() {
+    crash_and_recover("mapper", "after-seal");
+}
+
+#[test]
+fn mapper_killed_after_send() {
+    crash_and_recover("mapper", "after-send");
+}
+
+#[test]
+fn mapper_killed_before_delete() {
+    crash_and_recover("mapper", "before-delete");
+}
+
+#[test]
+fn merger_killed_after_output_write() {
+    crash_and_recover("merger", "after-write");
+}
+
+#[test]
+fn merger_killed_before_commit() {
+    crash_and_recover("merger", "before-commit");
+}
+
+#[test]
+fn merger_killed_before_delete() {
+    crash_and_recover("merger", "after-commit");
+}
+
+#[test]
+fn missing_or_bad_configuration_is_named_at_start() {
+    let run = |bin: &str, vars: &[(&str, &str)]| {
+        let out = Command::new(bin)
+            .env_clear()
+            .envs(vars.iter().copied())
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{bin} started with {vars:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let base = [
+        ("FLOWMERGE_OUTPUT", "s3://b/p"),
+        ("FLOWMERGE_RAW_QUEUE_URL", "http://x/q"),
+        ("FLOWMERGE_MERGE_QUEUE_URL", "http://x/q"),
+    ];
+    for bin in [
+        env!("CARGO_BIN_EXE_flowmerge-mapper"),
+        env!("CARGO_BIN_EXE_flowmerge-merger"),
+    ] {
+        let err = run(bin, &base);
+        assert!(
+            err.contains("FLOWMERGE_TABLE") && err.contains("not set"),
+            "{bin}: {err}"
+        );
+    }
+    let mut bad = base.to_vec();
+    bad.extend([("FLOWMERGE_TABLE", "t"), ("FLOWMERGE_WINDOW", "7x")]);
+    let err = run(env!("CARGO_BIN_EXE_flowmerge-mapper"), &bad);
+    assert!(err.contains("FLOWMERGE_WINDOW"), "{err}");
+    bad.push(("FLOWMERGE_DRAIN_TIMEOUT", "forever"));
+    let err = run(env!("CARGO_BIN_EXE_flowmerge-merger"), &bad);
+    assert!(err.contains("FLOWMERGE_DRAIN_TIMEOUT"), "{err}");
+}
