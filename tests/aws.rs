@@ -707,3 +707,200 @@ fn missing_or_bad_configuration_is_named_at_start() {
     let err = run(env!("CARGO_BIN_EXE_flowmerge-merger"), &bad);
     assert!(err.contains("FLOWMERGE_DRAIN_TIMEOUT"), "{err}");
 }
+
+/// A span as an OTLP/HTTP receiver saw it.
+#[derive(Clone, Debug)]
+struct SeenSpan {
+    service: String,
+    name: String,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent_span_id: Vec<u8>,
+    links: Vec<Vec<u8>>,
+    attributes: BTreeMap<String, String>,
+}
+
+/// A minimal OTLP/HTTP (protobuf) receiver: records the spans posted to `/v1/traces`, accepts
+/// and ignores metrics.
+fn otlp_receiver() -> (String, Arc<Mutex<Vec<SeenSpan>>>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+    use prost::Message;
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen: Arc<Mutex<Vec<SeenSpan>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let sink = Arc::clone(&sink);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                let mut conn = conn;
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if request_line.contains("/v1/traces")
+                        && let Ok(req) = ExportTraceServiceRequest::decode(body.as_slice())
+                    {
+                        let mut out = sink.lock().expect("lock");
+                        for rs in req.resource_spans {
+                            let service = rs
+                                .resource
+                                .iter()
+                                .flat_map(|r| &r.attributes)
+                                .find(|a| a.key == "service.name")
+                                .and_then(|a| a.value.as_ref())
+                                .and_then(|v| match &v.value {
+                                    Some(AnyValue::StringValue(s)) => Some(s.clone()),
+                                    _ => None,
+                                })
+                                .unwrap_or_default();
+                            for ss in rs.scope_spans {
+                                for sp in ss.spans {
+                                    let attributes = sp
+                                        .attributes
+                                        .iter()
+                                        .map(|a| {
+                                            let v = match a
+                                                .value
+                                                .as_ref()
+                                                .and_then(|v| v.value.as_ref())
+                                            {
+                                                Some(AnyValue::StringValue(s)) => s.clone(),
+                                                Some(AnyValue::IntValue(i)) => i.to_string(),
+                                                Some(other) => format!("{other:?}"),
+                                                None => String::new(),
+                                            };
+                                            (a.key.clone(), v)
+                                        })
+                                        .collect();
+                                    out.push(SeenSpan {
+                                        service: service.clone(),
+                                        name: sp.name,
+                                        trace_id: sp.trace_id,
+                                        span_id: sp.span_id,
+                                        parent_span_id: sp.parent_span_id,
+                                        links: sp.links.into_iter().map(|l| l.span_id).collect(),
+                                        attributes,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                    if conn.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (endpoint, seen)
+}
+
+#[test]
+fn the_mergers_trace_continues_the_mappers_through_sqs() {
+    let (endpoint, seen) = otlp_receiver();
+    let mut s = bootstrap("trace");
+    let (root, raw) = raw_set(s.dir.path(), "31");
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+    ];
+    let mapper = s.start("mapper", &otel);
+    let merger = s.start("merger", &otel);
+    s.upload(&root, &raw);
+    s.wait_for_records(total_records(&raw));
+    s.wait_queue(
+        "FLOWMERGE_MERGE_QUEUE_URL",
+        "merge queue drained",
+        |(v, f)| v + f == 0,
+    );
+    // Spans are flushed on shutdown.
+    for w in [mapper, merger] {
+        s.sigterm(w);
+        assert_eq!(s.wait_exit(w, Duration::from_secs(30)), 0, "{}", s.logs());
+    }
+    let spans = seen.lock().expect("lock").clone();
+    let batches: Vec<&SeenSpan> = spans
+        .iter()
+        .filter(|sp| sp.service == "flowmerge-mapper" && sp.name == "batch")
+        .collect();
+    let jobs: Vec<&SeenSpan> = spans
+        .iter()
+        .filter(|sp| sp.service == "flowmerge-merger" && sp.name == "merge job")
+        .collect();
+    assert!(
+        !batches.is_empty() && !jobs.is_empty(),
+        "spans seen: {:?}",
+        spans
+            .iter()
+            .map(|s| (&s.service, &s.name))
+            .collect::<Vec<_>>()
+    );
+    let receives: Vec<&SeenSpan> = spans
+        .iter()
+        .filter(|sp| sp.name == "receive raw message")
+        .collect();
+    for job in &jobs {
+        let parent = batches
+            .iter()
+            .find(|b| b.trace_id == job.trace_id && b.span_id == job.parent_span_id)
+            .unwrap_or_else(|| panic!("merge job span {job:?} has no mapper batch span as parent"));
+        assert_eq!(
+            job.attributes.get("messaging.system").map(String::as_str),
+            Some("aws_sqs")
+        );
+        assert!(
+            job.attributes
+                .get("messaging.destination.name")
+                .is_some_and(|q| q.ends_with("-merge"))
+        );
+        assert!(job.attributes.contains_key("messaging.message.id"));
+        assert_eq!(
+            job.attributes.get("batch.id"),
+            parent.attributes.get("batch.id")
+        );
+        // The batch links to the events it gathered.
+        assert!(!parent.links.is_empty());
+        assert!(
+            parent
+                .links
+                .iter()
+                .all(|l| receives.iter().any(|r| &r.span_id == l))
+        );
+        // The merge's stages are children within the same trace.
+        for stage in ["fetch", "parse and merge", "write", "commit"] {
+            assert!(
+                spans
+                    .iter()
+                    .any(|sp| sp.name == stage && sp.trace_id == job.trace_id),
+                "no {stage} span in the job's trace"
+            );
+        }
+    }
+}

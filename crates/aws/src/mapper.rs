@@ -22,8 +22,10 @@ use flowmerge_core::fault;
 use flowmerge_core::job::{FORMAT_VERSION, Manifest, MergeJob, is_raw_log_key};
 use flowmerge_core::store::key_path;
 use flowmerge_core::{Batch, BatchId, ObjectRef, SourceKind, Window, window_of};
+use flowmerge_telemetry::{SpanContext, add_links, inject, metrics, span_context};
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tracing::Instrument;
 
 use crate::config::MapperConfig;
 use crate::error::Result;
@@ -34,6 +36,8 @@ use crate::shutdown::Shutdown;
 
 /// Claims written at once.
 const CLAIM_CONCURRENCY: usize = 16;
+/// Links from a batch's span to the message spans it gathers, at most.
+const MAX_LINKS: usize = 128;
 
 pub struct Mapper {
     cfg: MapperConfig,
@@ -43,8 +47,6 @@ pub struct Mapper {
     work: Arc<dyn ObjectStore>,
     /// Identity of this process in batch leases.
     owner: String,
-    /// Adds trace context to an outgoing merge job (W3C `traceparent`, ...).
-    pub trace_attributes: fn() -> Vec<(String, String)>,
 }
 
 /// A raw message held while its objects wait in open batches.
@@ -65,6 +67,8 @@ struct Open {
     messages: HashMap<(String, Option<String>), Vec<String>>,
     bytes: u64,
     opened: Instant,
+    /// Spans of the messages whose objects are here: the batch's span links to them.
+    links: Vec<SpanContext>,
 }
 
 /// Counts of one flush, for logs.
@@ -98,7 +102,6 @@ impl Mapper {
             ledger,
             work,
             owner,
-            trace_attributes: Vec::new,
         }
     }
 
@@ -165,6 +168,32 @@ impl Mapper {
         held: &mut HashMap<String, Held>,
         open: &mut BTreeMap<(String, Window), Open>,
     ) -> Result<()> {
+        let span = tracing::info_span!(
+            "receive raw message",
+            otel.kind = "consumer",
+            messaging.system = "aws_sqs",
+            messaging.operation.type = "receive",
+            messaging.destination.name = self.raw.name(),
+            messaging.message.id = %m.message_id,
+            objects = tracing::field::Empty,
+        );
+        if let Some(sent) = m.sent_at_ms {
+            let wait = (chrono::Utc::now().timestamp_millis() - sent).max(0) as f64 / 1000.0;
+            metrics::get()
+                .queue_wait
+                .record(wait, &metrics::queue_attributes(self.raw.name()));
+        }
+        let link = span_context(&span);
+        self.intake_in(m, held, open, link).instrument(span).await
+    }
+
+    async fn intake_in(
+        &self,
+        m: Received,
+        held: &mut HashMap<String, Held>,
+        open: &mut BTreeMap<(String, Window), Open>,
+        link: Option<SpanContext>,
+    ) -> Result<()> {
         let objects = match events::decode(&m.body) {
             Ok(o) => o,
             Err(reason) => {
@@ -183,6 +212,7 @@ impl Mapper {
                 keep
             })
             .collect();
+        tracing::Span::current().record("objects", objects.len());
         if objects.is_empty() {
             self.raw.delete(&[m.receipt_handle]).await?;
             return Ok(());
@@ -216,7 +246,14 @@ impl Mapper {
                 messages: HashMap::new(),
                 bytes: 0,
                 opened: Instant::now(),
+                links: Vec::new(),
             });
+            if let Some(l) = &link
+                && batch.links.len() < MAX_LINKS
+                && !batch.links.contains(l)
+            {
+                batch.links.push(l.clone());
+            }
             let id = (o.key.clone(), o.etag.clone());
             let owners = batch.messages.entry(id).or_default();
             if owners.is_empty() {
@@ -240,10 +277,23 @@ impl Mapper {
             window,
             objects,
             messages,
+            links,
             ..
         } = open;
         let batch = Batch::scoped(&bucket, window, objects);
-        let settled = self.place(&bucket, &batch).await?;
+        let span = tracing::info_span!(
+            "batch",
+            otel.kind = "producer",
+            messaging.system = "aws_sqs",
+            messaging.operation.type = "send",
+            messaging.destination.name = self.merge.name(),
+            batch.id = %batch.id,
+            batch.window = %window.stamp(),
+            batch.objects = batch.objects.len(),
+            batch.bytes = batch.bytes(),
+        );
+        add_links(&span, links);
+        let settled = self.place(&bucket, &batch).instrument(span.clone()).await?;
         let mut counts = Flushed::default();
         let mut done: Vec<String> = Vec::new();
         let mut release: Vec<String> = Vec::new();
@@ -271,6 +321,9 @@ impl Mapper {
                 }
             }
         }
+        metrics::get()
+            .objects_batched
+            .add(counts.claimed as u64, &[]);
         tracing::info!(
             batch_id = %batch.id, window = %window.stamp(), bucket = %bucket,
             objects = batch.objects.len(), claimed = counts.claimed,
@@ -424,10 +477,9 @@ impl Mapper {
             window: rec.window,
             manifest: rec.manifest.clone(),
         };
-        let message_id = self
-            .merge
-            .send(&job.to_json(), &(self.trace_attributes)())
-            .await?;
+        // The job carries the batch span's W3C context: the merger's span continues this trace.
+        let trace = inject(&tracing::Span::current());
+        let message_id = self.merge.send(&job.to_json(), &trace).await?;
         tracing::debug!(batch_id = %rec.id, %message_id, queue = self.merge.name(), "merge job sent");
         fault::point("after-send");
         self.ledger.mark_queued(&rec.id).await?;

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flowmerge_core::exec::ExecOptions;
@@ -17,8 +17,10 @@ use flowmerge_core::fault;
 use flowmerge_core::job::{Manifest, MergeJob};
 use flowmerge_core::store::{key_path, s3_bucket, split_s3_url};
 use flowmerge_core::{BatchReport, run_batch};
+use flowmerge_telemetry::{continue_from, metrics};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::config::MergerConfig;
 use crate::error::{AwsError, Result};
@@ -115,7 +117,31 @@ impl Merger {
     async fn handle_guarded(&self, m: Received, shutdown: &Shutdown) {
         let vis = self.cfg.common.visibility_timeout;
         let receipt = vec![m.receipt_handle.clone()];
-        let work = self.handle(&m);
+        let span = tracing::info_span!(
+            "merge job",
+            otel.kind = "consumer",
+            messaging.system = "aws_sqs",
+            messaging.operation.type = "process",
+            messaging.destination.name = self.queue.name(),
+            messaging.message.id = %m.message_id,
+            messaging.message.delivery_count = m.receive_count,
+            batch.id = tracing::field::Empty,
+            records_in = tracing::field::Empty,
+            records_out = tracing::field::Empty,
+            bytes_in = tracing::field::Empty,
+            bytes_out = tracing::field::Empty,
+            quarantined = tracing::field::Empty,
+        );
+        // Continue the mapper's trace: its batch span's context travels in the job's attributes.
+        continue_from(&span, &m.attributes);
+        let started = Instant::now();
+        if let Some(sent) = m.sent_at_ms {
+            let wait = (chrono::Utc::now().timestamp_millis() - sent).max(0) as f64 / 1000.0;
+            metrics::get()
+                .queue_wait
+                .record(wait, &metrics::queue_attributes(self.queue.name()));
+        }
+        let work = self.handle(&m).instrument(span.clone());
         tokio::pin!(work);
         let heartbeat = async {
             loop {
@@ -131,7 +157,20 @@ impl Merger {
         };
         tokio::select! {
             r = &mut work => match r {
-                Ok(Outcome::Merged(report)) => tracing::info!(
+                Ok(Outcome::Merged(report)) => {
+                    let mx = metrics::get();
+                    mx.records_in.add(report.records_in, &[]);
+                    mx.records_out.add(report.rows_out, &[]);
+                    mx.bytes_in.add(report.bytes_in, &[]);
+                    mx.bytes_out.add(report.bytes_out, &[]);
+                    mx.quarantined.add(report.quarantined.len() as u64, &[]);
+                    mx.batch_latency.record(started.elapsed().as_secs_f64(), &[]);
+                    span.record("records_in", report.records_in);
+                    span.record("records_out", report.rows_out);
+                    span.record("bytes_in", report.bytes_in);
+                    span.record("bytes_out", report.bytes_out);
+                    span.record("quarantined", report.quarantined.len());
+                    tracing::info!(
                     message_id = %m.message_id,
                     batch_id = %report.batch_id.as_ref().map(|b| b.0.as_str()).unwrap_or(""),
                     objects = report.objects, records_in = report.records_in, rows_out = report.rows_out,
@@ -139,7 +178,8 @@ impl Merger {
                     quarantined = report.quarantined.len(),
                     output = report.output_key.as_deref().unwrap_or(""),
                     "batch committed"
-                ),
+                    )
+                }
                 Ok(Outcome::AlreadyCommitted) => tracing::info!(message_id = %m.message_id, "batch already committed: job dropped"),
                 Err(e) => tracing::error!(
                     message_id = %m.message_id, receive_count = m.receive_count, error = %e,
@@ -159,6 +199,7 @@ impl Merger {
     /// Merges one job's batch and commits it; deletes the job.
     pub async fn handle(&self, m: &Received) -> Result<Outcome> {
         let job = MergeJob::from_json(&format!("message {}", m.message_id), &m.body)?;
+        tracing::Span::current().record("batch.id", job.batch_id.0.as_str());
         if let Some(rec) = self.ledger.batch(&job.batch_id).await?
             && rec.state == BatchState::Committed
         {
@@ -178,6 +219,7 @@ impl Merger {
             .get(&key_path(&mkey))
             .await?
             .bytes()
+            .instrument(tracing::info_span!("read manifest", key = %mkey))
             .await?;
         let manifest = Manifest::from_json(&job.manifest, &body)?;
 
@@ -186,7 +228,11 @@ impl Merger {
             .iter()
             .map(|o| object_pk(&manifest.bucket, &o.key, o.etag.as_deref()))
             .collect();
-        let claims = self.ledger.claims(&pks).await?;
+        let claims = self
+            .ledger
+            .claims(&pks)
+            .instrument(tracing::info_span!("read claims", objects = pks.len()))
+            .await?;
         let objects: Vec<_> = manifest
             .objects
             .iter()
@@ -213,7 +259,10 @@ impl Merger {
                 .await?;
         }
         fault::point("before-commit");
-        self.ledger.commit(&batch.id, &report).await?;
+        self.ledger
+            .commit(&batch.id, &report)
+            .instrument(tracing::info_span!("commit", batch.id = %batch.id))
+            .await?;
         fault::point("after-commit");
         self.queue
             .delete(std::slice::from_ref(&m.receipt_handle))

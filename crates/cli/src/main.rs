@@ -39,18 +39,8 @@ enum Command {
     Aws(aws::AwsArgs),
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWMERGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,13 +51,28 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    // Logs to stderr (stdout is the summary); spans exported when OTEL_* configures it.
+    let telemetry = {
+        let _rt = runtime.enter();
+        flowmerge_telemetry::init(
+            "flowmerge",
+            flowmerge_telemetry::LogFormat::Text,
+            flowmerge_telemetry::LogTarget::Stderr,
+            "warn",
+        )
+    };
+    let code = match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("flowmerge: error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
+    };
+    {
+        let _rt = runtime.enter();
+        telemetry.shutdown();
     }
+    code
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {

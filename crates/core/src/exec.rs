@@ -11,6 +11,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use polars::prelude::*;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::batch::{Batch, BatchId, ObjectRef};
 use crate::error::Result;
@@ -65,6 +66,12 @@ pub async fn run_batch(
     batch: &Batch,
     opts: &ExecOptions,
 ) -> Result<BatchReport> {
+    let fetch_span = tracing::info_span!(
+        "fetch",
+        objects = batch.objects.len(),
+        bytes = batch.bytes(),
+        concurrency = opts.fetch_concurrency
+    );
     let fetched: Vec<(ObjectRef, std::result::Result<Bytes, String>)> =
         futures::stream::iter(batch.objects.iter().cloned())
             .map(|o| {
@@ -76,22 +83,51 @@ pub async fn run_batch(
             })
             .buffered(opts.fetch_concurrency.max(1))
             .collect()
+            .instrument(fetch_span)
             .await;
 
     let parse = opts.parse.clone();
-    let (merged, mut report) =
-        tokio::task::spawn_blocking(move || merge_fetched(fetched, &parse)).await??;
+    let merge_span = tracing::info_span!(
+        "parse and merge",
+        objects = fetched.len(),
+        records_in = tracing::field::Empty,
+        rows_out = tracing::field::Empty,
+        quarantined = tracing::field::Empty
+    );
+    let (merged, mut report) = tokio::task::spawn_blocking(move || {
+        let _entered = merge_span.enter();
+        let r = merge_fetched(fetched, &parse);
+        if let Ok((df, report)) = &r {
+            merge_span.record("records_in", report.records_in);
+            merge_span.record("rows_out", df.as_ref().map_or(0, |d| d.height()));
+            merge_span.record("quarantined", report.quarantined.len());
+        }
+        r
+    })
+    .await??;
     report.batch_id = Some(batch.id.clone());
     report.window = Some(batch.window);
     report.objects = batch.objects.len() as u64;
 
     if let Some(mut df) = merged.filter(|df| df.height() > 0) {
         report.rows_out = df.height() as u64;
-        let body = tokio::task::spawn_blocking(move || write_parquet(&mut df)).await??;
-        report.bytes_out = body.len() as u64;
         let key = output_key(&opts.output_prefix, batch);
+        let write_span = tracing::info_span!(
+            "write",
+            key = %key,
+            rows = df.height(),
+            bytes = tracing::field::Empty
+        );
+        let body = tokio::task::spawn_blocking(move || write_parquet(&mut df))
+            .instrument(write_span.clone())
+            .await??;
+        report.bytes_out = body.len() as u64;
+        write_span.record("bytes", body.len());
         // A single PUT (or a local write-then-rename): the file is visible whole or not at all.
-        output.put(&key_path(&key), PutPayload::from(body)).await?;
+        output
+            .put(&key_path(&key), PutPayload::from(body))
+            .instrument(write_span)
+            .await?;
         report.output_key = Some(key);
     }
     Ok(report)
