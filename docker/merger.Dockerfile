@@ -30,5 +30,6 @@ LABEL org.opencontainers.image.title="flowmerge-merger" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/flowmerge/flowmerge"
 COPY --from=builder /usr/local/bin/flowmerge-merger /usr/local/bin/flowmerge /usr/local/bin/
-USER nonroot:nonroot
+# distroless "nonroot"
+USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/flowmerge-merger"]

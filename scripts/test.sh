@@ -17,6 +17,14 @@ if ! cmp -s tests/requirements.txt "$FLOWMERGE_TEST_VENV/requirements.txt"; then
     cp tests/requirements.txt "$FLOWMERGE_TEST_VENV/requirements.txt"
 fi
 
+# Debian's docker-compose (1.29) validates compose.yaml against the Compose schema, offline.
+if ! command -v docker-compose > /dev/null; then
+    echo "== installing docker-compose (Debian package)"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get install -y --no-install-recommends docker-compose > /dev/null \
+        || { $SUDO apt-get update -q > /dev/null && $SUDO apt-get install -y --no-install-recommends docker-compose > /dev/null; }
+fi
+
 echo "== toolchain"
 cargo --version
 echo "== cargo fmt --check"
@@ -25,3 +33,5 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace
+echo "== compose.yaml and Dockerfiles against the code"
+"$FLOWMERGE_TEST_VENV/bin/python" tests/check_containers.py "$CARGO_TARGET_DIR/debug/flowmerge"

@@ -526,7 +526,13 @@ fn sigterm_flushes_the_batches_a_mapper_holds() {
     s.wait_queue("FLOWMERGE_RAW_QUEUE_URL", "raw queue drained", |(v, f)| {
         v + f == 0
     });
-    let merger = s.start("merger", &[]);
+    // A queue may be named instead of addressed by URL.
+    let merge_queue = s.exports["FLOWMERGE_MERGE_QUEUE_URL"]
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let merger = s.start("merger", &[("FLOWMERGE_MERGE_QUEUE_URL", &merge_queue)]);
     let out = s.wait_for_records(total_records(&raw));
     assert_conserved(&raw, &out);
     s.sigterm(merger);

@@ -80,14 +80,14 @@ struct Flushed {
 }
 
 impl Mapper {
-    pub fn new(
+    pub async fn new(
         cfg: MapperConfig,
         sqs: aws_sdk_sqs::Client,
         dynamodb: aws_sdk_dynamodb::Client,
         work: Arc<dyn ObjectStore>,
-    ) -> Self {
-        let raw = SqsQueue::new(sqs.clone(), &cfg.raw_queue_url);
-        let merge = SqsQueue::new(sqs, &cfg.common.merge_queue_url);
+    ) -> Result<Self> {
+        let raw = SqsQueue::open(sqs.clone(), &cfg.raw_queue_url).await?;
+        let merge = SqsQueue::open(sqs, &cfg.common.merge_queue_url).await?;
         let ledger = DynamoLedger::new(dynamodb, &cfg.common.table, cfg.common.ledger_ttl);
         let owner = format!(
             "mapper-{}-{}-{}",
@@ -95,14 +95,14 @@ impl Mapper {
             std::process::id(),
             chrono::Utc::now().timestamp_millis()
         );
-        Self {
+        Ok(Self {
             cfg,
             raw,
             merge,
             ledger,
             work,
             owner,
-        }
+        })
     }
 
     /// Runs until shutdown is requested, then flushes the batches it holds and returns.

@@ -44,19 +44,19 @@ pub enum Outcome {
 }
 
 impl Merger {
-    pub fn new(
+    pub async fn new(
         cfg: MergerConfig,
         sqs: aws_sdk_sqs::Client,
         dynamodb: aws_sdk_dynamodb::Client,
-    ) -> Self {
-        let queue = SqsQueue::new(sqs, &cfg.common.merge_queue_url);
+    ) -> Result<Self> {
+        let queue = SqsQueue::open(sqs, &cfg.common.merge_queue_url).await?;
         let ledger = DynamoLedger::new(dynamodb, &cfg.common.table, cfg.common.ledger_ttl);
-        Self {
+        Ok(Self {
             cfg,
             queue,
             ledger,
             stores: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     fn store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>> {

@@ -36,6 +36,25 @@ pub struct SqsQueue {
 const BATCH: usize = 10;
 
 impl SqsQueue {
+    /// Opens a queue by URL, or by name (looked up with GetQueueUrl) when `url_or_name` is not
+    /// an `http(s)://` URL — handy where URLs differ between emulators (LocalStack's depend on
+    /// its endpoint strategy).
+    pub async fn open(client: aws_sdk_sqs::Client, url_or_name: &str) -> Result<Self> {
+        if url_or_name.starts_with("http://") || url_or_name.starts_with("https://") {
+            return Ok(Self::new(client, url_or_name));
+        }
+        let url = client
+            .get_queue_url()
+            .queue_name(url_or_name)
+            .send()
+            .await
+            .map_err(|e| AwsError::api("sqs:GetQueueUrl", e))?
+            .queue_url()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Self::new(client, &url))
+    }
+
     pub fn new(client: aws_sdk_sqs::Client, url: &str) -> Self {
         let name = url
             .trim_end_matches('/')

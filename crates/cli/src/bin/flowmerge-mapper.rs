@@ -31,7 +31,7 @@ async fn run() -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals().context("installing signal handlers")?;
     let sdk = clients::sdk_config().await;
     let work = flowmerge_core::store::s3_bucket(&cfg.common.work.bucket)?;
-    let mapper = Mapper::new(cfg, clients::sqs(&sdk), clients::dynamodb(&sdk), work);
+    let mapper = Mapper::new(cfg, clients::sqs(&sdk), clients::dynamodb(&sdk), work).await?;
     mapper.run(shutdown).await?;
     tracing::info!("mapper stopped");
     Ok(())

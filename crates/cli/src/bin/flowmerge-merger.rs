@@ -32,11 +32,7 @@ async fn run() -> anyhow::Result<()> {
     let cfg = config::process_env().merger()?;
     let shutdown = Shutdown::on_signals().context("installing signal handlers")?;
     let sdk = clients::sdk_config().await;
-    let merger = Arc::new(Merger::new(
-        cfg,
-        clients::sqs(&sdk),
-        clients::dynamodb(&sdk),
-    ));
+    let merger = Arc::new(Merger::new(cfg, clients::sqs(&sdk), clients::dynamodb(&sdk)).await?);
     merger.run(shutdown).await?;
     tracing::info!("merger stopped");
     Ok(())
