@@ -35,3 +35,11 @@ echo "== cargo test"
 cargo test --locked --workspace
 echo "== compose.yaml and Dockerfiles against the code"
 "$FLOWMERGE_TEST_VENV/bin/python" tests/check_containers.py "$CARGO_TARGET_DIR/debug/flowmerge"
+echo "== CDK app: type check, tests, offline synth with cdk-nag"
+cd "$root/infra-cdk"
+export CDK_DISABLE_VERSION_CHECK=1
+npm ci --no-audit --no-fund --loglevel=error
+npm run --silent build
+FLOWMERGE_BIN="$CARGO_TARGET_DIR/debug/flowmerge" npm test --silent
+npx cdk synth --quiet > /dev/null
+echo "== all checks passed"

@@ -388,6 +388,13 @@ impl Stack {
         }
     }
 
+    /// Polls until both queues are empty: nothing left in flight that could add output.
+    fn wait_drained(&self) {
+        for q in ["FLOWMERGE_RAW_QUEUE_URL", "FLOWMERGE_MERGE_QUEUE_URL"] {
+            self.wait_queue(q, "queue drained", |(v, f)| v + f == 0);
+        }
+    }
+
     fn send_raw(&self, url_var: &str, body: &str) {
         let url = self.exports[url_var].clone();
         runtime().block_on(async {
@@ -474,16 +481,9 @@ fn uploaded_objects_are_merged_once_and_duplicates_add_nothing() {
         "{first:?}"
     );
 
-    // The same objects again (duplicate events), and a raw message redelivered by hand.
+    // The same objects again: duplicate events for objects already merged.
     s.upload(&root, &raw);
-    s.wait_queue("FLOWMERGE_RAW_QUEUE_URL", "raw queue drained", |(v, f)| {
-        v + f == 0
-    });
-    s.wait_queue(
-        "FLOWMERGE_MERGE_QUEUE_URL",
-        "merge queue drained",
-        |(v, f)| v + f == 0,
-    );
+    s.wait_drained();
     let again = s.download("flows", &s.dir.path().join("again"));
     assert_eq!(
         first
@@ -627,14 +627,7 @@ fn crash_and_recover(worker: &str, step: &str) {
     let out = s.wait_for_records(total_records(&raw));
     assert_conserved(&raw, &out);
     // Settled: nothing left in flight that could add records later.
-    s.wait_queue("FLOWMERGE_RAW_QUEUE_URL", "raw queue drained", |(v, f)| {
-        v + f == 0
-    });
-    s.wait_queue(
-        "FLOWMERGE_MERGE_QUEUE_URL",
-        "merge queue drained",
-        |(v, f)| v + f == 0,
-    );
+    s.wait_drained();
     let out = s.wait_for_records(total_records(&raw));
     assert_conserved(&raw, &out);
 }

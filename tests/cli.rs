@@ -425,3 +425,51 @@ fn a_batch_larger_than_one_wave_conserves() {
     assert_eq!(s["objects"], 150);
     assert_conserved(&files(&raw), &out);
 }
+
+/// The CDK app builds its Glue table from infra-cdk/lib/vpcflow-table.json: it must say what
+/// `flowmerge ddl` says, column for column and property for property.
+#[test]
+fn the_cdk_table_definition_matches_flowmerge_ddl() {
+    let (code, ddl, err) = flowmerge(&["ddl", "--output", "s3://b/p"]);
+    assert_eq!(code, 0, "{err}");
+    let table_json =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra-cdk/lib/vpcflow-table.json");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&table_json).unwrap()).unwrap();
+    let columns: Vec<(String, String)> = ddl
+        .lines()
+        .filter_map(|l| l.strip_prefix("  `"))
+        .filter_map(|l| l.split_once("` "))
+        .map(|(c, t)| (c.to_owned(), t.trim_end_matches(',').to_owned()))
+        .collect();
+    let expected: Vec<(String, String)> = spec["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(columns, expected);
+    let location = format!("s3://b/p/{}/", spec["dataset"].as_str().unwrap());
+    for (k, v) in spec["parameters"].as_object().unwrap() {
+        let v = v.as_str().unwrap().replace("${location}", &location);
+        assert!(
+            ddl.contains(&format!("'{k}' = '{v}'")),
+            "{k} = {v} not in:\n{ddl}"
+        );
+    }
+    let partitions: Vec<String> = spec["partitionKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("`{}` string", p["name"].as_str().unwrap()))
+        .collect();
+    assert!(
+        ddl.contains(&format!("PARTITIONED BY ({})", partitions.join(", "))),
+        "{ddl}"
+    );
+}

@@ -177,12 +177,7 @@ impl Mapper {
             messaging.message.id = %m.message_id,
             objects = tracing::field::Empty,
         );
-        if let Some(sent) = m.sent_at_ms {
-            let wait = (chrono::Utc::now().timestamp_millis() - sent).max(0) as f64 / 1000.0;
-            metrics::get()
-                .queue_wait
-                .record(wait, &metrics::queue_attributes(self.raw.name()));
-        }
+        self.raw.record_wait(&m);
         let link = span_context(&span);
         self.intake_in(m, held, open, link).instrument(span).await
     }

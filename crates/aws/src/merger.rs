@@ -135,12 +135,7 @@ impl Merger {
         // Continue the mapper's trace: its batch span's context travels in the job's attributes.
         continue_from(&span, &m.attributes);
         let started = Instant::now();
-        if let Some(sent) = m.sent_at_ms {
-            let wait = (chrono::Utc::now().timestamp_millis() - sent).max(0) as f64 / 1000.0;
-            metrics::get()
-                .queue_wait
-                .record(wait, &metrics::queue_attributes(self.queue.name()));
-        }
+        self.queue.record_wait(&m);
         let work = self.handle(&m).instrument(span.clone());
         tokio::pin!(work);
         let heartbeat = async {

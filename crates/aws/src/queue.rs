@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageAttributeValue, MessageSystemAttributeName,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
 };
 
 use crate::error::{AwsError, Result};
@@ -76,6 +76,18 @@ impl SqsQueue {
     /// The queue's name (last part of its URL), for logs and span attributes.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Records how long a received message waited in this queue (metric `flowmerge.queue.wait`).
+    pub fn record_wait(&self, m: &Received) {
+        if let Some(sent) = m.sent_at_ms {
+            let wait = (chrono::Utc::now().timestamp_millis() - sent).max(0) as f64 / 1000.0;
+            let metrics = flowmerge_telemetry::metrics::get();
+            metrics.queue_wait.record(
+                wait,
+                &flowmerge_telemetry::metrics::queue_attributes(self.name()),
+            );
+        }
     }
 
     /// Receives up to `max` (1–10) messages, waiting up to `wait` (≤ 20 s) for the first.
@@ -172,12 +184,7 @@ impl SqsQueue {
                 .send()
                 .await
                 .map_err(|e| AwsError::api("sqs:DeleteMessageBatch", e))?;
-            if let Some(f) = out.failed().first() {
-                return Err(AwsError::Api {
-                    operation: "sqs:DeleteMessageBatch",
-                    message: format!("{}: {}", f.code(), f.message().unwrap_or_default()),
-                });
-            }
+            first_failure("sqs:DeleteMessageBatch", out.failed())?;
         }
         Ok(())
     }
@@ -206,14 +213,20 @@ impl SqsQueue {
                 .send()
                 .await
                 .map_err(|e| AwsError::api("sqs:ChangeMessageVisibilityBatch", e))?;
-            if let Some(f) = out.failed().first() {
-                return Err(AwsError::Api {
-                    operation: "sqs:ChangeMessageVisibilityBatch",
-                    message: format!("{}: {}", f.code(), f.message().unwrap_or_default()),
-                });
-            }
+            first_failure("sqs:ChangeMessageVisibilityBatch", out.failed())?;
         }
         Ok(())
+    }
+}
+
+/// A batch call succeeds as a whole but may refuse entries: the first refusal is an error.
+fn first_failure(operation: &'static str, failed: &[BatchResultErrorEntry]) -> Result<()> {
+    match failed.first() {
+        None => Ok(()),
+        Some(f) => Err(AwsError::Api {
+            operation,
+            message: format!("{}: {}", f.code(), f.message().unwrap_or_default()),
+        }),
     }
 }
 
