@@ -903,3 +903,28 @@ fn the_mergers_trace_continues_the_mappers_through_sqs() {
         }
     }
 }
+
+#[test]
+fn a_ledger_outage_returns_messages_instead_of_killing_the_mapper() {
+    let mut s = bootstrap("ledger-outage");
+    let (root, raw) = raw_set(s.dir.path(), "41");
+    // A table that does not exist: every claim fails.
+    let mapper = s.start("mapper", &[("FLOWMERGE_TABLE", "no-such-table")]);
+    s.upload(&root, &raw[..1]);
+    // One object: a second failure means its message came back for another attempt.
+    let failed = "batch failed; its messages return to the queue";
+    let start = Instant::now();
+    while s.logs().matches(failed).count() < 2 {
+        assert!(start.elapsed() < DEADLINE, "no retry logged\n{}", s.logs());
+        let alive = s.children[mapper].try_wait().expect("wait").is_none();
+        assert!(alive, "mapper died\n{}", s.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s.sigterm(mapper);
+    assert_eq!(
+        s.wait_exit(mapper, Duration::from_secs(30)),
+        0,
+        "{}",
+        s.logs()
+    );
+}

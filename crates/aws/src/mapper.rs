@@ -288,7 +288,31 @@ impl Mapper {
             batch.bytes = batch.bytes(),
         );
         add_links(&span, links);
-        let settled = self.place(&bucket, &batch).instrument(span.clone()).await?;
+        let settled = match self.place(&bucket, &batch).instrument(span.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Nothing is lost: every step is idempotent. Hand the messages back to SQS, to be
+                // batched again once this batch's lease has run out.
+                let receipts: Vec<String> = messages
+                    .values()
+                    .flatten()
+                    .filter_map(|msg| held.remove(msg))
+                    .map(|h| h.receipt)
+                    .collect();
+                tracing::error!(
+                    batch_id = %batch.id, error = %e, messages = receipts.len(),
+                    "batch failed; its messages return to the queue"
+                );
+                if let Err(e) = self
+                    .raw
+                    .set_visibility(&receipts, self.cfg.claim_lease)
+                    .await
+                {
+                    tracing::warn!(error = %e, "releasing messages failed; they return after their visibility timeout");
+                }
+                return Ok(());
+            }
+        };
         let mut counts = Flushed::default();
         let mut done: Vec<String> = Vec::new();
         let mut release: Vec<String> = Vec::new();
