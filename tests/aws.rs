@@ -436,18 +436,9 @@ fn raw_set(dir: &Path, seed: &str) -> (PathBuf, Vec<PathBuf>) {
     let root = dir.join("raw");
     generate(
         &root,
-        &[
-            "--accounts",
-            "2",
-            "--minutes",
-            "6",
-            "--files-per-minute",
-            "1",
-            "--records-per-file",
-            "150",
-            "--seed",
-            seed,
-        ],
+        &format!(
+            "--accounts 2 --minutes 6 --files-per-minute 1 --records-per-file 150 --seed {seed}"
+        ),
     );
     let mut raw = files(&root);
     let first = raw[0].clone();

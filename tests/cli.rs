@@ -17,33 +17,11 @@ fn compact_conserves_generated_v2_and_v5_data_per_window() {
     let raw = tmp.path().join("raw");
     generate(
         &raw,
-        &[
-            "--accounts",
-            "3",
-            "--minutes",
-            "12",
-            "--files-per-minute",
-            "2",
-            "--records-per-file",
-            "300",
-        ],
+        "--accounts 3 --minutes 12 --files-per-minute 2 --records-per-file 300",
     );
     generate(
         &raw,
-        &[
-            "--accounts",
-            "2",
-            "--minutes",
-            "7",
-            "--records-per-file",
-            "200",
-            "--format",
-            "v5",
-            "--seed",
-            "9",
-            "--region",
-            "eu-west-1",
-        ],
+        "--accounts 2 --minutes 7 --records-per-file 200 --format v5 --seed 9 --region eu-west-1",
     );
     let out = tmp.path().join("out");
     let (code, s) = compact(&raw, &out, &[]);
@@ -75,17 +53,7 @@ fn compact_conserves_generated_v2_and_v5_data_per_window() {
 fn bad_objects_are_quarantined_and_everything_else_lands() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("raw");
-    generate(
-        &raw,
-        &[
-            "--accounts",
-            "2",
-            "--minutes",
-            "4",
-            "--records-per-file",
-            "100",
-        ],
-    );
+    generate(&raw, "--accounts 2 --minutes 4 --records-per-file 100");
     let good = files(&raw);
     let dir = good[0].parent().unwrap().to_path_buf();
     let name = |tag: &str| {
@@ -145,17 +113,7 @@ fn bad_objects_are_quarantined_and_everything_else_lands() {
 fn incremental_rerun_adds_only_new_objects_as_a_new_file() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("raw");
-    generate(
-        &raw,
-        &[
-            "--accounts",
-            "2",
-            "--minutes",
-            "3",
-            "--records-per-file",
-            "100",
-        ],
-    );
+    generate(&raw, "--accounts 2 --minutes 3 --records-per-file 100");
     let out = tmp.path().join("out");
     let (code, first) = compact(&raw, &out, &[]);
     assert_eq!(code, 0);
@@ -166,33 +124,11 @@ fn incremental_rerun_adds_only_new_objects_as_a_new_file() {
     // New objects for the same window (another seed gives other names), and a later window.
     generate(
         &raw,
-        &[
-            "--accounts",
-            "1",
-            "--minutes",
-            "1",
-            "--records-per-file",
-            "50",
-            "--seed",
-            "2",
-            "--start",
-            "2026-11-01T00:02:00Z",
-        ],
+        "--accounts 1 --minutes 1 --records-per-file 50 --seed 2 --start 2026-11-01T00:02:00Z",
     );
     generate(
         &raw,
-        &[
-            "--accounts",
-            "1",
-            "--minutes",
-            "1",
-            "--records-per-file",
-            "50",
-            "--seed",
-            "3",
-            "--start",
-            "2026-11-01T00:07:00Z",
-        ],
+        "--accounts 1 --minutes 1 --records-per-file 50 --seed 3 --start 2026-11-01T00:07:00Z",
     );
     let (code, second) = compact(&raw, &out, &[]);
     assert_eq!(code, 0);
@@ -218,17 +154,7 @@ fn incremental_rerun_adds_only_new_objects_as_a_new_file() {
 fn output_names_and_bytes_are_deterministic() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("raw");
-    generate(
-        &raw,
-        &[
-            "--accounts",
-            "2",
-            "--minutes",
-            "6",
-            "--records-per-file",
-            "100",
-        ],
-    );
+    generate(&raw, "--accounts 2 --minutes 6 --records-per-file 100");
     let listing = |out: &Path| -> BTreeMap<String, Vec<u8>> {
         parquet_files(out)
             .into_iter()
@@ -260,17 +186,7 @@ fn output_names_and_bytes_are_deterministic() {
 fn a_crash_between_write_and_commit_is_recovered_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("raw");
-    generate(
-        &raw,
-        &[
-            "--accounts",
-            "2",
-            "--minutes",
-            "3",
-            "--records-per-file",
-            "100",
-        ],
-    );
+    generate(&raw, "--accounts 2 --minutes 3 --records-per-file 100");
     let out = tmp.path().join("out");
     for step in ["after-claim", "after-write"] {
         let out = out.join(step);
@@ -325,16 +241,7 @@ fn ddl_types_agree_with_the_parquet_written() {
     let raw = tmp.path().join("raw");
     generate(
         &raw,
-        &[
-            "--accounts",
-            "1",
-            "--minutes",
-            "2",
-            "--records-per-file",
-            "50",
-            "--format",
-            "v5",
-        ],
+        "--accounts 1 --minutes 2 --records-per-file 50 --format v5",
     );
     let out = tmp.path().join("out");
     assert_eq!(compact(&raw, &out, &[]).0, 0);
@@ -407,16 +314,7 @@ fn a_batch_larger_than_one_wave_conserves() {
     let raw = tmp.path().join("raw");
     generate(
         &raw,
-        &[
-            "--accounts",
-            "2",
-            "--minutes",
-            "5",
-            "--files-per-minute",
-            "15",
-            "--records-per-file",
-            "40",
-        ],
+        "--accounts 2 --minutes 5 --files-per-minute 15 --records-per-file 40",
     );
     let out = tmp.path().join("out");
     let (code, s) = compact(&raw, &out, &[]);

@@ -23,11 +23,12 @@ pub fn flowmerge(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-pub fn generate(dir: &Path, extra: &[&str]) {
+/// `flowmerge gen DIR` with whitespace-separated extra arguments.
+pub fn generate(dir: &Path, args: &str) {
     let d = dir.to_str().unwrap();
-    let mut args = vec!["gen", d];
-    args.extend_from_slice(extra);
-    let (code, out, err) = flowmerge(&args);
+    let mut all = vec!["gen", d];
+    all.extend(args.split_whitespace());
+    let (code, out, err) = flowmerge(&all);
     assert_eq!(code, 0, "gen failed: {out}{err}");
 }
 

@@ -128,7 +128,11 @@ impl Mapper {
             match received {
                 Ok(messages) => {
                     for m in messages {
-                        self.intake(m, &mut held, &mut open).await?;
+                        let id = m.message_id.clone();
+                        if let Err(e) = self.intake(m, &mut held, &mut open).await {
+                            // The message is not deleted: SQS delivers it again.
+                            tracing::error!(message_id = %id, error = %e, "taking in a raw message failed");
+                        }
                     }
                 }
                 Err(e) => {
@@ -143,7 +147,7 @@ impl Mapper {
                 .collect();
             for k in due {
                 if let Some(o) = open.remove(&k) {
-                    self.flush(o, &mut held).await?;
+                    self.flush_logged(o, &mut held).await;
                 }
             }
             if last_heartbeat.elapsed() >= vis / 3 && !held.is_empty() {
@@ -156,9 +160,17 @@ impl Mapper {
         }
         tracing::info!(batches = open.len(), "flushing open batches before exit");
         while let Some((_, o)) = open.pop_first() {
-            self.flush(o, &mut held).await?;
+            self.flush_logged(o, &mut held).await;
         }
         Ok(())
+    }
+
+    /// Flushes a batch; an error is logged, not fatal: every step is idempotent and the messages
+    /// not deleted come back from SQS.
+    async fn flush_logged(&self, open: Open, held: &mut HashMap<String, Held>) {
+        if let Err(e) = self.flush(open, held).await {
+            tracing::error!(error = %e, "finishing a batch failed; its messages return to the queue");
+        }
     }
 
     /// Takes in one raw message: its objects join their windows' open batches.
@@ -232,7 +244,7 @@ impl Mapper {
                     || b.bytes + o.size > self.cfg.limits.max_bytes
             });
             if full && let Some(b) = open.remove(&slot) {
-                self.flush(b, held).await?;
+                self.flush_logged(b, held).await;
             }
             let batch = open.entry(slot).or_insert_with(|| Open {
                 bucket: o.bucket.clone(),
