@@ -9,7 +9,7 @@ root="$(dirname "$here")"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flowmerge/target}"
 venv="${BENCH_VENV:-$HOME/.cache/flowmerge/venv-bench}"
 
-cargo build --release --locked -p flowmerge-cli --manifest-path "$root/Cargo.toml"
+cargo build --release --locked -p flowmerge-cli --bin flowmerge --manifest-path "$root/Cargo.toml"
 if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check 'duckdb>=1.1'
 
