@@ -1,9 +1,10 @@
-//! Running one batch: fetch its objects (bounded concurrency), parse them in parallel waves, merge
-//! each wave with the running result, write zstd Parquet under the batch's deterministic key. An object
+//! Running one batch: fetch its objects (bounded concurrency), parse them in parallel while
+//! folding records by flow key, merge the folds with polars, write zstd Parquet under the batch's
+//! deterministic key. An object
 //! that cannot be fetched or parsed is quarantined with its reason; the rest of the batch lands.
 //! Shared by `flowmerge compact` and the merger service.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -15,16 +16,12 @@ use tracing::Instrument;
 
 use crate::batch::{Batch, BatchId, ObjectRef};
 use crate::error::Result;
-use crate::formats::vpcflow::{ParseOptions, parse_object};
+use crate::formats::vpcflow::{Combiner, ObjectStats, ParseOptions, combine_object};
 use crate::job::is_raw_log_key;
 use crate::layout::output_key;
 use crate::merge::{Finish, merge_frames};
 use crate::store::key_path;
 use crate::window::Window;
-
-/// Objects parsed per wave: a wave is parsed in parallel, then its records are merged together
-/// with the running result of the earlier waves. Bounds the raw records alive at once.
-const WAVE: usize = 96;
 
 /// How a batch runs.
 #[derive(Clone, Debug)]
@@ -137,56 +134,63 @@ async fn fetch(store: &dyn ObjectStore, key: &str) -> object_store::Result<Bytes
     store.get(&key_path(key)).await?.bytes().await
 }
 
-/// Parses fetched objects in parallel, quarantining the bad ones, and merges everything. Objects
-/// go in waves: each wave's records are merged with the running result (aggregates are
-/// associative) and its raw bytes dropped, so memory stays bounded by one wave plus the batch's
-/// distinct keys, whatever the batch's size.
+/// Parses fetched objects in parallel, quarantining the bad ones, and merges everything. Each
+/// worker thread folds the records it parses into its own [`Combiner`] (a hash table on the flow
+/// key), so memory is bounded by the batch's distinct keys per thread rather than by its
+/// records; polars then merges the threads' tables into the batch's rows.
 fn merge_fetched(
-    mut fetched: Vec<(ObjectRef, std::result::Result<Bytes, String>)>,
+    fetched: Vec<(ObjectRef, std::result::Result<Bytes, String>)>,
     parse: &ParseOptions,
 ) -> Result<(Option<DataFrame>, BatchReport)> {
+    let combiners: Vec<Mutex<Combiner>> = (0..rayon::current_num_threads().max(1))
+        .map(|_| Mutex::default())
+        .collect();
+    let outcomes: Vec<std::result::Result<ObjectStats, String>> = fetched
+        .par_iter()
+        .map(|(object, body)| {
+            let body = body
+                .as_ref()
+                .map_err(|e| format!("{}: fetch failed: {e}", object.key))?;
+            // This thread's own combiner: the lock is never contended.
+            let slot = rayon::current_thread_index().unwrap_or(0) % combiners.len();
+            let mut combiner = combiners[slot]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            combine_object(&object.key, body, parse, &mut combiner).map_err(|e| e.to_string())
+        })
+        .collect();
+
     let mut report = BatchReport::default();
-    let mut merged: Option<DataFrame> = None;
-    while !fetched.is_empty() {
-        let rest = fetched.split_off(WAVE.min(fetched.len()));
-        let parsed: Vec<_> = fetched
-            .par_iter()
-            .map(|(object, body)| {
-                let parsed = body
-                    .as_ref()
-                    .map_err(|e| format!("{}: fetch failed: {e}", object.key))
-                    .and_then(|b| parse_object(&object.key, b, parse).map_err(|e| e.to_string()));
-                (object, parsed)
-            })
-            .collect();
-        let mut frames: Vec<DataFrame> = merged.take().into_iter().collect();
-        for (object, parsed) in parsed {
-            report.bytes_in += object.size;
-            match parsed {
-                Ok(p) => {
-                    report.records_in += p.records;
-                    report.decoded_bytes += p.decoded_bytes;
-                    frames.extend(p.frames);
-                }
-                Err(reason) => {
-                    tracing::warn!(key = %object.key, %reason, "object quarantined");
-                    report.quarantined.push(Quarantined {
-                        object: object.clone(),
-                        reason,
-                    });
-                }
+    for ((object, _), outcome) in fetched.iter().zip(outcomes) {
+        report.bytes_in += object.size;
+        match outcome {
+            Ok(stats) => {
+                report.records_in += stats.records;
+                report.decoded_bytes += stats.decoded_bytes;
+            }
+            Err(reason) => {
+                tracing::warn!(key = %object.key, %reason, "object quarantined");
+                report.quarantined.push(Quarantined {
+                    object: object.clone(),
+                    reason,
+                });
             }
         }
-        fetched = rest;
-        let finish = match fetched.is_empty() {
-            true => Finish::Final,
-            false => Finish::Partial,
-        };
-        merged = match frames.is_empty() {
-            true => None,
-            false => Some(merge_frames(frames, finish)?),
-        };
     }
+    drop(fetched);
+    let mut frames = Vec::new();
+    for combiner in combiners {
+        frames.extend(
+            combiner
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .into_frames()?,
+        );
+    }
+    let merged = match frames.is_empty() {
+        true => None,
+        false => Some(merge_frames(frames, Finish::Final)?),
+    };
     Ok((merged, report))
 }
 

@@ -4,11 +4,12 @@
 //! lines, repeated headers), strict where data would be lost (a short line fails the object).
 
 use std::io::Read;
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 use polars::prelude::*;
 
-use super::fields::{self, DEFAULT_V2, FieldType};
+use super::fields::{self, DEFAULT_V2, FieldType, Role};
 use crate::error::ParseError;
 
 /// What the parser needs besides the bytes.
@@ -57,14 +58,47 @@ pub struct ParsedObject {
 }
 
 /// Parses one raw object — gzip (detected by its magic bytes, several members allowed) or plain
-/// text — named `source` (used in error messages).
+/// text — named `source` (used in error messages) into frames with one row per record.
 pub fn parse_object(
     source: &str,
     raw: &[u8],
     opts: &ParseOptions,
 ) -> Result<ParsedObject, ParseError> {
+    with_text(source, raw, |text| parse_text(source, text, opts))
+}
+
+/// Parses decompressed flow log text into frames with one row per record.
+pub fn parse_text(
+    source: &str,
+    text: &[u8],
+    opts: &ParseOptions,
+) -> Result<ParsedObject, ParseError> {
+    let mut sink = FrameSink {
+        capacity: memchr::memchr_iter(b'\n', text).count() + 1,
+        segments: Vec::new(),
+    };
+    let records = parse_into(source, text, opts, &mut sink)?;
+    let frames = sink
+        .segments
+        .into_iter()
+        .map(|s| s.finish(source))
+        .collect::<Result<_, _>>()?;
+    Ok(ParsedObject {
+        frames,
+        records,
+        decoded_bytes: text.len() as u64,
+    })
+}
+
+/// Runs `f` on the text of a raw object: gunzipped when it starts with the gzip magic bytes,
+/// as it is otherwise.
+pub(crate) fn with_text<T>(
+    source: &str,
+    raw: &[u8],
+    f: impl FnOnce(&[u8]) -> Result<T, ParseError>,
+) -> Result<T, ParseError> {
     if !raw.starts_with(&GZIP_MAGIC) {
-        return parse_text(source, raw, opts);
+        return f(raw);
     }
     // Decompress into a per-thread buffer reused across objects: fresh multi-megabyte buffers
     // per object cost more in page faults than the decompression itself.
@@ -73,11 +107,11 @@ pub fn parse_object(
         MultiGzDecoder::new(raw)
             .read_to_end(buf)
             .map_err(|e| ParseError::whole(source, format!("gzip: {e}")))?;
-        let parsed = parse_text(source, buf, opts);
+        let out = f(buf);
         if buf.capacity() > MAX_KEPT_BUFFER {
             *buf = Vec::new();
         }
-        parsed
+        out
     })
 }
 
@@ -90,77 +124,195 @@ thread_local! {
     static DECODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Parses decompressed flow log text.
-pub fn parse_text(
+/// Where parsed records go: typed frames ([`parse_text`]) or a combiner (`combine`).
+pub(crate) trait RecordSink {
+    /// A header (or the header-less field list) starts a segment of records with these fields.
+    fn begin(&mut self, layout: Arc<Layout>);
+    /// One record of the current segment; `tokens` has one token per field of its layout.
+    /// `utf8` tells that the whole text is valid UTF-8, so string tokens need no check.
+    fn push(&mut self, at: &At<'_>, tokens: &[&[u8]], utf8: bool) -> Result<(), ParseError>;
+}
+
+/// Where a record is: the object and the 1-based line, for error messages.
+pub(crate) struct At<'a> {
+    pub source: &'a str,
+    pub line: usize,
+}
+
+impl At<'_> {
+    pub(crate) fn error(&self, reason: impl Into<String>) -> ParseError {
+        ParseError::at(self.source, self.line, reason)
+    }
+}
+
+/// The fields a header names, in its order, with their column names, types and merge roles.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    /// AWS field names, as the header gives them.
+    pub names: Vec<String>,
+    pub columns: Vec<LayoutColumn>,
+}
+
+#[derive(Debug)]
+pub(crate) struct LayoutColumn {
+    pub name: PlSmallStr,
+    pub field: String,
+    pub ty: FieldType,
+    pub role: Role,
+}
+
+impl Layout {
+    fn new(at: &At<'_>, names: &[&str]) -> Result<Self, ParseError> {
+        let mut columns = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(at.error(format!("field {name:?} named twice")));
+            }
+            let known = fields::field_by_name(name);
+            let ty = known.map_or(FieldType::String, |f| f.ty);
+            // Only integers are aggregated; anything else (unknown fields included) is a key.
+            let role = match ty {
+                FieldType::String => Role::Key,
+                _ => known.map_or(Role::Key, |f| f.role),
+            };
+            columns.push(LayoutColumn {
+                name: fields::column_name(name).into(),
+                field: (*name).to_owned(),
+                ty,
+                role,
+            });
+        }
+        Ok(Self {
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            columns,
+        })
+    }
+
+    fn matches_header(&self, tokens: &[&[u8]]) -> bool {
+        self.names.len() == tokens.len()
+            && self
+                .names
+                .iter()
+                .zip(tokens)
+                .all(|(n, t)| n.as_bytes() == *t)
+    }
+}
+
+impl LayoutColumn {
+    /// The value of an integer token: `None` for `-`, an error naming the field otherwise.
+    pub(crate) fn int(&self, at: &At<'_>, token: &[u8]) -> Result<Option<i64>, ParseError> {
+        if token == b"-" {
+            return Ok(None);
+        }
+        let v = parse_int(token);
+        let v = match self.ty {
+            FieldType::Int32 => v.filter(|v| i32::try_from(*v).is_ok()),
+            _ => v,
+        };
+        match v {
+            Some(v) => Ok(Some(v)),
+            None => {
+                let what = match self.ty {
+                    FieldType::Int32 => "a 32-bit integer",
+                    _ => "an integer",
+                };
+                Err(at.error(format!(
+                    "field {}: {:?} is not {what}",
+                    self.field,
+                    String::from_utf8_lossy(token)
+                )))
+            }
+        }
+    }
+
+    /// The text of a string token: `None` for `-`, an error if it is not UTF-8.
+    pub(crate) fn str<'t>(
+        &self,
+        at: &At<'_>,
+        token: &'t [u8],
+    ) -> Result<Option<&'t str>, ParseError> {
+        if token == b"-" {
+            return Ok(None);
+        }
+        std::str::from_utf8(token).map(Some).map_err(|_| {
+            at.error(format!(
+                "field {}: not UTF-8 text (is this a flow log object?)",
+                self.field
+            ))
+        })
+    }
+}
+
+/// Parses decompressed flow log text into `sink`; returns the number of records.
+pub(crate) fn parse_into(
     source: &str,
     text: &[u8],
     opts: &ParseOptions,
-) -> Result<ParsedObject, ParseError> {
-    let estimated_rows = memchr::memchr_iter(b'\n', text).count() + 1;
-    let mut frames = Vec::new();
-    let mut segment: Option<Segment> = None;
+    sink: &mut impl RecordSink,
+) -> Result<u64, ParseError> {
+    // One pass over the whole text (fast on ASCII) spares a check per string token.
+    let utf8 = std::str::from_utf8(text).is_ok();
+    let mut layout: Option<Arc<Layout>> = None;
     let mut records = 0u64;
     let mut tokens: Vec<&[u8]> = Vec::with_capacity(64);
 
     let mut pos = 0;
-    let mut line_no = 0;
+    let mut line = 0;
     while pos < text.len() {
         let end = memchr::memchr(b'\n', &text[pos..]).map_or(text.len(), |i| pos + i);
-        let line = &text[pos..end];
+        let bytes = &text[pos..end];
         pos = end + 1;
-        line_no += 1;
-        split_fields(line, &mut tokens);
+        line += 1;
+        let at = At { source, line };
+        split_fields(bytes, &mut tokens);
         if tokens.is_empty() {
             continue;
         }
         if is_header(&tokens) {
-            if segment.as_ref().is_some_and(|s| s.matches_header(&tokens)) {
+            if layout.as_ref().is_some_and(|l| l.matches_header(&tokens)) {
                 continue; // a repeated header, as in concatenated deliveries
-            }
-            if let Some(done) = segment.take() {
-                frames.push(done.finish(source)?);
             }
             // Header tokens are ASCII (checked by is_header).
             let names: Vec<&str> = tokens
                 .iter()
                 .map(|t| std::str::from_utf8(t).unwrap_or_default())
                 .collect();
-            segment = Some(Segment::new(source, line_no, &names, estimated_rows)?);
+            let l = Arc::new(Layout::new(&at, &names)?);
+            sink.begin(Arc::clone(&l));
+            layout = Some(l);
             continue;
         }
-        let seg = match &mut segment {
-            Some(s) => s,
+        let l = match &layout {
+            Some(l) => l,
             None => {
                 let names: Vec<&str> = match &opts.headerless_format {
                     Some(f) => f.iter().map(String::as_str).collect(),
                     None if tokens.len() == DEFAULT_V2.len() => DEFAULT_V2.to_vec(),
                     None => {
-                        return Err(ParseError::at(
-                            source,
-                            line_no,
-                            format!(
-                                "no header line and {} fields; only the default v2 format ({} fields) \
-                                 is read without a header: give the field list with --format",
-                                tokens.len(),
-                                DEFAULT_V2.len()
-                            ),
-                        ));
+                        return Err(at.error(format!(
+                            "no header line and {} fields; only the default v2 format ({} fields) \
+                             is read without a header: give the field list with --format",
+                            tokens.len(),
+                            DEFAULT_V2.len()
+                        )));
                     }
                 };
-                segment.insert(Segment::new(source, line_no, &names, estimated_rows)?)
+                let l = Arc::new(Layout::new(&at, &names)?);
+                sink.begin(Arc::clone(&l));
+                layout.insert(l)
             }
         };
-        seg.push(source, line_no, &tokens)?;
+        if tokens.len() != l.columns.len() {
+            return Err(at.error(format!(
+                "{} fields, the header names {}",
+                tokens.len(),
+                l.columns.len()
+            )));
+        }
+        sink.push(&at, &tokens, utf8)?;
         records += 1;
     }
-    if let Some(done) = segment.take() {
-        frames.push(done.finish(source)?);
-    }
-    Ok(ParsedObject {
-        frames,
-        records,
-        decoded_bytes: text.len() as u64,
-    })
+    Ok(records)
 }
 
 /// Splits a line on runs of spaces and tabs (and a trailing CR) into `tokens`.
@@ -191,111 +343,69 @@ fn is_header(tokens: &[&[u8]]) -> bool {
             .any(|t| fields::FIELDS.iter().any(|f| f.name.as_bytes() == *t))
 }
 
+/// Typed frames, one row per record: the plain parse.
+struct FrameSink {
+    capacity: usize,
+    segments: Vec<FrameSegment>,
+}
+
+struct FrameSegment {
+    layout: Arc<Layout>,
+    columns: Vec<ColumnBuilder>,
+    rows: usize,
+}
+
 enum ColumnBuilder {
     I32(PrimitiveChunkedBuilder<Int32Type>),
     I64(PrimitiveChunkedBuilder<Int64Type>),
     Str(StringChunkedBuilder),
 }
 
-/// Rows under one header.
-struct Segment {
-    names: Vec<String>,
-    columns: Vec<ColumnBuilder>,
-    rows: usize,
-}
-
-impl Segment {
-    fn new(source: &str, line: usize, names: &[&str], capacity: usize) -> Result<Self, ParseError> {
-        let mut columns = Vec::with_capacity(names.len());
-        for (i, name) in names.iter().enumerate() {
-            if names[..i].contains(name) {
-                return Err(ParseError::at(
-                    source,
-                    line,
-                    format!("field {name:?} named twice"),
-                ));
-            }
-            let column: PlSmallStr = fields::column_name(name).into();
-            let ty = fields::field_by_name(name).map_or(FieldType::String, |f| f.ty);
-            columns.push(match ty {
+impl RecordSink for FrameSink {
+    fn begin(&mut self, layout: Arc<Layout>) {
+        let capacity = self.capacity;
+        let columns = layout
+            .columns
+            .iter()
+            .map(|c| match c.ty {
                 FieldType::Int32 => {
-                    ColumnBuilder::I32(PrimitiveChunkedBuilder::new(column, capacity))
+                    ColumnBuilder::I32(PrimitiveChunkedBuilder::new(c.name.clone(), capacity))
                 }
                 FieldType::Int64 => {
-                    ColumnBuilder::I64(PrimitiveChunkedBuilder::new(column, capacity))
+                    ColumnBuilder::I64(PrimitiveChunkedBuilder::new(c.name.clone(), capacity))
                 }
                 FieldType::String => {
-                    ColumnBuilder::Str(StringChunkedBuilder::new(column, capacity))
+                    ColumnBuilder::Str(StringChunkedBuilder::new(c.name.clone(), capacity))
                 }
-            });
-        }
-        Ok(Self {
-            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            })
+            .collect();
+        self.segments.push(FrameSegment {
+            layout,
             columns,
             rows: 0,
-        })
+        });
     }
 
-    fn matches_header(&self, tokens: &[&[u8]]) -> bool {
-        self.names.len() == tokens.len()
-            && self
-                .names
-                .iter()
-                .zip(tokens)
-                .all(|(n, t)| n.as_bytes() == *t)
-    }
-
-    fn push(&mut self, source: &str, line: usize, tokens: &[&[u8]]) -> Result<(), ParseError> {
-        if tokens.len() != self.columns.len() {
-            return Err(ParseError::at(
-                source,
-                line,
-                format!(
-                    "{} fields, the header names {}",
-                    tokens.len(),
-                    self.columns.len()
-                ),
-            ));
-        }
-        for ((builder, token), name) in self.columns.iter_mut().zip(tokens).zip(&self.names) {
-            let token: &[u8] = token;
-            let null = token == b"-";
+    fn push(&mut self, at: &At<'_>, tokens: &[&[u8]], _utf8: bool) -> Result<(), ParseError> {
+        let Some(seg) = self.segments.last_mut() else {
+            return Err(at.error("record before any header"));
+        };
+        for ((builder, token), column) in
+            seg.columns.iter_mut().zip(tokens).zip(&seg.layout.columns)
+        {
             match builder {
-                ColumnBuilder::I32(b) => match null {
-                    true => b.append_null(),
-                    false => {
-                        let v = parse_int(token)
-                            .and_then(|v| i32::try_from(v).ok())
-                            .ok_or_else(|| {
-                                bad_number(source, line, name, token, "a 32-bit integer")
-                            })?;
-                        b.append_value(v)
-                    }
-                },
-                ColumnBuilder::I64(b) => match null {
-                    true => b.append_null(),
-                    false => {
-                        let v = parse_int(token)
-                            .ok_or_else(|| bad_number(source, line, name, token, "an integer"))?;
-                        b.append_value(v)
-                    }
-                },
-                ColumnBuilder::Str(b) => match null {
-                    true => b.append_null(),
-                    false => b.append_value(std::str::from_utf8(token).map_err(|_| {
-                        ParseError::at(
-                            source,
-                            line,
-                            format!("field {name}: not UTF-8 text (is this a flow log object?)"),
-                        )
-                    })?),
-                },
+                // Int32 tokens are range-checked by `int`.
+                ColumnBuilder::I32(b) => b.append_option(column.int(at, token)?.map(|v| v as i32)),
+                ColumnBuilder::I64(b) => b.append_option(column.int(at, token)?),
+                ColumnBuilder::Str(b) => b.append_option(column.str(at, token)?),
             }
         }
-        self.rows += 1;
+        seg.rows += 1;
         Ok(())
     }
+}
 
+impl FrameSegment {
     fn finish(self, source: &str) -> Result<DataFrame, ParseError> {
         let columns: Vec<Column> = self
             .columns
@@ -310,19 +420,8 @@ impl Segment {
     }
 }
 
-fn bad_number(source: &str, line: usize, name: &str, token: &[u8], what: &str) -> ParseError {
-    ParseError::at(
-        source,
-        line,
-        format!(
-            "field {name}: {:?} is not {what}",
-            String::from_utf8_lossy(token)
-        ),
-    )
-}
-
 /// Decimal integer with optional sign; `None` on anything else or on overflow.
-fn parse_int(token: &[u8]) -> Option<i64> {
+pub(crate) fn parse_int(token: &[u8]) -> Option<i64> {
     let (neg, digits) = match token.split_first()? {
         (b'-', rest) => (true, rest),
         (b'+', rest) => (false, rest),
