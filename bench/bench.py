@@ -4,6 +4,7 @@ output bytes, and the rate of plain gzip decoding of the same files (zcat, one c
 
 import argparse
 import glob
+import gzip
 import json
 import os
 import shutil
@@ -71,9 +72,33 @@ def generate(fm, raw, accounts, minutes, files, records):
                    check=True, capture_output=True)
 
 
-def compare(fm, work, name, accounts, minutes, files, records):
+def generate_distinct(raw, files, records):
+    """The worst case for a merge: one window, every record a flow of its own (nothing merges)."""
+    shutil.rmtree(raw, ignore_errors=True)
+    acct = "111122223333"
+    folder = os.path.join(raw, f"AWSLogs/{acct}/vpcflowlogs/us-east-1/2026/11/01")
+    os.makedirs(folder)
+    header = " ".join(k.replace("_", "-") for k in V2) + "\n"
+    n = 0
+    for f in range(files):
+        lines = [header]
+        for r in range(records):
+            n += 1
+            lines.append(f"2 {acct} eni-{f:017x} 10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255} "
+                         f"172.16.{r % 256}.{f % 256} {1024 + r} 443 6 {r % 97 + 1} {r * 13 + 40} "
+                         f"1793491397 1793491423 ACCEPT OK\n")
+        name = f"{acct}_vpcflowlogs_us-east-1_fl-0123456789abcdef0_20261101T0003Z_{f:08x}.log.gz"
+        with gzip.open(os.path.join(folder, name), "wt", compresslevel=6) as out:
+            out.write("".join(lines))
+
+
+def compare(fm, work, name, shape, files=None, records=None):
     raw = os.path.join(work, name, "raw")
-    generate(fm, raw, accounts, minutes, files, records)
+    if shape == "distinct":
+        generate_distinct(raw, files, records)
+    else:
+        generate(fm, raw, *shape)
+        records = shape[3]
     n_files = len(glob.glob(f"{raw}/**/*.log.gz", recursive=True))
     n_records = n_files * records
 
@@ -143,9 +168,11 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
     if a.quick:
-        sets = [("quick", 2, 5, 2, 200)]
+        sets = [("quick", (2, 5, 2, 200)), ("quick-distinct", "distinct", 20, 100)]
     else:
-        sets = [("720-files", 8, 30, 3, 2000), ("1000-file-batch", 8, 5, 25, 3000)]
+        # accounts, minutes, objects per account and minute, records per object
+        sets = [("720-files", (8, 30, 3, 2000)), ("1000-file-batch", (8, 5, 25, 3000)),
+                ("1000-file-batch-distinct", "distinct", 1000, 3000)]
     results = [compare(a.flowmerge, a.work, *s) for s in sets]
     with open(os.path.join(a.work, "results.json"), "w") as f:
         json.dump(results, f, indent=2)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: `flowmerge compact` against DuckDB on the same generated flow logs, in one run.
-# Usage: bench/run.sh            (720 files / 1.44M records, then the 1,000-file / 3M-record batch)
+# Usage: bench/run.sh            (720 files / 1.44M records, the 1,000-file / 3M-record batch, and
+#                                 the worst case: 1,000 files / 3M records of which none merge)
 #        BENCH_QUICK=1 bench/run.sh   (a small set, to check the script itself)
 # Installs what it needs (duckdb from PyPI into a cached venv); builds flowmerge in release mode.
 set -euo pipefail
