@@ -1,8 +1,8 @@
 //! Combining records while they are parsed, before the polars merge — the "combiner" of a
 //! map-reduce. A batch's records repeat their flow keys across objects (a long-lived flow is in
 //! every file of its window), so each parsing thread folds records into a hash table on the raw
-//! key tokens and polars merges only the tables' rows: about a tenth of the records on AWS's own
-//! deliveries. Doing the first fold here rather than in polars skips building a string column per
+//! key tokens and polars merges only the tables' rows (about a tenth of the records on the
+//! benchmark's generated sets; as many as the records when no key repeats). Doing the first fold here rather than in polars skips building a string column per
 //! record, which profiling showed to be most of the merge's cost (docs/architecture.md).
 //!
 //! The fold is exactly the merge's: sum, min, max and bit-or per metric, nulls skipped, a group
@@ -88,7 +88,7 @@ impl Combiner {
     }
 }
 
-/// Where a layout's columns go: the key (by token) or a metric slot.
+/// The roles of a layout's metric columns, in column order: one slot each in a table's entries.
 fn metric_roles(layout: &Layout) -> Vec<Role> {
     layout
         .columns
@@ -197,6 +197,15 @@ fn decode_tokens(mut key: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// Entry `n`'s key in keys stored back to back, each ending at `ends[n]`.
+fn nth_key<'k>(keys: &'k [u8], ends: &[usize], n: usize) -> &'k [u8] {
+    let start = match n {
+        0 => 0,
+        _ => ends[n - 1],
+    };
+    &keys[start..ends[n]]
+}
+
 /// The folded records of one layout: a hash table on the encoded key, entries in columns.
 struct Table {
     layout: Arc<Layout>,
@@ -228,28 +237,20 @@ impl Table {
     }
 
     fn key(&self, entry: usize) -> &[u8] {
-        let start = match entry {
-            0 => 0,
-            _ => self.key_ends[entry - 1],
-        };
-        &self.keys[start..self.key_ends[entry]]
+        nth_key(&self.keys, &self.key_ends, entry)
     }
 
     fn fold(&mut self, seg: &StagedSegment) {
         let width = self.roles.len();
-        let mut start = 0;
-        for (record, &end) in seg.key_ends.iter().enumerate() {
-            let key = &seg.keys[start..end];
-            start = end;
+        for record in 0..seg.key_ends.len() {
+            let key = nth_key(&seg.keys, &seg.key_ends, record);
             let values = &seg.metrics[record * width..(record + 1) * width];
             let present = seg.present[record];
             let hash = self.hasher.hash_one(key);
             let found = {
                 let (keys, key_ends) = (&self.keys, &self.key_ends);
-                self.index.find(hash, |&e| {
-                    let s = if e == 0 { 0 } else { key_ends[e - 1] };
-                    &keys[s..key_ends[e]] == key
-                })
+                self.index
+                    .find(hash, |&e| nth_key(keys, key_ends, e) == key)
             };
             match found {
                 Some(&entry) => {

@@ -150,6 +150,8 @@ impl At<'_> {
 pub(crate) struct Layout {
     /// AWS field names, as the header gives them.
     pub names: Vec<String>,
+    /// Where the field list came from, as error messages say it: "the header names".
+    pub origin: &'static str,
     pub columns: Vec<LayoutColumn>,
 }
 
@@ -162,7 +164,7 @@ pub(crate) struct LayoutColumn {
 }
 
 impl Layout {
-    fn new(at: &At<'_>, names: &[&str]) -> Result<Self, ParseError> {
+    fn new(at: &At<'_>, names: &[&str], origin: &'static str) -> Result<Self, ParseError> {
         let mut columns = Vec::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
@@ -184,6 +186,7 @@ impl Layout {
         }
         Ok(Self {
             names: names.iter().map(|n| (*n).to_owned()).collect(),
+            origin,
             columns,
         })
     }
@@ -277,7 +280,7 @@ pub(crate) fn parse_into(
                 .iter()
                 .map(|t| std::str::from_utf8(t).unwrap_or_default())
                 .collect();
-            let l = Arc::new(Layout::new(&at, &names)?);
+            let l = Arc::new(Layout::new(&at, &names, "the header names")?);
             sink.begin(Arc::clone(&l));
             layout = Some(l);
             continue;
@@ -285,9 +288,11 @@ pub(crate) fn parse_into(
         let l = match &layout {
             Some(l) => l,
             None => {
-                let names: Vec<&str> = match &opts.headerless_format {
-                    Some(f) => f.iter().map(String::as_str).collect(),
-                    None if tokens.len() == DEFAULT_V2.len() => DEFAULT_V2.to_vec(),
+                let (names, origin): (Vec<&str>, _) = match &opts.headerless_format {
+                    Some(f) => (f.iter().map(String::as_str).collect(), "--format names"),
+                    None if tokens.len() == DEFAULT_V2.len() => {
+                        (DEFAULT_V2.to_vec(), "the default v2 format has")
+                    }
                     None => {
                         return Err(at.error(format!(
                             "no header line and {} fields; only the default v2 format ({} fields) \
@@ -297,15 +302,16 @@ pub(crate) fn parse_into(
                         )));
                     }
                 };
-                let l = Arc::new(Layout::new(&at, &names)?);
+                let l = Arc::new(Layout::new(&at, &names, origin)?);
                 sink.begin(Arc::clone(&l));
                 layout.insert(l)
             }
         };
         if tokens.len() != l.columns.len() {
             return Err(at.error(format!(
-                "{} fields, the header names {}",
+                "{} fields, {} {}",
                 tokens.len(),
+                l.origin,
                 l.columns.len()
             )));
         }
@@ -489,6 +495,13 @@ mod tests {
         .unwrap();
         let p = parse_text("t", line.as_bytes(), &opts).unwrap();
         assert_eq!(p.records, 1);
+        let e = parse_text("t", b"3 eni-3 123\n", &opts).unwrap_err();
+        assert_eq!(e.to_string(), "t:1: 3 fields, --format names 17");
+        let e = parse("2 1 eni-1 a b 1 2 6 1 40 100 160 ACCEPT OK\n2 1 eni-1\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.log:2: 3 fields, the default v2 format has 14"
+        );
         assert!(ParseOptions::with_format(Some("version ACCOUNT")).is_err());
     }
 
