@@ -20,7 +20,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use polars::prelude::*;
 
 use super::fields::{FieldType, MERGED_RECORDS, Role};
-use super::parse::{At, Layout, ParseOptions, RecordSink, parse_int, parse_into, with_text};
+use super::parse::{At, ColumnBuilder, Layout, ParseOptions, RecordSink, parse_into, with_text};
 use crate::error::ParseError;
 
 /// What one object added.
@@ -302,41 +302,21 @@ impl Table {
             .iter()
             .filter(|c| c.role == Role::Key)
             .collect();
-        let mut keys: Vec<KeyBuilder> = key_columns
+        let mut keys: Vec<ColumnBuilder> = key_columns
             .iter()
-            .map(|c| match c.ty {
-                FieldType::String => {
-                    KeyBuilder::Str(StringChunkedBuilder::new(c.name.clone(), rows))
-                }
-                FieldType::Int32 => {
-                    KeyBuilder::I32(PrimitiveChunkedBuilder::new(c.name.clone(), rows))
-                }
-                FieldType::Int64 => {
-                    KeyBuilder::I64(PrimitiveChunkedBuilder::new(c.name.clone(), rows))
-                }
-            })
+            .map(|c| ColumnBuilder::new(c, rows))
             .collect();
         for entry in 0..rows {
             let mut tokens = decode_tokens(self.key(entry));
+            // Tokens were checked when staged: a failure here is a bug, reported as such.
+            let at = At {
+                source: "combiner entry",
+                line: entry + 1,
+            };
             for (builder, column) in keys.iter_mut().zip(&key_columns) {
-                // Tokens were checked when staged: a failure here is a bug, reported as such.
-                let token = tokens.next().unwrap_or(b"-");
-                let bad = || polars_err!(ComputeError: "combiner: field {} holds {:?}", column.field, String::from_utf8_lossy(token));
-                let null = token == b"-";
-                match builder {
-                    KeyBuilder::Str(b) if null => b.append_null(),
-                    KeyBuilder::Str(b) => {
-                        b.append_value(std::str::from_utf8(token).map_err(|_| bad())?)
-                    }
-                    KeyBuilder::I32(b) if null => b.append_null(),
-                    KeyBuilder::I32(b) => b.append_value(
-                        parse_int(token)
-                            .and_then(|v| i32::try_from(v).ok())
-                            .ok_or_else(bad)?,
-                    ),
-                    KeyBuilder::I64(b) if null => b.append_null(),
-                    KeyBuilder::I64(b) => b.append_value(parse_int(token).ok_or_else(bad)?),
-                }
+                builder
+                    .append(column, &at, tokens.next().unwrap_or(b"-"))
+                    .map_err(|e| polars_err!(ComputeError: "{e}"))?;
             }
         }
         let mut keys = keys.into_iter();
@@ -344,7 +324,7 @@ impl Table {
         let mut slot = 0;
         for column in &self.layout.columns {
             if column.role == Role::Key {
-                columns.extend(keys.next().map(KeyBuilder::finish));
+                columns.extend(keys.next().map(ColumnBuilder::finish));
                 continue;
             }
             let bit = 1u64 << slot;
@@ -367,22 +347,6 @@ impl Table {
         }
         columns.push(Int64Chunked::from_vec(MERGED_RECORDS.into(), self.counts).into_column());
         DataFrame::new(rows, columns)
-    }
-}
-
-enum KeyBuilder {
-    Str(StringChunkedBuilder),
-    I32(PrimitiveChunkedBuilder<Int32Type>),
-    I64(PrimitiveChunkedBuilder<Int64Type>),
-}
-
-impl KeyBuilder {
-    fn finish(self) -> Column {
-        match self {
-            Self::Str(b) => b.finish().into_column(),
-            Self::I32(b) => b.finish().into_column(),
-            Self::I64(b) => b.finish().into_column(),
-        }
     }
 }
 

@@ -361,29 +361,54 @@ struct FrameSegment {
     rows: usize,
 }
 
-enum ColumnBuilder {
+/// A typed polars column built token by token.
+pub(crate) enum ColumnBuilder {
     I32(PrimitiveChunkedBuilder<Int32Type>),
     I64(PrimitiveChunkedBuilder<Int64Type>),
     Str(StringChunkedBuilder),
 }
 
+impl ColumnBuilder {
+    pub(crate) fn new(column: &LayoutColumn, capacity: usize) -> Self {
+        let name = column.name.clone();
+        match column.ty {
+            FieldType::Int32 => Self::I32(PrimitiveChunkedBuilder::new(name, capacity)),
+            FieldType::Int64 => Self::I64(PrimitiveChunkedBuilder::new(name, capacity)),
+            FieldType::String => Self::Str(StringChunkedBuilder::new(name, capacity)),
+        }
+    }
+
+    /// Appends a token of `column` (`-` as null), or says why it is not a value of its type.
+    pub(crate) fn append(
+        &mut self,
+        column: &LayoutColumn,
+        at: &At<'_>,
+        token: &[u8],
+    ) -> Result<(), ParseError> {
+        match self {
+            // Int32 tokens are range-checked by `int`.
+            Self::I32(b) => b.append_option(column.int(at, token)?.map(|v| v as i32)),
+            Self::I64(b) => b.append_option(column.int(at, token)?),
+            Self::Str(b) => b.append_option(column.str(at, token)?),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Column {
+        match self {
+            Self::I32(b) => b.finish().into_column(),
+            Self::I64(b) => b.finish().into_column(),
+            Self::Str(b) => b.finish().into_column(),
+        }
+    }
+}
+
 impl RecordSink for FrameSink {
     fn begin(&mut self, layout: Arc<Layout>) {
-        let capacity = self.capacity;
         let columns = layout
             .columns
             .iter()
-            .map(|c| match c.ty {
-                FieldType::Int32 => {
-                    ColumnBuilder::I32(PrimitiveChunkedBuilder::new(c.name.clone(), capacity))
-                }
-                FieldType::Int64 => {
-                    ColumnBuilder::I64(PrimitiveChunkedBuilder::new(c.name.clone(), capacity))
-                }
-                FieldType::String => {
-                    ColumnBuilder::Str(StringChunkedBuilder::new(c.name.clone(), capacity))
-                }
-            })
+            .map(|c| ColumnBuilder::new(c, self.capacity))
             .collect();
         self.segments.push(FrameSegment {
             layout,
@@ -399,12 +424,7 @@ impl RecordSink for FrameSink {
         for ((builder, token), column) in
             seg.columns.iter_mut().zip(tokens).zip(&seg.layout.columns)
         {
-            match builder {
-                // Int32 tokens are range-checked by `int`.
-                ColumnBuilder::I32(b) => b.append_option(column.int(at, token)?.map(|v| v as i32)),
-                ColumnBuilder::I64(b) => b.append_option(column.int(at, token)?),
-                ColumnBuilder::Str(b) => b.append_option(column.str(at, token)?),
-            }
+            builder.append(column, at, token)?;
         }
         seg.rows += 1;
         Ok(())
@@ -416,11 +436,7 @@ impl FrameSegment {
         let columns: Vec<Column> = self
             .columns
             .into_iter()
-            .map(|b| match b {
-                ColumnBuilder::I32(b) => b.finish().into_column(),
-                ColumnBuilder::I64(b) => b.finish().into_column(),
-                ColumnBuilder::Str(b) => b.finish().into_column(),
-            })
+            .map(ColumnBuilder::finish)
             .collect();
         DataFrame::new(self.rows, columns).map_err(|e| ParseError::whole(source, e.to_string()))
     }
