@@ -1,7 +1,7 @@
 //! Running one batch: fetch its objects (bounded concurrency), parse them in parallel while
 //! folding records by flow key, merge the folds with polars, write zstd Parquet under the batch's
-//! deterministic key. An object
-//! that cannot be fetched or parsed is quarantined with its reason; the rest of the batch lands.
+//! deterministic key. An object that cannot be fetched or parsed is quarantined with its reason;
+//! the rest of the batch lands.
 //! Shared by `flowmerge compact` and the merger service.
 
 use std::sync::{Arc, Mutex, PoisonError};
