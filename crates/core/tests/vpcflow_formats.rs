@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use flowmerge_core::formats::vpcflow::{ParseOptions, ParsedObject, parse_object, parse_text};
+use flowmerge_core::formats::vpcflow::{
+    Combiner, ParseOptions, ParsedObject, combine_object, parse_object, parse_text,
+};
 use flowmerge_core::merge::{Finish, merge_frames};
 use polars::prelude::*;
 
@@ -249,6 +251,15 @@ fn every_real_vpcflow_sample_parses_and_conserves() {
         );
         assert_eq!(sum(std::slice::from_ref(&m), "packets"), packets, "{file}");
         assert_eq!(sum(std::slice::from_ref(&m), "bytes"), bytes, "{file}");
+        // The path batches take: records folded by the combiner first, then the same merge.
+        let mut c = Combiner::default();
+        let stats = combine_object(file, &raw, &opts, &mut c).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stats.records, *records, "{file}");
+        let combined = merge_frames(c.into_frames().unwrap(), Finish::Final).unwrap();
+        assert!(
+            combined.equals_missing(&m),
+            "{file}: combined\n{combined}\nplain\n{m}"
+        );
         seen += 1;
     }
     // Every flow log sample in the folder is covered (the Cribl JSON is checked below).
