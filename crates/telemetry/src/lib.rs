@@ -85,6 +85,23 @@ impl Telemetry {
     }
 }
 
+/// Runs a service's whole life under telemetry: installs it (logs to stdout, `info` unless
+/// `FLOWMERGE_LOG` says otherwise), runs `service_main`, logs its error if it fails, and flushes
+/// the exporters on the way out — what the worker binaries' `main` does.
+pub async fn run_service<T, E: std::fmt::Display>(
+    service: &'static str,
+    service_main: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let telemetry = init(service, LogFormat::detect(), LogTarget::Stdout, "info");
+    let result = service_main.await;
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "{service} failed");
+    }
+    // Flushing may block on the exporter's HTTP client: off the async workers.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
+}
+
 /// Installs logging and, when an OTLP endpoint is configured, trace and metric export.
 /// `service` is the default `service.name` (`OTEL_SERVICE_NAME` overrides it).
 /// Must be called inside a tokio runtime (the gRPC exporter runs on it).

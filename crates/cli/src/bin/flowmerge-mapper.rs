@@ -4,26 +4,13 @@
 
 use anyhow::Context;
 use flowmerge_aws::{clients, config, mapper::Mapper, shutdown::Shutdown};
-use flowmerge_telemetry::{LogFormat, LogTarget};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let telemetry = flowmerge_telemetry::init(
-        "flowmerge-mapper",
-        LogFormat::detect(),
-        LogTarget::Stdout,
-        "info",
-    );
-    let result = run().await;
-    if let Err(e) = &result {
-        tracing::error!(error = %format!("{e:#}"), "mapper failed");
-    }
-    // Flushing may block on the exporter's HTTP client: off the async workers.
-    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
-    result
+    flowmerge_telemetry::run_service("flowmerge-mapper", run()).await
 }
 
 async fn run() -> anyhow::Result<()> {
