@@ -1,5 +1,5 @@
-//! End-to-end tests of the AWS workers against moto's server (a real HTTP AWS emulator, DESIGN
-//! §7), as a user runs them: `flowmerge aws bootstrap`, then `flowmerge-mapper` and
+//! End-to-end tests of the AWS workers against moto's server (a real HTTP AWS emulator),
+//! as a user runs them: `flowmerge aws bootstrap`, then `flowmerge-mapper` and
 //! `flowmerge-merger` started with only that environment, raw objects uploaded to S3 (S3 notifies
 //! the raw queue), the Parquet output read back and compared with an independent oracle.
 //!
@@ -671,8 +671,19 @@ fn missing_or_bad_configuration_is_named_at_start() {
             .envs(vars.iter().copied())
             .output()
             .expect("run");
-        assert!(!out.status.success(), "{bin} started with {vars:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        assert_eq!(out.status.code(), Some(1), "{bin} started with {vars:?}");
+        // The error is logged (stdout, JSON lines when not a terminal), once.
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            all.lines().filter(|l| !l.trim().is_empty()).count(),
+            1,
+            "{all}"
+        );
+        all
     };
     let base = [
         ("FLOWMERGE_OUTPUT", "s3://b/p"),
@@ -696,6 +707,50 @@ fn missing_or_bad_configuration_is_named_at_start() {
     bad.push(("FLOWMERGE_DRAIN_TIMEOUT", "forever"));
     let err = run(env!("CARGO_BIN_EXE_flowmerge-merger"), &bad);
     assert!(err.contains("FLOWMERGE_DRAIN_TIMEOUT"), "{err}");
+}
+
+/// A queue, table or bucket that does not exist, or a log filter that does not parse, stops a
+/// worker at start with exit 1 and a line naming the variable — not "merger started" and errors
+/// on every job.
+#[test]
+fn missing_resources_and_bad_log_filters_stop_workers_at_start() {
+    let mut stack = bootstrap("missing_resources");
+    let cases: &[(&str, &str, &str)] = &[
+        ("merger", "FLOWMERGE_TABLE", "missing-table"),
+        ("mapper", "FLOWMERGE_TABLE", "missing-table"),
+        ("merger", "FLOWMERGE_MERGE_QUEUE_URL", "no-such-queue"),
+        (
+            "mapper",
+            "FLOWMERGE_RAW_QUEUE_URL",
+            "http://127.0.0.1:1/123456789012/no-such-queue",
+        ),
+        (
+            "merger",
+            "FLOWMERGE_OUTPUT",
+            "s3://no-such-bucket-anywhere/flows",
+        ),
+        (
+            "mapper",
+            "FLOWMERGE_WORK",
+            "s3://no-such-bucket-anywhere/work",
+        ),
+        ("merger", "FLOWMERGE_LOG", "bogus==="),
+    ];
+    for (worker, var, value) in cases {
+        let i = stack.start(worker, &[(var, value)]);
+        let code = stack.wait_exit(i, Duration::from_secs(60));
+        let logs = std::fs::read_to_string(stack.dir.path().join(format!("{worker}-{i}.log")))
+            .unwrap_or_default();
+        assert_eq!(code, 1, "{worker} with {var}={value}: {logs}");
+        assert!(
+            logs.contains(var),
+            "{worker} with {var}={value} must name it: {logs}"
+        );
+        assert!(
+            !logs.contains("started"),
+            "{worker} with {var}={value}: {logs}"
+        );
+    }
 }
 
 /// A span as an OTLP/HTTP receiver saw it.
@@ -899,8 +954,27 @@ fn the_mergers_trace_continues_the_mappers_through_sqs() {
 fn a_ledger_outage_returns_messages_instead_of_killing_the_mapper() {
     let mut s = bootstrap("ledger-outage");
     let (root, raw) = raw_set(s.dir.path(), "41");
-    // A table that does not exist: every claim fails.
-    let mapper = s.start("mapper", &[("FLOWMERGE_TABLE", "no-such-table")]);
+    // The table disappears once the mapper has started (it checks it at start): every claim fails.
+    let mapper = s.start("mapper", &[]);
+    let start = Instant::now();
+    while !s.logs().contains("mapper started") {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "mapper did not start\n{}",
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let table = s.exports["FLOWMERGE_TABLE"].clone();
+    runtime().block_on(async {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&aws_config_for_tests().await);
+        dynamodb
+            .delete_table()
+            .table_name(&table)
+            .send()
+            .await
+            .expect("delete table");
+    });
     s.upload(&root, &raw[..1]);
     // One object: a second failure means its message came back for another attempt.
     let failed = "batch failed; its messages return to the queue";

@@ -1,4 +1,4 @@
-// The flowmerge deployment (DESIGN §1): raw bucket → S3 notification → raw queue → mapper
+// The flowmerge deployment (docs/contracts.md §1): raw bucket → S3 notification → raw queue → mapper
 // (Fargate) → merge queue → merger (Fargate) → Parquet in the output bucket, with the ledger in
 // DynamoDB, both services scaled from zero on their queue's backlog, traces through an ADOT
 // sidecar to X-Ray, alarms on dead letters and message age, and the Glue/Athena table that

@@ -23,6 +23,14 @@ pub fn flowmerge(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The venv with the tests' Python tools (moto, DuckDB), as scripts/test.sh installs it.
+pub fn test_venv() -> String {
+    std::env::var("FLOWMERGE_TEST_VENV").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/flowmerge/venv-test")
+    })
+}
+
 /// `flowmerge gen DIR` with whitespace-separated extra arguments.
 pub fn generate(dir: &Path, args: &str) {
     let d = dir.to_str().unwrap();

@@ -80,10 +80,22 @@ pub struct Common {
     pub output: S3Location,
     /// Manifests and quarantine records; default `<output>/_flowmerge`, which Athena ignores.
     pub work: S3Location,
+    /// Whether `work` is the default under the output (no FLOWMERGE_WORK).
+    pub work_from_output: bool,
     /// How long a received message stays invisible; the services extend it every third of it.
     pub visibility_timeout: Duration,
     /// How long ledger items are kept (DynamoDB TTL); longer than SQS's 14-day retention.
     pub ledger_ttl: Duration,
+}
+
+impl Common {
+    /// The variable that set the work location: FLOWMERGE_WORK, or FLOWMERGE_OUTPUT it defaults to.
+    pub fn work_var(&self) -> &'static str {
+        match self.work_from_output {
+            true => "FLOWMERGE_OUTPUT",
+            false => "FLOWMERGE_WORK",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -176,6 +188,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             "s3://bucket/prefix for the Parquet output",
         )?;
         let output = S3Location::parse("FLOWMERGE_OUTPUT", &output_url)?;
+        let work_from_output = self.optional("FLOWMERGE_WORK").is_none();
         let work = match self.optional("FLOWMERGE_WORK") {
             Some(url) => S3Location::parse("FLOWMERGE_WORK", &url)?,
             None => S3Location {
@@ -198,6 +211,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             table: self.required("FLOWMERGE_TABLE", "name of the DynamoDB ledger table")?,
             output,
             work,
+            work_from_output,
             visibility_timeout,
             ledger_ttl: self.duration("FLOWMERGE_LEDGER_TTL", "30d")?,
         })

@@ -33,8 +33,12 @@ impl AwsError {
         let mut message = err.to_string();
         let mut source = err.source();
         while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
+            // SDK errors repeat their source's text in their own: say each part once.
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
             source = s.source();
         }
         Self::Api { operation, message }

@@ -1,4 +1,4 @@
-//! The DynamoDB ledger: one table, key `pk` (string), TTL on `expires_at` (DESIGN §5).
+//! The DynamoDB ledger: one table, key `pk` (string), TTL on `expires_at` (docs/contracts.md §5).
 //!
 //! - `obj#<bucket>/<key>#<etag>` — a raw object, claimed by `batch_id` (and `quarantined` with a
 //!   reason if it could not be read). A claim is never moved to another batch.
@@ -124,6 +124,25 @@ impl DynamoLedger {
             table: table.to_owned(),
             ttl,
         }
+    }
+
+    /// Checks that the table exists and may be read, so a worker with a wrong `FLOWMERGE_TABLE`
+    /// stops at start instead of failing every batch.
+    pub async fn check(&self) -> Result<()> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| AwsError::Config {
+                var: "FLOWMERGE_TABLE",
+                reason: format!(
+                    "table {:?} cannot be used: {}",
+                    self.table,
+                    AwsError::api("dynamodb:DescribeTable", e)
+                ),
+            })?;
+        Ok(())
     }
 
     fn expires_at(&self) -> AttributeValue {

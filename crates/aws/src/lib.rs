@@ -1,4 +1,4 @@
-//! The production shape of flowmerge (DESIGN §1, §5): S3 notifies the raw SQS queue, the mapper
+//! The production shape of flowmerge (docs/contracts.md): S3 notifies the raw SQS queue, the mapper
 //! turns events into claimed batches and merge jobs, the merger turns jobs into Parquet and commits
 //! them in DynamoDB. Adapters (SQS, DynamoDB, S3 events) and the two service loops live here; the
 //! batch execution itself is `flowmerge_core::run_batch`, shared with `flowmerge compact`.
@@ -14,5 +14,6 @@ pub mod mapper;
 pub mod merger;
 pub mod queue;
 pub mod shutdown;
+pub mod store;
 
 pub use error::{AwsError, Result};

@@ -86,9 +86,26 @@ impl Mapper {
         dynamodb: aws_sdk_dynamodb::Client,
         work: Arc<dyn ObjectStore>,
     ) -> Result<Self> {
-        let raw = SqsQueue::open(sqs.clone(), &cfg.raw_queue_url).await?;
-        let merge = SqsQueue::open(sqs, &cfg.common.merge_queue_url).await?;
+        // Everything the mapper will use is checked now: a wrong name stops it at start.
+        let raw =
+            SqsQueue::open_checked(sqs.clone(), "FLOWMERGE_RAW_QUEUE_URL", &cfg.raw_queue_url)
+                .await?;
+        let merge = SqsQueue::open_checked(
+            sqs,
+            "FLOWMERGE_MERGE_QUEUE_URL",
+            &cfg.common.merge_queue_url,
+        )
+        .await?;
         let ledger = DynamoLedger::new(dynamodb, &cfg.common.table, cfg.common.ledger_ttl);
+        ledger.check().await?;
+        let work_var = cfg.common.work_var();
+        crate::store::check_bucket(
+            &*work,
+            work_var,
+            &cfg.common.work.url_of(&cfg.common.work.prefix),
+            &cfg.common.work.prefix,
+        )
+        .await?;
         let owner = format!(
             "mapper-{}-{}-{}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use flowmerge_core::exec::ExecOptions;
 use flowmerge_core::fault;
 use flowmerge_core::job::{Manifest, MergeJob};
-use flowmerge_core::store::{key_path, s3_bucket, split_s3_url};
+use flowmerge_core::store::{key_path, split_s3_url};
 use flowmerge_core::{BatchReport, run_batch};
 use flowmerge_telemetry::{continue_from, metrics};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -27,6 +27,7 @@ use crate::error::{AwsError, Result};
 use crate::ledger::{BatchState, DynamoLedger, now, object_pk};
 use crate::queue::{Received, SqsQueue};
 use crate::shutdown::Shutdown;
+use crate::store::s3_bucket;
 
 pub struct Merger {
     cfg: MergerConfig,
@@ -49,14 +50,30 @@ impl Merger {
         sqs: aws_sdk_sqs::Client,
         dynamodb: aws_sdk_dynamodb::Client,
     ) -> Result<Self> {
-        let queue = SqsQueue::open(sqs, &cfg.common.merge_queue_url).await?;
+        // Everything the merger will use is checked now: a wrong name stops it at start.
+        let queue = SqsQueue::open_checked(
+            sqs,
+            "FLOWMERGE_MERGE_QUEUE_URL",
+            &cfg.common.merge_queue_url,
+        )
+        .await?;
         let ledger = DynamoLedger::new(dynamodb, &cfg.common.table, cfg.common.ledger_ttl);
-        Ok(Self {
+        ledger.check().await?;
+        let merger = Self {
             cfg,
             queue,
             ledger,
             stores: Mutex::new(HashMap::new()),
-        })
+        };
+        let (output, work) = (&merger.cfg.common.output, &merger.cfg.common.work);
+        for (var, loc) in [
+            ("FLOWMERGE_OUTPUT", output),
+            (merger.cfg.common.work_var(), work),
+        ] {
+            let store = merger.store(&loc.bucket)?;
+            crate::store::check_bucket(&*store, var, &loc.url_of(&loc.prefix), &loc.prefix).await?;
+        }
+        Ok(merger)
     }
 
     fn store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
@@ -243,6 +260,7 @@ impl Merger {
             parse: self.cfg.parse.clone(),
             fetch_concurrency: self.cfg.fetch_concurrency,
             output_prefix: self.cfg.common.output.prefix.clone(),
+            progress: None,
         };
         let report = run_batch(input, output, &batch, &opts).await?;
         fault::point("after-write");

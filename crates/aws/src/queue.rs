@@ -55,6 +55,29 @@ impl SqsQueue {
         Ok(Self::new(client, &url))
     }
 
+    /// Opens the queue a variable names and checks that it exists and may be read, so a worker
+    /// with a wrong queue stops at start with one line naming the variable.
+    pub async fn open_checked(
+        client: aws_sdk_sqs::Client,
+        var: &'static str,
+        url_or_name: &str,
+    ) -> Result<Self> {
+        let unreachable = |e: AwsError| AwsError::Config {
+            var,
+            reason: format!("queue {url_or_name:?} cannot be used: {e}"),
+        };
+        let queue = Self::open(client, url_or_name).await.map_err(unreachable)?;
+        queue
+            .client
+            .get_queue_attributes()
+            .queue_url(&queue.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| unreachable(AwsError::api("sqs:GetQueueAttributes", e)))?;
+        Ok(queue)
+    }
+
     pub fn new(client: aws_sdk_sqs::Client, url: &str) -> Self {
         let name = url
             .trim_end_matches('/')

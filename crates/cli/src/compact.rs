@@ -3,22 +3,45 @@
 //! queues it; workers merge batches concurrently and commit them. Batches a crash left claimed
 //! but uncommitted are run again first, under the same id, so they overwrite their own output.
 
+use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use flowmerge_core::batch::{Batch, BatchLimits, plan_batches};
-use flowmerge_core::exec::{BatchReport, ExecOptions, list_objects, run_batch};
+use flowmerge_core::batch::{Batch, BatchLimits, ObjectRef, plan_batches};
+use flowmerge_core::exec::{BatchReport, ExecOptions, ProgressHook, list_objects, run_batch};
 use flowmerge_core::fault;
 use flowmerge_core::formats::vpcflow::ParseOptions;
 use flowmerge_core::ports::Ledger;
 use flowmerge_core::window::window_size;
+use flowmerge_local::ledger::Retry;
 use flowmerge_local::{LocalQueue, SqliteLedger};
-use indicatif::{ProgressBar, ProgressStyle};
+use futures::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
-use crate::store;
+use crate::{store, usage};
+
+/// `--window`: a duration with its unit that divides an hour.
+fn window_arg(text: &str) -> std::result::Result<i64, String> {
+    window_size(text).map_err(|e| e.to_string())
+}
+
+/// A count that must be at least 1.
+fn positive(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number of at least 1")),
+    }
+}
+
+fn positive_u64(text: &str) -> std::result::Result<u64, String> {
+    positive(text).map(|n| n as u64)
+}
 
 #[derive(Args, Debug)]
 pub struct CompactArgs {
@@ -27,9 +50,10 @@ pub struct CompactArgs {
     pub input: String,
     /// Where Parquet goes: a directory or object-store URL.
     pub output: String,
-    /// Window size: records merge only within the same window.
-    #[arg(long, default_value = "5m")]
-    pub window: String,
+    /// Window size, with its unit (30s, 1m, 5m, 15m, 1h); must divide an hour. Records merge
+    /// only within the same window.
+    #[arg(long, default_value = "5m", value_parser = window_arg, value_name = "DURATION")]
+    pub window: i64,
     /// Field list for objects without a header line (AWS names, e.g. "version account-id ..."
     /// or the console's "${version} ${account-id} ..."). Without it, header-less objects must
     /// have the 14 default v2 fields.
@@ -40,17 +64,21 @@ pub struct CompactArgs {
     #[arg(long)]
     pub ledger: Option<std::path::PathBuf>,
     /// Batches merged at once.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = positive)]
     pub concurrency: usize,
     /// Objects fetched at once within a batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = positive)]
     pub fetch_concurrency: usize,
     /// Most objects in one batch (one output file).
-    #[arg(long, default_value_t = BatchLimits::default().max_objects)]
+    #[arg(long, default_value_t = BatchLimits::default().max_objects, value_parser = positive)]
     pub batch_max_objects: usize,
     /// Most raw bytes in one batch, in MiB.
-    #[arg(long, default_value_t = BatchLimits::default().max_bytes / (1024 * 1024))]
+    #[arg(long, default_value_t = BatchLimits::default().max_bytes / (1024 * 1024), value_parser = positive_u64)]
     pub batch_max_mib: u64,
+    /// Try every quarantined object again (objects quarantined under other reading options,
+    /// such as another --format, are tried again without it).
+    #[arg(long)]
+    pub retry_quarantined: bool,
     /// Print the summary as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -63,8 +91,17 @@ pub struct Summary {
     pub output: String,
     pub batches: u64,
     pub batches_failed: u64,
+    /// Objects merged (or quarantined) by this run.
     pub objects: u64,
     pub objects_quarantined: u64,
+    /// Objects of INPUT that earlier runs merged: not read again.
+    pub objects_already_merged: u64,
+    /// Objects read by this run that held no record.
+    pub objects_empty: u64,
+    /// Quarantined objects handed back for another try at the start of this run.
+    pub quarantined_retried: u64,
+    /// Objects quarantined in the ledger after this run (this run's and earlier runs').
+    pub quarantined_remaining: u64,
     pub records_in: u64,
     pub rows_out: u64,
     pub files_out: u64,
@@ -74,6 +111,7 @@ pub struct Summary {
     pub elapsed_seconds: f64,
     pub output_keys: Vec<String>,
     pub quarantined: Vec<QuarantineLine>,
+    pub empty: Vec<String>,
     pub failures: Vec<String>,
 }
 
@@ -88,6 +126,8 @@ impl Summary {
         self.batches += 1;
         self.objects += r.objects;
         self.objects_quarantined += r.quarantined.len() as u64;
+        self.objects_empty += r.empty.len() as u64;
+        self.empty.extend(r.empty.iter().cloned());
         self.records_in += r.records_in;
         self.rows_out += r.rows_out;
         self.bytes_in += r.bytes_in;
@@ -105,13 +145,40 @@ impl Summary {
     }
 }
 
+/// The options objects are read with, as recorded beside quarantined objects: a change of them
+/// makes the next run try those objects again.
+fn read_options(parse: &ParseOptions) -> String {
+    match &parse.headerless_format {
+        None => String::new(),
+        Some(fields) => format!("format={}", fields.join(",")),
+    }
+}
+
 pub async fn run(args: CompactArgs) -> Result<Summary> {
     let started = Instant::now();
-    let window = window_size(&args.window).context("--window")?;
     let parse =
-        ParseOptions::with_format(args.format.as_deref()).map_err(|e| anyhow!("--format: {e}"))?;
-    let input = store::open(&args.input, false).context("INPUT")?;
-    let output = store::open(&args.output, true).context("OUTPUT")?;
+        ParseOptions::with_format(args.format.as_deref()).map_err(|e| usage(format!("--{e}")))?;
+    if args.ledger.is_none() && !store::is_local(&args.output) {
+        return Err(usage(format!(
+            "--ledger PATH is required when OUTPUT ({}) is not a local directory",
+            args.output
+        )));
+    }
+    // Everything that can be checked is checked before the run writes anything.
+    let input = store::open("INPUT", &args.input, false)?;
+    store::preflight("INPUT", &input).await?;
+    if !store::is_local(&args.output) {
+        let output = store::open("OUTPUT", &args.output, false)?;
+        store::preflight("OUTPUT", &output).await?;
+    }
+    let mut listed = list_objects(&*input.store, Some(&input.prefix))
+        .await
+        .map_err(|e| match e {
+            flowmerge_core::Error::Store(e) => store::store_error("INPUT", &input.display, &e),
+            other => anyhow!(other).context(format!("listing INPUT {}", input.display)),
+        })?;
+
+    let output = store::open("OUTPUT", &args.output, true)?;
     let ledger_path = match (&args.ledger, &output.local_dir) {
         (Some(p), _) => p.clone(),
         (None, Some(dir)) => {
@@ -119,57 +186,61 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
             std::fs::create_dir_all(&work).with_context(|| format!("{}", work.display()))?;
             work.join("ledger.sqlite")
         }
-        (None, None) => bail!("--ledger PATH is required when OUTPUT is not a local directory"),
+        (None, None) => {
+            return Err(usage(
+                "--ledger PATH is required when OUTPUT is not a local directory",
+            ));
+        }
     };
-    let ledger = Arc::new(SqliteLedger::open(&ledger_path)?);
+    let ledger = Arc::new(SqliteLedger::open(&ledger_path)?.reading_with(read_options(&parse)));
     let limits = BatchLimits {
-        max_objects: args.batch_max_objects.max(1),
-        max_bytes: args.batch_max_mib.max(1) * 1024 * 1024,
+        max_objects: args.batch_max_objects,
+        max_bytes: args.batch_max_mib * 1024 * 1024,
     };
+
+    let quarantined_retried = ledger
+        .release_quarantined(match args.retry_quarantined {
+            true => Retry::All,
+            false => Retry::OptionsChanged,
+        })
+        .await?;
+    if let Some(dir) = &input.local_dir {
+        identify_by_content(dir, &ledger, &mut listed).await?;
+    }
 
     // Work a crash left behind first, then what is new.
     let pending = ledger.pending().await.map_err(|e| anyhow!(e))?;
-    let listed = list_objects(&*input.store, Some(&input.prefix))
-        .await
-        .context("listing INPUT")?;
+    let listed_count = listed.len() as u64;
     let new = ledger.unclaimed(listed).await.map_err(|e| anyhow!(e))?;
-    let planned = plan_batches(new, window, limits);
-    let total: u64 = pending
+    let objects_already_merged = listed_count - new.len() as u64;
+    let planned = plan_batches(new, args.window, limits);
+    let (total_objects, total_bytes) = pending
         .iter()
         .chain(&planned)
-        .map(|b| b.objects.len() as u64)
-        .sum();
+        .flat_map(|b| &b.objects)
+        .fold((0u64, 0u64), |(n, b), o| (n + 1, b + o.size));
     tracing::info!(
         pending = pending.len(),
         planned = planned.len(),
-        objects = total,
+        objects = total_objects,
         "planned"
     );
 
-    let progress = ProgressBar::new(total);
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{spinner} merging [{bar:40}] {pos}/{len} objects, {msg} ({eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    progress.enable_steady_tick(Duration::from_millis(200));
-
-    let queue: Arc<LocalQueue<Batch>> = Arc::new(LocalQueue::new(args.concurrency.max(1)));
+    let progress = progress_bar(total_objects, total_bytes);
+    let queue: Arc<LocalQueue<Batch>> = Arc::new(LocalQueue::new(args.concurrency));
     let exec = ExecOptions {
         parse,
         fetch_concurrency: args.fetch_concurrency,
         output_prefix: output.prefix.clone(),
+        progress: Some(progress_hook(&progress, total_objects)),
     };
 
-    let workers: Vec<_> = (0..args.concurrency.max(1))
+    let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
             let queue = Arc::clone(&queue);
             let ledger = Arc::clone(&ledger);
             let (input, output) = (Arc::clone(&input.store), Arc::clone(&output.store));
             let exec = exec.clone();
-            let progress = progress.clone();
             tokio::spawn(async move {
                 let mut done: Vec<std::result::Result<BatchReport, String>> = Vec::new();
                 while let Some(batch) = queue.receive().await {
@@ -179,17 +250,13 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
                             run_batch(Arc::clone(&input), Arc::clone(&output), &batch, &exec)
                                 .await?;
                         fault::point("after-write");
-                        // Commit only after the Parquet exists (DESIGN §6.1).
+                        // Commit only after the Parquet exists (docs/contracts.md, invariant 1).
                         ledger.commit(&report).await.map_err(|e| anyhow!(e))?;
                         fault::point("after-commit");
                         Ok::<_, anyhow::Error>(report)
                     }
                     .await
                     .map_err(|e| format!("batch {id} ({}): {e:#}", batch.window));
-                    progress.inc(batch.objects.len() as u64);
-                    if let Ok(r) = &outcome {
-                        progress.set_message(format!("{} records", r.records_in));
-                    }
                     done.push(outcome);
                 }
                 done
@@ -222,6 +289,8 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     let mut summary = Summary {
         input: input.display.clone(),
         output: output.display.clone(),
+        objects_already_merged,
+        quarantined_retried,
         ..Default::default()
     };
     for w in workers {
@@ -237,9 +306,144 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     }
     progress.finish_and_clear();
     produced?;
+    summary.quarantined_remaining = ledger.quarantined_count().await?;
     summary.output_keys.sort();
+    summary.empty.sort();
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Local files get a content digest as their identity. The local store's ETag is made of inode,
+/// mtime and size, so `cp -a`, `mv` across file systems or `touch` would make the same bytes look
+/// like a new object and merge them twice. The digest is remembered per key with the store's ETag,
+/// so an unchanged file is read only once, in the run that first sees it.
+async fn identify_by_content(
+    dir: &Path,
+    ledger: &SqliteLedger,
+    objects: &mut [ObjectRef],
+) -> Result<()> {
+    let known = ledger.digests().await?;
+    let mut todo: Vec<usize> = Vec::new();
+    for (i, o) in objects.iter_mut().enumerate() {
+        let store_etag = o.etag.clone().unwrap_or_default();
+        match known.get(&o.key) {
+            Some((etag, size, digest)) if *etag == store_etag && *size == o.size => {
+                o.etag = Some(digest.clone());
+            }
+            _ => todo.push(i),
+        }
+    }
+    // Objects a ledger of an earlier version claimed under the store's ETag keep that identity,
+    // or upgrading would merge them again.
+    let candidates: Vec<ObjectRef> = todo.iter().map(|&i| objects[i].clone()).collect();
+    let unclaimed: std::collections::HashSet<String> = ledger
+        .unclaimed(candidates)
+        .await
+        .map_err(|e| anyhow!(e))?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let (todo, legacy): (Vec<usize>, Vec<usize>) = todo
+        .into_iter()
+        .partition(|&i| unclaimed.contains(&objects[i].key));
+    let legacy = legacy
+        .into_iter()
+        .map(|i| (i, objects[i].etag.clone().unwrap_or_default()))
+        .collect::<Vec<_>>();
+    let digests: Vec<(usize, String)> = futures::stream::iter(todo)
+        .map(|i| {
+            let path = dir.join(&objects[i].key);
+            async move {
+                let digest = tokio::task::spawn_blocking(move || file_digest(&path)).await??;
+                Ok::<_, anyhow::Error>((i, digest))
+            }
+        })
+        .buffer_unordered(4)
+        .try_collect()
+        .await?;
+    let mut remember = Vec::with_capacity(digests.len());
+    for (i, digest) in digests.into_iter().chain(legacy) {
+        let o = &mut objects[i];
+        remember.push((
+            o.key.clone(),
+            o.etag.clone().unwrap_or_default(),
+            o.size,
+            digest.clone(),
+        ));
+        o.etag = Some(digest);
+    }
+    ledger.remember_digests(remember).await?;
+    Ok(())
+}
+
+/// `sha256:<hex>` of a file's bytes.
+fn file_digest(path: &Path) -> Result<String> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+/// The bar counts raw bytes (what the time goes into); the message counts objects and records.
+/// indicatif hides it when stderr is not a terminal; `wide_bar` fits it to the terminal's width.
+fn progress_bar(objects: u64, bytes: u64) -> ProgressBar {
+    let progress = ProgressBar::new(bytes);
+    let style = ProgressStyle::with_template(
+        "{spinner} {wide_bar} {binary_bytes}/{binary_total_bytes} {msg} {eta_label}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .with_key(
+        "eta_label",
+        |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = match s.pos() {
+                0 => write!(w, "ETA -"),
+                _ => write!(w, "ETA {}", indicatif::HumanDuration(s.eta())),
+            };
+        },
+    )
+    .progress_chars("=> ");
+    progress.set_style(style);
+    progress.set_message(format!("0/{objects} obj"));
+    progress.enable_steady_tick(Duration::from_millis(200));
+    progress
+}
+
+fn progress_hook(progress: &ProgressBar, total_objects: u64) -> ProgressHook {
+    let progress = progress.clone();
+    let objects = Arc::new(AtomicU64::new(0));
+    let records = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    ProgressHook(Arc::new(move |bytes, recs| {
+        let n = objects.fetch_add(1, Ordering::Relaxed) + 1;
+        let r = records.fetch_add(recs, Ordering::Relaxed) + recs;
+        let rate = r as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        progress.set_message(format!(
+            "{n}/{total_objects} obj {} rec {}/s",
+            human_count(r as f64),
+            human_count(rate)
+        ));
+        progress.inc(bytes);
+    }))
+}
+
+/// 1234567 → "1.23M".
+fn human_count(n: f64) -> String {
+    match n {
+        n if n >= 1e9 => format!("{:.2}G", n / 1e9),
+        n if n >= 1e6 => format!("{:.2}M", n / 1e6),
+        n if n >= 1e4 => format!("{:.1}k", n / 1e3),
+        n => format!("{n:.0}"),
+    }
 }
 
 fn ratio(a: u64, b: u64) -> String {
@@ -267,45 +471,81 @@ fn human_bytes(n: u64) -> String {
 
 /// The human summary.
 pub fn render(s: &Summary) -> String {
-    let rate = s.records_in as f64 / s.elapsed_seconds.max(1e-9);
-    let mut out = format!(
-        "flowmerge compact {} → {}\n\
-         \x20 batches       {} ({} failed)\n\
-         \x20 objects       {} ({} quarantined)\n\
-         \x20 records in    {}\n\
-         \x20 rows out      {} ({} fewer)\n\
-         \x20 files out     {} ({} fewer)\n\
-         \x20 bytes in      {} ({} decoded)\n\
-         \x20 bytes out     {} ({} smaller than the raw objects)\n\
-         \x20 elapsed       {:.2} s ({:.0} records/s)\n",
-        s.input,
-        s.output,
-        s.batches,
-        s.batches_failed,
-        s.objects,
-        s.objects_quarantined,
-        s.records_in,
-        s.rows_out,
-        ratio(s.records_in, s.rows_out),
-        s.files_out,
-        ratio(s.objects, s.files_out),
-        human_bytes(s.bytes_in),
-        human_bytes(s.decoded_bytes),
-        human_bytes(s.bytes_out),
-        ratio(s.bytes_in, s.bytes_out),
-        s.elapsed_seconds,
-        rate,
-    );
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    if s.batches == 0 && s.failures.is_empty() {
+        line(format!(
+            "flowmerge compact {} → {}: nothing new ({} objects already merged)",
+            s.input, s.output, s.objects_already_merged
+        ));
+    } else {
+        let rate = s.records_in as f64 / s.elapsed_seconds.max(1e-9);
+        line(format!("flowmerge compact {} → {}", s.input, s.output));
+        line(format!(
+            "  batches       {} ({} failed)",
+            s.batches, s.batches_failed
+        ));
+        line(format!(
+            "  objects       {} ({} quarantined, {} empty; {} already merged)",
+            s.objects, s.objects_quarantined, s.objects_empty, s.objects_already_merged
+        ));
+        line(format!("  records in    {}", s.records_in));
+        line(format!(
+            "  rows out      {} ({} fewer)",
+            s.rows_out,
+            ratio(s.records_in, s.rows_out)
+        ));
+        line(format!(
+            "  files out     {} ({} fewer)",
+            s.files_out,
+            ratio(s.objects, s.files_out)
+        ));
+        line(format!(
+            "  bytes in      {} ({} decoded)",
+            human_bytes(s.bytes_in),
+            human_bytes(s.decoded_bytes)
+        ));
+        line(format!(
+            "  bytes out     {} ({} smaller than the raw objects)",
+            human_bytes(s.bytes_out),
+            ratio(s.bytes_in, s.bytes_out)
+        ));
+        line(format!(
+            "  elapsed       {:.2} s ({:.0} records/s)",
+            s.elapsed_seconds, rate
+        ));
+    }
+    if s.quarantined_retried > 0 {
+        line(format!(
+            "retried {} quarantined objects from earlier runs",
+            s.quarantined_retried
+        ));
+    }
     if !s.quarantined.is_empty() {
-        out.push_str("quarantined objects:\n");
+        line("quarantined objects:".into());
         for q in &s.quarantined {
-            out.push_str(&format!("  {}\n", q.reason));
+            line(format!("  {}", q.reason));
         }
     }
+    if !s.empty.is_empty() {
+        line("empty objects (no records):".into());
+        for k in &s.empty {
+            line(format!("  {k}"));
+        }
+    }
+    if s.quarantined_remaining > 0 {
+        line(format!(
+            "{} objects remain quarantined (fix the cause, then run with --retry-quarantined)",
+            s.quarantined_remaining
+        ));
+    }
     if !s.failures.is_empty() {
-        out.push_str("failed batches (claimed; the next run retries them):\n");
+        line("failed batches (claimed; the next run retries them):".into());
         for f in &s.failures {
-            out.push_str(&format!("  {f}\n"));
+            line(format!("  {f}"));
         }
     }
     out

@@ -299,7 +299,7 @@ pub async fn run(args: GenArgs) -> Result<GenSummary> {
         .with_context(|| format!("--start {}: not RFC 3339", args.start))?
         .with_timezone(&Utc);
     let start = start.timestamp().div_euclid(60) * 60;
-    let loc = store::open(&args.output, true).context("OUTPUT")?;
+    let loc = store::open("OUTPUT", &args.output, true)?;
     let mut seeder = Rng::new(args.seed);
     let pool = (args.records_per_file as usize * 3 / 2).max(1);
     let accounts: Arc<Vec<Account>> = Arc::new(

@@ -17,8 +17,26 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit code when every batch committed but some objects were quarantined.
 const EXIT_QUARANTINED: u8 = 3;
-/// Exit code on failure (a batch or the run itself failed).
+/// Exit code on failure (a batch or the run itself failed): running again may succeed.
 const EXIT_FAILURE: u8 = 1;
+/// Exit code of a bad command line or configuration: running again will fail the same way.
+const EXIT_USAGE: u8 = 2;
+
+/// A mistake in the command line or the configuration (a typo in a flag, a missing bucket, an
+/// unsupported URL). It exits 2, not 1, so that a wrapper that retries failures does not retry it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// A [`UsageError`] as an `anyhow::Error`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message.into()))
+}
+
+/// Whether `e` (or any error in its chain) is a usage error.
+pub fn is_usage(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<UsageError>())
+}
 
 #[derive(Parser, Debug)]
 #[command(name = "flowmerge", version, about, long_about = None)]
@@ -41,6 +59,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = flowmerge_telemetry::check_log_filter() {
+        eprintln!("flowmerge: error: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,7 +87,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("flowmerge: error: {e:#}");
-            ExitCode::from(EXIT_FAILURE)
+            ExitCode::from(match is_usage(&e) {
+                true => EXIT_USAGE,
+                false => EXIT_FAILURE,
+            })
         }
     };
     {

@@ -12,6 +12,13 @@ pub enum Error {
     Parse(#[from] ParseError),
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    /// An object could not be fetched for a reason that is not the object's fault (throttling,
+    /// a 5xx, a timeout, credentials): the batch fails and is retried, never committed without it.
+    #[error("fetching {key}: {source}")]
+    Fetch {
+        key: String,
+        source: object_store::Error,
+    },
     #[error("merge: {0}")]
     Polars(#[from] polars::error::PolarsError),
     #[error("invalid {what}: {reason}")]

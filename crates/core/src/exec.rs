@@ -1,7 +1,9 @@
 //! Running one batch: fetch its objects (bounded concurrency), parse them in parallel while
 //! folding records by flow key, merge the folds with polars, write zstd Parquet under the batch's
-//! deterministic key. An object that cannot be fetched or parsed is quarantined with its reason;
-//! the rest of the batch lands.
+//! deterministic key. An object whose *content* is bad, or that no longer exists, is quarantined
+//! with its reason and the rest of the batch lands; any other failure to fetch it (throttling, a
+//! 5xx, a timeout, credentials) fails the whole batch, which runs again later — a batch never
+//! commits without records it could not read.
 //! Shared by `flowmerge compact` and the merger service.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,6 +33,19 @@ pub struct ExecOptions {
     pub fetch_concurrency: usize,
     /// Output prefix inside the output store.
     pub output_prefix: String,
+    /// Told of every object once it has been read (for progress bars).
+    pub progress: Option<ProgressHook>,
+}
+
+/// Called with each object read: its raw bytes and its records (0 if it was quarantined). Called
+/// from the parsing threads, so it must be cheap and thread-safe.
+#[derive(Clone)]
+pub struct ProgressHook(pub Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
 }
 
 /// An object left out of its batch, and why.
@@ -54,6 +69,18 @@ pub struct BatchReport {
     pub decoded_bytes: u64,
     pub bytes_out: u64,
     pub quarantined: Vec<Quarantined>,
+    /// Keys of objects that were read but held no record (empty, or a header only).
+    #[serde(default)]
+    pub empty: Vec<String>,
+}
+
+/// Why fetching an object failed. Only `Gone` is about the object itself; everything else is the
+/// store's or the network's trouble and must not be mistaken for bad input.
+enum FetchError {
+    /// The object no longer exists (deleted or replaced after it was listed or announced).
+    Gone(String),
+    /// Throttling, a 5xx, a timeout, credentials: the batch fails and is retried.
+    Transient(object_store::Error),
 }
 
 /// Fetches, parses, merges and writes one batch.
@@ -74,16 +101,26 @@ pub async fn run_batch(
             .map(|o| {
                 let input = Arc::clone(&input);
                 async move {
-                    let got = fetch(&*input, &o.key).await.map_err(|e| e.to_string());
-                    (o, got)
+                    match fetch(&*input, &o.key).await {
+                        Ok(body) => Ok((o, Ok(body))),
+                        Err(FetchError::Gone(reason)) => Ok((o, Err(reason))),
+                        Err(FetchError::Transient(e)) => {
+                            tracing::warn!(key = %o.key, error = %e, "fetch failed: the batch will be retried");
+                            Err(crate::Error::Fetch {
+                                key: o.key.clone(),
+                                source: e,
+                            })
+                        }
+                    }
                 }
             })
             .buffered(opts.fetch_concurrency.max(1))
-            .collect()
+            .try_collect()
             .instrument(fetch_span)
-            .await;
+            .await?;
 
     let parse = opts.parse.clone();
+    let progress = opts.progress.clone();
     let merge_span = tracing::info_span!(
         "parse and merge",
         objects = fetched.len(),
@@ -93,7 +130,7 @@ pub async fn run_batch(
     );
     let (merged, mut report) = tokio::task::spawn_blocking(move || {
         let _entered = merge_span.enter();
-        let r = merge_fetched(fetched, &parse);
+        let r = merge_fetched(fetched, &parse, progress.as_ref());
         if let Ok((df, report)) = &r {
             merge_span.record("records_in", report.records_in);
             merge_span.record("rows_out", df.as_ref().map_or(0, |d| d.height()));
@@ -130,8 +167,18 @@ pub async fn run_batch(
     Ok(report)
 }
 
-async fn fetch(store: &dyn ObjectStore, key: &str) -> object_store::Result<Bytes> {
-    store.get(&key_path(key)).await?.bytes().await
+/// The object's bytes. object_store has already retried what its retry policy retries.
+async fn fetch(store: &dyn ObjectStore, key: &str) -> std::result::Result<Bytes, FetchError> {
+    let got = match store.get(&key_path(key)).await {
+        Ok(got) => got.bytes().await,
+        Err(e) => Err(e),
+    };
+    got.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => FetchError::Gone(format!(
+            "{key}: no longer exists (deleted after it was listed)"
+        )),
+        other => FetchError::Transient(other),
+    })
 }
 
 /// Parses fetched objects in parallel, quarantining the bad ones, and merges everything. Each
@@ -141,6 +188,7 @@ async fn fetch(store: &dyn ObjectStore, key: &str) -> object_store::Result<Bytes
 fn merge_fetched(
     fetched: Vec<(ObjectRef, std::result::Result<Bytes, String>)>,
     parse: &ParseOptions,
+    progress: Option<&ProgressHook>,
 ) -> Result<(Option<DataFrame>, BatchReport)> {
     let combiners: Vec<Mutex<Combiner>> = (0..rayon::current_num_threads().max(1))
         .map(|_| Mutex::default())
@@ -148,15 +196,18 @@ fn merge_fetched(
     let outcomes: Vec<std::result::Result<ObjectStats, String>> = fetched
         .par_iter()
         .map(|(object, body)| {
-            let body = body
-                .as_ref()
-                .map_err(|e| format!("{}: fetch failed: {e}", object.key))?;
+            let body = body.as_ref().map_err(Clone::clone)?;
             // This thread's own combiner: the lock is never contended.
             let slot = rayon::current_thread_index().unwrap_or(0) % combiners.len();
             let mut combiner = combiners[slot]
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            combine_object(&object.key, body, parse, &mut combiner).map_err(|e| e.to_string())
+            let stats =
+                combine_object(&object.key, body, parse, &mut combiner).map_err(|e| e.to_string());
+            if let Some(hook) = progress {
+                (hook.0)(object.size, stats.as_ref().map_or(0, |s| s.records));
+            }
+            stats
         })
         .collect();
 
@@ -167,6 +218,9 @@ fn merge_fetched(
             Ok(stats) => {
                 report.records_in += stats.records;
                 report.decoded_bytes += stats.decoded_bytes;
+                if stats.records == 0 {
+                    report.empty.push(object.key.clone());
+                }
             }
             Err(reason) => {
                 tracing::warn!(key = %object.key, %reason, "object quarantined");

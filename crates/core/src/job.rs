@@ -1,4 +1,4 @@
-//! Messages between the mapper and the merger (DESIGN §5). A merge job is small and names a
+//! Messages between the mapper and the merger (docs/contracts.md §5). A merge job is small and names a
 //! manifest object that lists the batch's raw objects: a batch of a thousand objects does not fit
 //! in an SQS message. Both are versioned JSON (`"v": 1`); a reader rejects versions it does not know.
 

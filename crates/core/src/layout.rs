@@ -1,4 +1,4 @@
-//! Output layout (DESIGN §4): Hive partitions from the window start, file name from the batch.
+//! Output layout (docs/contracts.md §4): Hive partitions from the window start, file name from the batch.
 
 use crate::batch::Batch;
 

@@ -1,42 +1,14 @@
-//! S3 through object_store, configured only by the standard AWS environment (`AWS_REGION`,
-//! `AWS_ENDPOINT_URL[_S3]`, credentials, container credentials on ECS), so the same code talks to
-//! AWS, LocalStack or moto. Shared by `flowmerge compact` and the AWS workers.
+//! Object keys and locations as the pipeline names them. Stores themselves are opened by the
+//! adapters (`flowmerge-aws` for S3, the CLI for local directories): the core only sees
+//! `dyn ObjectStore`.
 
-use std::sync::Arc;
-
-use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-
-use crate::error::Result;
 
 /// The object_store path of an object key exactly as stored. `Path::from` would percent-encode
 /// characters such as `%`, `é` or `{` again, naming a different object; `Path::parse` keeps the key
 /// (it only refuses empty, `.` and `..` segments, for which the encoded form is the best we have).
 pub fn key_path(key: &str) -> Path {
     Path::parse(key).unwrap_or_else(|_| Path::from(key))
-}
-
-/// A builder from the environment, allowing plain HTTP when the endpoint is `http://` (emulators)
-/// and defaulting the region to `us-east-1` when none is set.
-pub fn s3_builder() -> AmazonS3Builder {
-    let mut b = AmazonS3Builder::from_env();
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-        .unwrap_or_default();
-    if endpoint.starts_with("http://") {
-        b = b.with_allow_http(true);
-    }
-    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-    {
-        b = b.with_region("us-east-1");
-    }
-    b
-}
-
-/// The store of one bucket.
-pub fn s3_bucket(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
-    Ok(Arc::new(s3_builder().with_bucket_name(bucket).build()?))
 }
 
 /// Splits `s3://bucket/prefix` into bucket and prefix (without surrounding slashes).

@@ -80,38 +80,34 @@ pub fn window_of(key: &str, last_modified: i64, size: i64) -> Window {
     Window::containing(timestamp_in_key(key).unwrap_or(last_modified), size)
 }
 
-/// Parses a duration such as `30s`, `5m`, `1h`, `1d` (a bare number is seconds).
+/// Parses a duration with its unit: `30s`, `5m`, `1h`, `1h 30m`, `30d` (humantime's syntax). A bare
+/// number is refused rather than read as seconds: `--window 5` is far more likely a typo for `5m`.
 pub fn parse_duration(text: &str) -> Result<Duration> {
     let text = text.trim();
-    let invalid = |reason: &str| Error::Invalid {
-        what: "duration",
-        reason: format!("{text:?}: {reason} (examples: 30s, 5m, 1h)"),
-    };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let n: u64 = num.parse().map_err(|_| invalid("expected a number"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "ms" => return Ok(Duration::from_millis(n)),
-        _ => return Err(invalid("unknown unit")),
-    };
-    Ok(Duration::from_secs(secs))
+    humantime::parse_duration(text).map_err(|e| {
+        let reason = match text.chars().all(|c| c.is_ascii_digit()) && !text.is_empty() {
+            true => "a unit is needed".to_owned(),
+            false => e.to_string(),
+        };
+        Error::Invalid {
+            what: "duration",
+            reason: format!("{text:?}: {reason} (examples: 30s, 5m, 1h)"),
+        }
+    })
 }
 
-/// A window size in whole seconds that divides a day, so windows never straddle an hour partition
-/// in a surprising way.
+/// A window size in whole seconds that divides an hour, so that a window never crosses the hour
+/// partition its rows are written to.
 pub fn window_size(text: &str) -> Result<i64> {
     let d = parse_duration(text)?;
     let secs = d.as_secs() as i64;
-    if secs == 0 || d.subsec_nanos() != 0 || 86_400 % secs != 0 {
+    if secs == 0 || d.subsec_nanos() != 0 || 3_600 % secs != 0 {
         return Err(Error::Invalid {
             what: "window",
-            reason: format!("{text:?}: must be whole seconds that divide a day (e.g. 1m, 5m, 1h)"),
+            reason: format!(
+                "{text:?}: must divide an hour evenly, so a window never spans two hour \
+                 partitions (e.g. 1m, 5m, 10m, 15m, 30m, 1h)"
+            ),
         });
     }
     Ok(secs)
@@ -149,10 +145,20 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("3s").unwrap(), Duration::from_secs(3));
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        let bare = parse_duration("90").unwrap_err().to_string();
+        assert!(bare.contains("a unit is needed"), "{bare}");
         assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("abc").is_err());
         assert_eq!(window_size("1h").unwrap(), 3600);
-        assert!(window_size("7m").is_err());
-        assert!(window_size("0s").is_err());
+        assert_eq!(window_size("30s").unwrap(), 30);
+        for bad in ["7m", "0s", "2h", "5", "1d", "1500ms"] {
+            let err = window_size(bad).unwrap_err().to_string();
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Conservation (DESIGN §6.2) as a property: for random records with nulls anywhere, split into
+//! Conservation (docs/contracts.md §6.2) as a property: for random records with nulls anywhere, split into
 //! random objects and merged in random partial chunks, the per-key sums of packets, bytes and
 //! merged_records equal those of the input, and all-null metrics stay null. The same holds when
 //! records are folded by the combiner first (as a batch runs), whatever objects each thread gets,

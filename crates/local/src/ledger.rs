@@ -58,13 +58,37 @@ CREATE TABLE IF NOT EXISTS quarantine (
     at        INTEGER NOT NULL,
     PRIMARY KEY (key, etag)
 );
+CREATE TABLE IF NOT EXISTS digests (
+    key         TEXT PRIMARY KEY,
+    store_etag  TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    digest      TEXT NOT NULL
+);
 ";
+
+/// Columns added after the first release, for ledgers created before them.
+const MIGRATIONS: &[(&str, &str, &str)] = &[(
+    "quarantine",
+    "read_options",
+    "ALTER TABLE quarantine ADD COLUMN read_options TEXT NOT NULL DEFAULT ''",
+)];
+
+/// Which quarantined objects to hand back for another try.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Every quarantined object (`compact --retry-quarantined`).
+    All,
+    /// Those quarantined while reading with other options than the ledger's current ones.
+    OptionsChanged,
+}
 
 /// The ledger of `flowmerge compact`, in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteLedger {
     path: String,
     conn: Arc<Mutex<Connection>>,
+    /// The options objects are read with, recorded beside each quarantined object.
+    read_options: String,
 }
 
 impl SqliteLedger {
@@ -77,10 +101,113 @@ impl SqliteLedger {
         };
         let conn = Connection::open(path).map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
+        for (table, column, alter) in MIGRATIONS {
+            let exists: bool = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                    [column],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(wrap)?
+                > 0;
+            if !exists {
+                conn.execute_batch(alter).map_err(wrap)?;
+            }
+        }
         Ok(Self {
             path: name,
             conn: Arc::new(Mutex::new(conn)),
+            read_options: String::new(),
         })
+    }
+
+    /// The options this run reads objects with (e.g. the `--format` field list), as a stable
+    /// string: quarantined objects remember it, so that [`Retry::OptionsChanged`] finds those a
+    /// change of options may now read.
+    pub fn reading_with(mut self, read_options: impl Into<String>) -> Self {
+        self.read_options = read_options.into();
+        self
+    }
+
+    /// Hands quarantined objects back: their claim and quarantine record are removed, so the next
+    /// listing finds them unclaimed and batches them again (into a new file: none of their
+    /// records reached the output). Returns how many.
+    pub async fn release_quarantined(&self, which: Retry) -> Result<u64, Error> {
+        let options = self.read_options.clone();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let filter = match which {
+                Retry::All => "1 = 1",
+                Retry::OptionsChanged => "read_options <> ?1",
+            };
+            let params: &[&dyn rusqlite::ToSql] = match which {
+                Retry::All => &[],
+                Retry::OptionsChanged => &[&options],
+            };
+            tx.execute(
+                &format!(
+                    "DELETE FROM objects WHERE (key, etag) IN
+                       (SELECT key, etag FROM quarantine WHERE {filter})"
+                ),
+                params,
+            )?;
+            let n = tx.execute(&format!("DELETE FROM quarantine WHERE {filter}"), params)?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    /// How many objects are quarantined now.
+    pub async fn quarantined_count(&self) -> Result<u64, Error> {
+        self.with(|c| {
+            c.query_row("SELECT count(*) FROM quarantine", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .await
+        .map(|n| n as u64)
+    }
+
+    /// Content digests remembered for local files, by key: `(store etag, size, digest)`. A file
+    /// whose store etag (inode, mtime, size) is unchanged need not be read again to know its digest.
+    pub async fn digests(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (String, u64, String)>, Error> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT key, store_etag, size, digest FROM digests")?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    (r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?),
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Remembers content digests of local files (see [`SqliteLedger::digests`]).
+    pub async fn remember_digests(
+        &self,
+        rows: Vec<(String, String, u64, String)>,
+    ) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO digests (key, store_etag, size, digest) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (key, etag, size, digest) in &rows {
+                    st.execute(params![key, etag, *size as i64, digest])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
     }
 
     /// Runs `f` on the connection off the async threads.
@@ -216,6 +343,7 @@ impl Ledger for SqliteLedger {
 
     async fn commit(&self, report: &BatchReport) -> Result<(), LedgerError> {
         let report = report.clone();
+        let read_options = self.read_options.clone();
         let Some(id) = report.batch_id.clone() else {
             return Err("commit of a report without a batch id".into());
         };
@@ -238,9 +366,9 @@ impl Ledger for SqliteLedger {
                 )?;
                 for q in &report.quarantined {
                     tx.execute(
-                        "INSERT OR REPLACE INTO quarantine (key, etag, batch_id, reason, at)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![q.object.key, etag_of(&q.object), id.0, q.reason, now()],
+                        "INSERT OR REPLACE INTO quarantine (key, etag, batch_id, reason, at, read_options)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![q.object.key, etag_of(&q.object), id.0, q.reason, now(), read_options],
                     )?;
                 }
                 tx.commit()

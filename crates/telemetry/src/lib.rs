@@ -102,6 +102,26 @@ pub async fn run_service<T, E: std::fmt::Display>(
     result
 }
 
+/// Checks `FLOWMERGE_LOG`: a filter that does not parse is an error naming the variable, so a typo
+/// is caught at start instead of silently logging at the default level.
+pub fn check_log_filter() -> Result<(), String> {
+    let Ok(text) = std::env::var("FLOWMERGE_LOG") else {
+        return Ok(());
+    };
+    if text.trim().is_empty() {
+        return Ok(());
+    }
+    EnvFilter::builder()
+        .parse(text.trim())
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "FLOWMERGE_LOG={text:?} is not a log filter: {e} (examples: info, warn, \
+                 info,flowmerge_core=debug)"
+            )
+        })
+}
+
 /// Installs logging and, when an OTLP endpoint is configured, trace and metric export.
 /// `service` is the default `service.name` (`OTEL_SERVICE_NAME` overrides it).
 /// Must be called inside a tokio runtime (the gRPC exporter runs on it).
@@ -111,8 +131,12 @@ pub fn init(
     target: LogTarget,
     default_filter: &str,
 ) -> Telemetry {
-    let filter =
-        EnvFilter::try_from_env("FLOWMERGE_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // An unparsable filter was refused by `check_log_filter` at start; empty means the default.
+    let filter = std::env::var("FLOWMERGE_LOG")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .and_then(|t| EnvFilter::builder().parse(t.trim()).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_filter));
     let (tracer, meter, otel_error) = match otel_config() {
         None => (None, None, None),
         Some(protocol) => match build_providers(service, protocol) {

@@ -11,8 +11,17 @@ use flowmerge_aws::{clients, config, merger::Merger, shutdown::Shutdown};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    flowmerge_telemetry::run_service("flowmerge-merger", run()).await
+async fn main() -> std::process::ExitCode {
+    // One line per problem: the error is logged once (by run_service), never printed again by
+    // `main` (which would add a backtrace when RUST_BACKTRACE is set).
+    if let Err(e) = flowmerge_telemetry::check_log_filter() {
+        eprintln!("flowmerge-merger: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    match flowmerge_telemetry::run_service("flowmerge-merger", run()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::FAILURE,
+    }
 }
 
 async fn run() -> anyhow::Result<()> {

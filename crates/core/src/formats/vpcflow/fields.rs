@@ -1,7 +1,7 @@
 //! The VPC flow log field catalogue (AWS VPC user guide, "Flow log records", versions 2–8 and the
 //! transit-gateway fields) with the Parquet type AWS's own Parquet delivery gives each field.
 
-/// Physical type of a column in the output (DESIGN §4).
+/// Physical type of a column in the output (docs/contracts.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldType {
     Int32,
