@@ -993,3 +993,149 @@ fn a_ledger_outage_returns_messages_instead_of_killing_the_mapper() {
         s.logs()
     );
 }
+
+/// An S3 endpoint in front of the emulator that refuses the first `times` GETs of any key
+/// containing `needle` with `403 ExpiredToken` — a credential failure, which is transient for us
+/// and which object_store does not retry on its own. Everything else is passed through, one
+/// request per connection.
+struct RefusingS3 {
+    endpoint: String,
+    refused: Arc<AtomicUsize>,
+}
+
+fn refusing_s3(needle: &str, times: usize) -> RefusingS3 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let upstream = moto().trim_start_matches("http://").to_owned();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let (needle, counter) = (needle.to_owned(), Arc::clone(&refused));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let (needle, upstream, counter) =
+                (needle.clone(), upstream.clone(), Arc::clone(&counter));
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut reader = BufReader::new(client.try_clone()?);
+                let mut head = Vec::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line)? == 0 {
+                        return Ok(());
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if !lower.starts_with("connection:") {
+                        head.push(line);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body)?;
+                let mut client = client;
+                let is_target = head[0].starts_with("GET ") && head[0].contains(&needle);
+                if is_target && counter.fetch_add(1, Ordering::SeqCst) < times {
+                    let xml = "<?xml version=\"1.0\"?><Error><Code>ExpiredToken</Code>\
+                               <Message>The provided token has expired.</Message></Error>";
+                    write!(
+                        client,
+                        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                        xml.len()
+                    )?;
+                    return Ok(());
+                }
+                if is_target {
+                    counter.fetch_sub(1, Ordering::SeqCst);
+                }
+                let mut up = TcpStream::connect(&upstream)?;
+                for line in &head {
+                    up.write_all(line.as_bytes())?;
+                }
+                up.write_all(b"Connection: close\r\n\r\n")?;
+                up.write_all(&body)?;
+                std::io::copy(&mut up, &mut client)?;
+                Ok(())
+            });
+        }
+    });
+    RefusingS3 { endpoint, refused }
+}
+
+/// A transient read error is not bad input: compact over S3 fails the batch that could not read
+/// an object (exit 1, nothing quarantined), and the next run merges it — every record once.
+/// Also: a bucket that does not exist is a usage error with no side effect.
+#[test]
+fn compact_over_s3_retries_a_batch_whose_object_could_not_be_read() {
+    let s = bootstrap("compact-transient");
+    let (root, raw) = raw_set(s.dir.path(), "51");
+    s.upload(&root, &raw);
+    let victim = raw[3].file_name().unwrap().to_string_lossy().into_owned();
+    let proxy = refusing_s3(&victim, 1);
+    let out = s.dir.path().join("compact-out");
+    let input = format!("s3://{}/", s.raw_bucket);
+    let run = |endpoint: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowmerge"))
+            .arg("compact")
+            .args(args)
+            .envs(aws_env())
+            .env("AWS_ENDPOINT_URL", "")
+            .env("AWS_ENDPOINT_URL_S3", endpoint)
+            .output()
+            .expect("run compact");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let o = out.to_str().unwrap();
+
+    let (code, stdout, stderr) = run(moto(), &["s3://no-such-bucket-anywhere/x", o]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no-such-bucket-anywhere") && stderr.contains("does not exist"));
+    assert!(!out.exists(), "a run that cannot start wrote its output");
+
+    let (code, stdout, stderr) = run(&proxy.endpoint, &[&input, o, "--json"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(proxy.refused.load(Ordering::SeqCst), 1);
+    let first: serde_json::Value = serde_json::from_str(&stdout).expect("summary");
+    assert_eq!(first["objects_quarantined"], 0, "{first}");
+    assert_eq!(first["batches_failed"], 1, "{first}");
+    assert!(
+        first["failures"][0].as_str().unwrap().contains(&victim),
+        "{first}"
+    );
+
+    let (code, stdout, stderr) = run(&proxy.endpoint, &[&input, o, "--json"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_conserved(&raw, &out);
+}
+
+/// The merger on a transient read error: the job fails and returns to its queue, the retry
+/// reads the object and commits — every record once, nothing quarantined.
+#[test]
+fn a_merger_retries_a_job_whose_object_could_not_be_read() {
+    let mut s = bootstrap("merger-transient");
+    let (root, raw) = raw_set(s.dir.path(), "52");
+    let victim = raw[2].file_name().unwrap().to_string_lossy().into_owned();
+    let proxy = refusing_s3(&victim, 1);
+    s.start("mapper", &[]);
+    s.start("merger", &[("AWS_ENDPOINT_URL_S3", &proxy.endpoint)]);
+    s.upload(&root, &raw);
+    let out = s.wait_for_records(total_records(&raw));
+    assert_conserved(&raw, &out);
+    assert_eq!(
+        proxy.refused.load(Ordering::SeqCst),
+        1,
+        "the refusal was exercised"
+    );
+    let logs = s.logs();
+    assert!(logs.contains("job failed"), "{logs}");
+    assert!(!logs.contains("object quarantined"), "{logs}");
+}
