@@ -93,11 +93,35 @@ pub const METRICS: &[&str] = &[
 
 pub type Key = (String, Vec<(String, String)>);
 
+/// What the contract says survives a merge, per (window, key): sums of packets, bytes and
+/// records, min(start), max(end), bit-or(tcp_flags) — each `None` while every value is null.
 #[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
 pub struct Totals {
-    pub packets: i128,
-    pub bytes: i128,
+    pub packets: Option<i128>,
+    pub bytes: Option<i128>,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    pub tcp_flags: Option<i64>,
     pub records: i64,
+}
+
+fn fold<T: Copy>(a: Option<T>, b: Option<T>, f: impl Fn(T, T) -> T) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Totals {
+    /// Folds another record (or another file's row) of the same key into this one.
+    pub fn add(&mut self, o: &Totals) {
+        self.packets = fold(self.packets, o.packets, |a, b| a + b);
+        self.bytes = fold(self.bytes, o.bytes, |a, b| a + b);
+        self.start = fold(self.start, o.start, i64::min);
+        self.end = fold(self.end, o.end, i64::max);
+        self.tcp_flags = fold(self.tcp_flags, o.tcp_flags, |a, b| a | b);
+        self.records += o.records;
+    }
 }
 
 /// The 5-minute window stamp of an AWS object name, by string arithmetic.
@@ -132,10 +156,14 @@ pub fn oracle(raw_files: &[PathBuf]) -> HashMap<Key, Totals> {
                 records: 1,
                 ..Default::default()
             };
+            // "-" is null: it parses as None and stays None.
             for (h, v) in header.iter().zip(&vals) {
                 match h.as_str() {
-                    "packets" => t.packets = v.parse().unwrap_or(0),
-                    "bytes" => t.bytes = v.parse().unwrap_or(0),
+                    "packets" => t.packets = v.parse().ok(),
+                    "bytes" => t.bytes = v.parse().ok(),
+                    "start" => t.start = v.parse().ok(),
+                    "end" => t.end = v.parse().ok(),
+                    "tcp_flags" => t.tcp_flags = v.parse().ok(),
                     h if METRICS.contains(&h) => {}
                     // A null ("-") key and an absent field are the same null column.
                     _ if *v == "-" => {}
@@ -143,10 +171,7 @@ pub fn oracle(raw_files: &[PathBuf]) -> HashMap<Key, Totals> {
                 }
             }
             key.sort();
-            let e = m.entry((window.clone(), key)).or_default();
-            e.packets += t.packets;
-            e.bytes += t.bytes;
-            e.records += 1;
+            m.entry((window.clone(), key)).or_default().add(&t);
         }
     }
     m
@@ -180,9 +205,13 @@ pub fn observed(out: &Path) -> HashMap<Key, Totals> {
             for c in cols {
                 let name = c.name().as_str();
                 let v = c.get(i).unwrap();
+                let number = |v: &AnyValue| (!v.is_null()).then(|| v.extract::<i64>().unwrap());
                 match name {
-                    "packets" => t.packets = v.extract::<i64>().unwrap_or(0) as i128,
-                    "bytes" => t.bytes = v.extract::<i64>().unwrap_or(0) as i128,
+                    "packets" => t.packets = number(&v).map(i128::from),
+                    "bytes" => t.bytes = number(&v).map(i128::from),
+                    "start" => t.start = number(&v),
+                    "end" => t.end = number(&v),
+                    "tcp_flags" => t.tcp_flags = number(&v),
                     "merged_records" => t.records = v.extract::<i64>().unwrap(),
                     n if METRICS.contains(&n) => {}
                     n => {
@@ -195,13 +224,8 @@ pub fn observed(out: &Path) -> HashMap<Key, Totals> {
             }
             key.sort();
             let k = (window.clone(), key);
-            if let Some(prev) = m.insert(k.clone(), t) {
-                // Two files of one window (an incremental run) may hold the same key: add.
-                let e = m.get_mut(&k).unwrap();
-                e.packets += prev.packets;
-                e.bytes += prev.bytes;
-                e.records += prev.records;
-            }
+            // Two files of one window (an incremental run) may hold the same key: fold them.
+            m.entry(k).or_insert_with(Totals::default).add(&t);
         }
     }
     m
