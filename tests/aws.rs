@@ -20,7 +20,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
 use common::*;
 use flowmerge_core::store::key_path;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -269,18 +269,25 @@ impl Stack {
     fn upload(&self, root: &Path, files: &[PathBuf]) {
         let store = self.store(&self.raw_bucket);
         runtime().block_on(async {
-            for f in files {
-                let key = f
-                    .strip_prefix(root)
-                    .expect("under root")
-                    .to_string_lossy()
-                    .into_owned();
-                let body = Bytes::from(std::fs::read(f).expect("read raw"));
-                store
-                    .put(&key_path(&key), PutPayload::from(body))
-                    .await
-                    .expect("upload");
-            }
+            futures::stream::iter(files)
+                .map(|f| {
+                    let store = Arc::clone(&store);
+                    async move {
+                        let key = f
+                            .strip_prefix(root)
+                            .expect("under root")
+                            .to_string_lossy()
+                            .into_owned();
+                        let body = Bytes::from(std::fs::read(f).expect("read raw"));
+                        store
+                            .put(&key_path(&key), PutPayload::from(body))
+                            .await
+                            .expect("upload");
+                    }
+                })
+                .buffer_unordered(8)
+                .collect::<Vec<()>>()
+                .await;
         });
     }
 
@@ -994,26 +1001,32 @@ fn a_ledger_outage_returns_messages_instead_of_killing_the_mapper() {
     );
 }
 
-/// An S3 endpoint in front of the emulator that refuses the first `times` GETs of any key
-/// containing `needle` with `403 ExpiredToken` — a credential failure, which is transient for us
-/// and which object_store does not retry on its own. Everything else is passed through, one
-/// request per connection.
-struct RefusingS3 {
+/// An endpoint in front of the emulator: passes requests through (one per connection), counts
+/// DynamoDB calls by operation, and refuses the first `refuse` GETs of any S3 key containing
+/// `needle` with `403 ExpiredToken` — a credential failure, which is transient for us and which
+/// object_store does not retry on its own.
+struct Proxy {
     endpoint: String,
     refused: Arc<AtomicUsize>,
+    dynamodb_calls: Arc<Mutex<BTreeMap<String, usize>>>,
 }
 
-fn refusing_s3(needle: &str, times: usize) -> RefusingS3 {
+fn proxy(needle: &str, refuse: usize) -> Proxy {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let upstream = moto().trim_start_matches("http://").to_owned();
     let refused = Arc::new(AtomicUsize::new(0));
-    let (needle, counter) = (needle.to_owned(), Arc::clone(&refused));
+    let dynamodb_calls = Arc::new(Mutex::new(BTreeMap::new()));
+    let (needle, counter, calls) = (
+        needle.to_owned(),
+        Arc::clone(&refused),
+        Arc::clone(&dynamodb_calls),
+    );
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
-            let (needle, upstream, counter) =
-                (needle.clone(), upstream.clone(), Arc::clone(&counter));
+            let (needle, upstream) = (needle.clone(), upstream.clone());
+            let (counter, calls) = (Arc::clone(&counter), Arc::clone(&calls));
             std::thread::spawn(move || -> std::io::Result<()> {
                 let mut reader = BufReader::new(client.try_clone()?);
                 let mut head = Vec::new();
@@ -1030,6 +1043,10 @@ fn refusing_s3(needle: &str, times: usize) -> RefusingS3 {
                     if let Some(v) = lower.strip_prefix("content-length:") {
                         length = v.trim().parse().unwrap_or(0);
                     }
+                    if let Some(target) = lower.strip_prefix("x-amz-target:") {
+                        let op = target.trim().rsplit('.').next().unwrap_or("").to_owned();
+                        *calls.lock().unwrap().entry(op).or_insert(0) += 1;
+                    }
                     if !lower.starts_with("connection:") {
                         head.push(line);
                     }
@@ -1037,8 +1054,9 @@ fn refusing_s3(needle: &str, times: usize) -> RefusingS3 {
                 let mut body = vec![0u8; length];
                 reader.read_exact(&mut body)?;
                 let mut client = client;
-                let is_target = head[0].starts_with("GET ") && head[0].contains(&needle);
-                if is_target && counter.fetch_add(1, Ordering::SeqCst) < times {
+                let is_target =
+                    !needle.is_empty() && head[0].starts_with("GET ") && head[0].contains(&needle);
+                if is_target && counter.fetch_add(1, Ordering::SeqCst) < refuse {
                     let xml = "<?xml version=\"1.0\"?><Error><Code>ExpiredToken</Code>\
                                <Message>The provided token has expired.</Message></Error>";
                     write!(
@@ -1063,7 +1081,53 @@ fn refusing_s3(needle: &str, times: usize) -> RefusingS3 {
             });
         }
     });
-    RefusingS3 { endpoint, refused }
+    Proxy {
+        endpoint,
+        refused,
+        dynamodb_calls,
+    }
+}
+
+/// Claims are batched: at full batches the two workers make at most 0.05 DynamoDB calls per raw
+/// object (counted by a proxy in front of the emulator), start-up checks aside.
+#[test]
+fn dynamodb_calls_per_raw_object_at_full_batches() {
+    let mut s = bootstrap("dynamodb-calls");
+    let root = s.dir.path().join("raw");
+    generate(
+        &root,
+        "--accounts 100 --minutes 5 --files-per-minute 1 --records-per-file 20 --seed 61",
+    );
+    let raw = files(&root);
+    assert_eq!(raw.len(), 500);
+    s.upload(&root, &raw);
+    let counter = proxy("", 0);
+    let extra = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", counter.endpoint.as_str()),
+        ("FLOWMERGE_BATCH_MAX_OBJECTS", "500"),
+        ("FLOWMERGE_BATCH_MAX_WAIT", "60s"),
+        ("FLOWMERGE_VISIBILITY_TIMEOUT", "60s"),
+    ];
+    s.start("mapper", &extra);
+    s.start("merger", &extra);
+    let out = s.wait_for_records(total_records(&raw));
+    assert_conserved(&raw, &out);
+    s.wait_drained();
+    let calls = counter.dynamodb_calls.lock().unwrap().clone();
+    let per_object: usize = calls
+        .iter()
+        .filter(|(op, _)| op.as_str() != "describetable")
+        .map(|(_, n)| n)
+        .sum();
+    let ratio = per_object as f64 / raw.len() as f64;
+    println!(
+        "DynamoDB calls for {} objects: {calls:?} ({ratio:.3} per object)",
+        raw.len()
+    );
+    assert!(
+        ratio <= 0.05,
+        "{ratio:.3} DynamoDB calls per object: {calls:?}"
+    );
 }
 
 /// A transient read error is not bad input: compact over S3 fails the batch that could not read
@@ -1075,7 +1139,7 @@ fn compact_over_s3_retries_a_batch_whose_object_could_not_be_read() {
     let (root, raw) = raw_set(s.dir.path(), "51");
     s.upload(&root, &raw);
     let victim = raw[3].file_name().unwrap().to_string_lossy().into_owned();
-    let proxy = refusing_s3(&victim, 1);
+    let proxy = proxy(&victim, 1);
     let out = s.dir.path().join("compact-out");
     let input = format!("s3://{}/", s.raw_bucket);
     let run = |endpoint: &str, args: &[&str]| {
@@ -1124,7 +1188,7 @@ fn a_merger_retries_a_job_whose_object_could_not_be_read() {
     let mut s = bootstrap("merger-transient");
     let (root, raw) = raw_set(s.dir.path(), "52");
     let victim = raw[2].file_name().unwrap().to_string_lossy().into_owned();
-    let proxy = refusing_s3(&victim, 1);
+    let proxy = proxy(&victim, 1);
     s.start("mapper", &[]);
     s.start("merger", &[("AWS_ENDPOINT_URL_S3", &proxy.endpoint)]);
     s.upload(&root, &raw);

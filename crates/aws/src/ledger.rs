@@ -85,6 +85,11 @@ pub enum Claim {
     Closed,
 }
 
+/// Claims per `TransactWriteItems`: DynamoDB allows 100 actions, one is the batch check.
+pub const CLAIMS_PER_TRANSACTION: usize = 99;
+/// Rounds of a claim transaction that made no progress before giving up (the batch is retried).
+const MAX_CLAIM_ATTEMPTS: usize = 5;
+
 #[derive(Clone, Debug)]
 pub struct DynamoLedger {
     client: aws_sdk_dynamodb::Client,
@@ -222,8 +227,71 @@ impl DynamoLedger {
         }))
     }
 
-    /// Claims an object for `batch`, provided the batch is still open and owned by `owner`.
-    pub async fn claim(&self, object_pk: &str, batch: &BatchId, owner: &str) -> Result<Claim> {
+    /// Claims objects for `batch`, provided the batch is still open and owned by `owner`; one
+    /// outcome per object, in order. Up to [`CLAIMS_PER_TRANSACTION`] claims share one
+    /// `TransactWriteItems` with the check on the batch item, so a full batch of 1,000 objects
+    /// costs 11 calls, not 1,000. A transaction is all or nothing: when one of its conditions
+    /// fails, the claims are read back (one `BatchGetItem`) to learn which objects other batches
+    /// hold, and the rest is tried again — the guarantees are those of a claim per object.
+    pub async fn claim_all(
+        &self,
+        object_pks: &[String],
+        batch: &BatchId,
+        owner: &str,
+    ) -> Result<Vec<Claim>> {
+        let mut outcome: HashMap<&str, Claim> = HashMap::new();
+        for chunk in object_pks.chunks(CLAIMS_PER_TRANSACTION) {
+            let mut todo: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            todo.sort_unstable();
+            todo.dedup();
+            let mut attempts = 0;
+            while !todo.is_empty() {
+                attempts += 1;
+                if self.transact_claims(&todo, batch, owner).await? {
+                    outcome.extend(todo.drain(..).map(|pk| (pk, Claim::Mine)));
+                    break;
+                }
+                // Which condition failed: the batch's (no longer open for us) or some objects'.
+                let pks: Vec<String> = todo.iter().map(|pk| pk.to_string()).collect();
+                let owners = self.claims(&pks).await?;
+                let ours = self
+                    .batch(batch)
+                    .await?
+                    .is_some_and(|r| r.state == BatchState::Open && r.owner == owner);
+                let before = todo.len();
+                todo.retain(|pk| match (owners.get(*pk), ours) {
+                    (Some(b), true) if b == batch => true,
+                    (Some(b), _) => {
+                        outcome.insert(pk, Claim::Taken(b.clone()));
+                        false
+                    }
+                    (None, true) => true,
+                    (None, false) => {
+                        outcome.insert(pk, Claim::Closed);
+                        false
+                    }
+                });
+                if todo.len() == before && attempts >= MAX_CLAIM_ATTEMPTS {
+                    return Err(AwsError::Invalid(format!(
+                        "batch {batch}: claims kept conflicting after {attempts} attempts"
+                    )));
+                }
+            }
+        }
+        object_pks
+            .iter()
+            .map(|pk| {
+                outcome.get(pk.as_str()).cloned().ok_or_else(|| {
+                    AwsError::Invalid(format!("batch {batch}: no claim outcome for {pk}"))
+                })
+            })
+            .collect()
+    }
+
+    /// One transaction: the batch is open and ours, and each object is unclaimed or ours.
+    /// False if a condition failed.
+    async fn transact_claims(&self, pks: &[&str], batch: &BatchId, owner: &str) -> Result<bool> {
+        let op = "dynamodb:TransactWriteItems(claims)";
         let check = ConditionCheck::builder()
             .table_name(&self.table)
             .key("pk", s(batch_pk(batch)))
@@ -231,54 +299,32 @@ impl DynamoLedger {
             .expression_attribute_values(":open", s(BatchState::Open.as_str()))
             .expression_attribute_values(":me", s(owner))
             .build()
-            .map_err(|e| AwsError::api("dynamodb:TransactWriteItems", e))?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .item("pk", s(object_pk))
-            .item("kind", s("object"))
-            .item("batch_id", s(batch.0.as_str()))
-            .item("claimed_at", n(now()))
-            .item("expires_at", self.expires_at())
-            .condition_expression("attribute_not_exists(pk) OR batch_id = :b")
-            .expression_attribute_values(":b", s(batch.0.as_str()))
-            .build()
-            .map_err(|e| AwsError::api("dynamodb:TransactWriteItems", e))?;
-        let out = self
+            .map_err(|e| AwsError::api(op, e))?;
+        let mut req = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().condition_check(check).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(Claim::Mine),
-            Err(e) if is_condition_failure(&e, |e| e.is_transaction_canceled_exception()) => {
-                // Which condition failed: read the claim itself.
-                match self.claim_of(object_pk).await? {
-                    Some(owner_batch) => Ok(Claim::Taken(owner_batch)),
-                    None => Ok(Claim::Closed),
-                }
-            }
-            Err(e) => Err(AwsError::api("dynamodb:TransactWriteItems(claim)", e)),
+            .transact_items(TransactWriteItem::builder().condition_check(check).build());
+        for pk in pks {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(*pk))
+                .item("kind", s("object"))
+                .item("batch_id", s(batch.0.as_str()))
+                .item("claimed_at", n(now()))
+                .item("expires_at", self.expires_at())
+                .condition_expression("attribute_not_exists(pk) OR batch_id = :b")
+                .expression_attribute_values(":b", s(batch.0.as_str()))
+                .build()
+                .map_err(|e| AwsError::api(op, e))?;
+            req = req.transact_items(TransactWriteItem::builder().put(put).build());
         }
-    }
-
-    /// The batch that claimed an object, if any (strongly consistent).
-    pub async fn claim_of(&self, object_pk: &str) -> Result<Option<BatchId>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(object_pk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::api("dynamodb:GetItem(object)", e))?;
-        Ok(out
-            .item()
-            .and_then(|i| i.get("batch_id"))
-            .and_then(|v| v.as_s().ok())
-            .map(|b| BatchId(b.clone())))
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e, |e| e.is_transaction_canceled_exception()) => {
+                Ok(false)
+            }
+            Err(e) => Err(AwsError::api(op, e)),
+        }
     }
 
     /// The claims of many objects (strongly consistent), by object key.

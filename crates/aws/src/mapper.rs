@@ -23,7 +23,6 @@ use flowmerge_core::job::{FORMAT_VERSION, Manifest, MergeJob, is_raw_log_key};
 use flowmerge_core::store::key_path;
 use flowmerge_core::{Batch, BatchId, ObjectRef, SourceKind, Window, window_of};
 use flowmerge_telemetry::{SpanContext, add_links, inject, metrics, span_context};
-use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tracing::Instrument;
 
@@ -34,8 +33,6 @@ use crate::ledger::{BatchRecord, BatchState, Claim, DynamoLedger, now, object_pk
 use crate::queue::{Received, SqsQueue};
 use crate::shutdown::Shutdown;
 
-/// Claims written at once.
-const CLAIM_CONCURRENCY: usize = 16;
 /// Links from a batch's span to the message spans it gathers, at most.
 const MAX_LINKS: usize = 128;
 
@@ -263,7 +260,7 @@ impl Mapper {
             if full && let Some(b) = open.remove(&slot) {
                 self.flush_logged(b, held).await;
             }
-            let batch = open.entry(slot).or_insert_with(|| Open {
+            let batch = open.entry(slot.clone()).or_insert_with(|| Open {
                 bucket: o.bucket.clone(),
                 window,
                 objects: Vec::new(),
@@ -290,6 +287,12 @@ impl Mapper {
                 });
             }
             owners.push(m.message_id.clone());
+            // A full batch goes now, not when the next object arrives or its wait runs out.
+            let full = batch.objects.len() >= self.cfg.limits.max_objects
+                || batch.bytes >= self.cfg.limits.max_bytes;
+            if full && let Some(b) = open.remove(&slot) {
+                self.flush_logged(b, held).await;
+            }
         }
         Ok(())
     }
@@ -430,21 +433,16 @@ impl Mapper {
             .iter()
             .map(|o| object_pk(bucket, &o.key, o.etag.as_deref()))
             .collect();
-        let claims: Vec<Claim> = futures::stream::iter(pks.iter())
-            .map(|pk| async move {
-                match ours {
-                    true => self.ledger.claim(pk, &batch.id, &self.owner).await,
-                    false => Ok(match self.ledger.claim_of(pk).await? {
-                        Some(b) => Claim::Taken(b),
-                        None => Claim::Closed,
-                    }),
-                }
-            })
-            .buffered(CLAIM_CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_>>()?;
+        let claims: Vec<Claim> = match ours {
+            true => self.ledger.claim_all(&pks, &batch.id, &self.owner).await?,
+            // Not ours to claim for: learn where each object is (100 per call).
+            false => {
+                let owners = self.ledger.claims(&pks).await?;
+                pks.iter()
+                    .map(|pk| owners.get(pk).cloned().map_or(Claim::Closed, Claim::Taken))
+                    .collect()
+            }
+        };
         fault::point("after-claim");
 
         let mut sent_ours = false;
