@@ -1203,3 +1203,71 @@ fn a_merger_retries_a_job_whose_object_could_not_be_read() {
     assert!(logs.contains("job failed"), "{logs}");
     assert!(!logs.contains("object quarantined"), "{logs}");
 }
+
+/// The merge side of the DynamoDB ledger passes the same conformance suite as the SQLite ledger
+/// (`flowmerge_core::conformance`), driven through the batch protocol itself.
+#[test]
+fn the_dynamodb_ledger_passes_the_commit_ledger_conformance_suite() {
+    use flowmerge_aws::config::S3Location;
+    use flowmerge_aws::ledger::{BatchRecord, BatchState, DynamoLedger, object_pk};
+    use flowmerge_aws::merger::DynamoCommitLedger;
+
+    let s = bootstrap("dynamo-conformance");
+    let table = s.exports["FLOWMERGE_TABLE"].clone();
+    let work = S3Location {
+        bucket: s.out_bucket.clone(),
+        prefix: "flows/_flowmerge".into(),
+    };
+    let work_store = s.store(&s.out_bucket);
+    runtime().block_on(async {
+        let client = aws_sdk_dynamodb::Client::new(&aws_config_for_tests().await);
+        let ledger = DynamoLedger::new(client, &table, Duration::from_secs(3600));
+        let commit = DynamoCommitLedger {
+            ledger: ledger.clone(),
+            bucket: s.raw_bucket.clone(),
+            work_store: Arc::clone(&work_store),
+            work,
+        };
+        let raw_bucket = s.raw_bucket.clone();
+        flowmerge_core::conformance::commit_ledger_conformance(&commit, "dynamo", |batch| {
+            let (ledger, raw_bucket) = (ledger.clone(), raw_bucket.clone());
+            async move {
+                // The mapper's side: open, claim, seal, queued.
+                let record = BatchRecord {
+                    id: batch.id.clone(),
+                    state: BatchState::Open,
+                    owner: "conformance".into(),
+                    lease_until: flowmerge_aws::ledger::now() + 600,
+                    manifest: "s3://unused/manifest.json".into(),
+                    window: batch.window,
+                };
+                assert!(ledger.open_batch(&record).await.unwrap().is_none());
+                let pks: Vec<String> = batch
+                    .objects
+                    .iter()
+                    .map(|o| object_pk(&raw_bucket, &o.key, o.etag.as_deref()))
+                    .collect();
+                let claims = ledger
+                    .claim_all(&pks, &batch.id, "conformance")
+                    .await
+                    .unwrap();
+                assert!(
+                    claims
+                        .iter()
+                        .all(|c| *c == flowmerge_aws::ledger::Claim::Mine)
+                );
+                assert!(ledger.seal(&batch.id, "conformance").await.unwrap());
+                assert!(ledger.mark_queued(&batch.id).await.unwrap());
+                batch
+            }
+        })
+        .await;
+        // The quarantined object has its JSON record under the work prefix.
+        let records: Vec<_> = work_store
+            .list(Some(&StorePath::from("flows/_flowmerge/quarantine")))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 1, "{records:?}");
+    });
+}

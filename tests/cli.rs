@@ -201,7 +201,7 @@ fn a_crash_between_write_and_commit_is_recovered_exactly_once() {
     let raw = tmp.path().join("raw");
     generate(&raw, "--accounts 2 --minutes 3 --records-per-file 100");
     let out = tmp.path().join("out");
-    for step in ["after-claim", "after-write"] {
+    for step in ["after-claim", "after-write", "before-commit"] {
         let out = out.join(step);
         let status = Command::new(env!("CARGO_BIN_EXE_flowmerge"))
             .args([

@@ -2,9 +2,9 @@
 //!
 //! For each job: skip it if the batch is committed; read the manifest; keep the objects whose
 //! claim is this batch (claims are frozen once the batch is sealed, before the job was sent); run
-//! the batch with `flowmerge_core::run_batch` (the same code as `flowmerge compact`); record
-//! quarantined objects (ledger + a JSON record under the work prefix); commit the batch; delete
-//! the job. A crash anywhere before the delete makes SQS deliver the job again, and the retry
+//! the batch protocol, `flowmerge_core::execute` (the same code as `flowmerge compact`), with the
+//! DynamoDB ledger's merge side ([`DynamoCommitLedger`]: quarantined objects on their claims and
+//! as JSON records under the work prefix, then the commit); delete the job. A crash anywhere before the delete makes SQS deliver the job again, and the retry
 //! rewrites the same key with the same bytes. Jobs that keep failing reach the DLQ.
 
 use std::collections::HashMap;
@@ -12,17 +12,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use flowmerge_core::exec::ExecOptions;
-use flowmerge_core::fault;
+use flowmerge_core::BatchReport;
+use flowmerge_core::exec::{ExecOptions, Executed, execute};
 use flowmerge_core::job::{Manifest, MergeJob};
+use flowmerge_core::ports::{CommitLedger, LedgerError};
 use flowmerge_core::store::{key_path, split_s3_url};
-use flowmerge_core::{BatchReport, run_batch};
+use flowmerge_core::{Batch, BatchId, Quarantined};
 use flowmerge_telemetry::{continue_from, metrics};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use crate::config::MergerConfig;
+use crate::config::{MergerConfig, S3Location};
 use crate::error::{AwsError, Result};
 use crate::ledger::{BatchState, DynamoLedger, now, object_pk};
 use crate::queue::{Received, SqsQueue};
@@ -262,38 +263,42 @@ impl Merger {
             output_prefix: self.cfg.common.output.prefix.clone(),
             progress: None,
         };
-        let report = run_batch(input, output, &batch, &opts).await?;
-        fault::point("after-write");
-
-        for q in &report.quarantined {
-            let pk = object_pk(&manifest.bucket, &q.object.key, q.object.etag.as_deref());
-            self.ledger.quarantine(&pk, &batch.id, &q.reason).await?;
-            self.write_quarantine_record(&manifest.bucket, &batch.id.0, q)
-                .await?;
-        }
-        fault::point("before-commit");
-        self.ledger
-            .commit(&batch.id, &report)
-            .instrument(tracing::info_span!("commit", batch.id = %batch.id))
-            .await?;
-        fault::point("after-commit");
+        let ledger = DynamoCommitLedger {
+            ledger: self.ledger.clone(),
+            bucket: manifest.bucket.clone(),
+            work_store: self.store(&self.cfg.common.work.bucket)?,
+            work: self.cfg.common.work.clone(),
+        };
+        // The batch protocol (docs/contracts.md §6), the same code as `flowmerge compact`'s.
+        let outcome = execute(input, output, &ledger, &batch, &opts).await?;
         self.queue
             .delete(std::slice::from_ref(&m.receipt_handle))
             .await?;
-        Ok(Outcome::Merged(report))
+        Ok(match outcome {
+            Executed::Merged(report) => Outcome::Merged(report),
+            Executed::AlreadyCommitted => Outcome::AlreadyCommitted,
+        })
     }
+}
 
-    /// `<work>/quarantine/<batch>/<sha256(key)>.json`: the object, the batch and the reason.
-    async fn write_quarantine_record(
-        &self,
-        bucket: &str,
-        batch: &str,
-        q: &flowmerge_core::Quarantined,
-    ) -> Result<()> {
-        let work = &self.cfg.common.work;
+/// The merge side of the DynamoDB ledger ([`CommitLedger`]): batch states and counts in the
+/// table, quarantined objects both there (on their claim) and as JSON records under the work
+/// prefix, `<work>/quarantine/<batch>/<sha256(bucket/key)>.json`.
+#[derive(Clone)]
+pub struct DynamoCommitLedger {
+    pub ledger: DynamoLedger,
+    /// The bucket of the batch's raw objects (object items are keyed by bucket and key).
+    pub bucket: String,
+    pub work_store: Arc<dyn ObjectStore>,
+    pub work: S3Location,
+}
+
+impl DynamoCommitLedger {
+    async fn write_quarantine_record(&self, batch: &str, q: &Quarantined) -> Result<()> {
+        let bucket = &self.bucket;
         let digest =
             hex::encode(&Sha256::digest(format!("{bucket}/{}", q.object.key).as_bytes())[..8]);
-        let key = work.key(&format!("quarantine/{batch}/{digest}.json"));
+        let key = self.work.key(&format!("quarantine/{batch}/{digest}.json"));
         let record = serde_json::json!({
             "bucket": bucket,
             "key": q.object.key,
@@ -304,10 +309,37 @@ impl Merger {
             "quarantined_at": now(),
         });
         let body = serde_json::to_vec_pretty(&record).unwrap_or_default();
-        self.store(&work.bucket)?
+        self.work_store
             .put(&key_path(&key), PutPayload::from(Bytes::from(body)))
             .await?;
-        tracing::warn!(bucket, key = %q.object.key, batch_id = batch, reason = %q.reason, "object quarantined");
+        tracing::warn!(bucket = %bucket, key = %q.object.key, batch_id = batch, reason = %q.reason, "object quarantined");
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl CommitLedger for DynamoCommitLedger {
+    async fn is_committed(&self, batch: &BatchId) -> Result<bool, LedgerError> {
+        let rec = self.ledger.batch(batch).await?;
+        Ok(rec.is_some_and(|r| r.state == BatchState::Committed))
+    }
+
+    async fn quarantine(&self, batch: &Batch, objects: &[Quarantined]) -> Result<(), LedgerError> {
+        for q in objects {
+            let pk = object_pk(&self.bucket, &q.object.key, q.object.etag.as_deref());
+            self.ledger.quarantine(&pk, &batch.id, &q.reason).await?;
+            self.write_quarantine_record(&batch.id.0, q).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit_batch(&self, report: &BatchReport) -> Result<(), LedgerError> {
+        let id = report
+            .batch_id
+            .clone()
+            .ok_or("commit of a report without a batch id")?;
+        // False when it was committed already (a concurrent retry): the same output, fine.
+        self.ledger.commit(&id, report).await?;
         Ok(())
     }
 }

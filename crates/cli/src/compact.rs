@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use flowmerge_core::batch::{Batch, BatchLimits, ObjectRef, plan_batches};
-use flowmerge_core::exec::{BatchReport, ExecOptions, ProgressHook, list_objects, run_batch};
+use flowmerge_core::exec::{
+    BatchReport, ExecOptions, Executed, ProgressHook, execute, list_objects,
+};
 use flowmerge_core::fault;
 use flowmerge_core::formats::vpcflow::ParseOptions;
 use flowmerge_core::ports::Ledger;
@@ -245,19 +247,22 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
                 let mut done: Vec<std::result::Result<BatchReport, String>> = Vec::new();
                 while let Some(batch) = queue.receive().await {
                     let id = batch.id.clone();
-                    let outcome = async {
-                        let report =
-                            run_batch(Arc::clone(&input), Arc::clone(&output), &batch, &exec)
-                                .await?;
-                        fault::point("after-write");
-                        // Commit only after the Parquet exists (docs/contracts.md, invariant 1).
-                        ledger.commit(&report).await.map_err(|e| anyhow!(e))?;
-                        fault::point("after-commit");
-                        Ok::<_, anyhow::Error>(report)
-                    }
+                    // The batch protocol (docs/contracts.md §6): the same as the merger's.
+                    let outcome = execute(
+                        Arc::clone(&input),
+                        Arc::clone(&output),
+                        &*ledger,
+                        &batch,
+                        &exec,
+                    )
                     .await
                     .map_err(|e| format!("batch {id} ({}): {e:#}", batch.window));
-                    done.push(outcome);
+                    match outcome {
+                        Ok(Executed::Merged(report)) => done.push(Ok(report)),
+                        // Pending batches are uncommitted by definition: nothing to count.
+                        Ok(Executed::AlreadyCommitted) => {}
+                        Err(e) => done.push(Err(e)),
+                    }
                 }
                 done
             })

@@ -21,6 +21,9 @@ pub enum Error {
     },
     #[error("merge: {0}")]
     Polars(#[from] polars::error::PolarsError),
+    /// The ledger could not be read or written (the batch is retried).
+    #[error("ledger: {0}")]
+    Ledger(String),
     #[error("invalid {what}: {reason}")]
     Invalid { what: &'static str, reason: String },
     #[error("task failed: {0}")]

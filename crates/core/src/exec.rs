@@ -18,10 +18,12 @@ use tracing::Instrument;
 
 use crate::batch::{Batch, BatchId, ObjectRef};
 use crate::error::Result;
+use crate::fault;
 use crate::formats::vpcflow::{Combiner, ObjectStats, ParseOptions, combine_object};
 use crate::job::is_raw_log_key;
 use crate::layout::output_key;
 use crate::merge::{Finish, merge_frames};
+use crate::ports::CommitLedger;
 use crate::store::key_path;
 use crate::window::Window;
 
@@ -81,6 +83,51 @@ enum FetchError {
     Gone(String),
     /// Throttling, a 5xx, a timeout, credentials: the batch fails and is retried.
     Transient(object_store::Error),
+}
+
+/// What became of a batch handed to [`execute`].
+#[derive(Debug)]
+pub enum Executed {
+    Merged(BatchReport),
+    /// The ledger had it committed already: nothing was read or written.
+    AlreadyCommitted,
+}
+
+/// The batch protocol, the one place it is written: skip a committed batch; fetch, merge and
+/// write it ([`run_batch`]); record its quarantined objects; commit it. The output exists before
+/// the commit, and a retry rewrites the same key with the same bytes, so a crash at any fault
+/// point (`after-write`, `before-commit`, `after-commit`) is recovered by running the batch again.
+/// `flowmerge compact` and the merger service both call this; only their ledgers differ.
+pub async fn execute(
+    input: Arc<dyn ObjectStore>,
+    output: Arc<dyn ObjectStore>,
+    ledger: &dyn CommitLedger,
+    batch: &Batch,
+    opts: &ExecOptions,
+) -> Result<Executed> {
+    if ledger.is_committed(&batch.id).await.map_err(ledger_error)? {
+        return Ok(Executed::AlreadyCommitted);
+    }
+    let report = run_batch(input, output, batch, opts).await?;
+    fault::point("after-write");
+    if !report.quarantined.is_empty() {
+        ledger
+            .quarantine(batch, &report.quarantined)
+            .await
+            .map_err(ledger_error)?;
+    }
+    fault::point("before-commit");
+    ledger
+        .commit_batch(&report)
+        .instrument(tracing::info_span!("commit", batch.id = %batch.id))
+        .await
+        .map_err(ledger_error)?;
+    fault::point("after-commit");
+    Ok(Executed::Merged(report))
+}
+
+fn ledger_error(e: crate::ports::LedgerError) -> crate::Error {
+    crate::Error::Ledger(e.to_string())
 }
 
 /// Fetches, parses, merges and writes one batch.

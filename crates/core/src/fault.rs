@@ -5,9 +5,10 @@
 pub const FAULT_EXIT_CODE: i32 = 86;
 
 /// Steps where a crash can be injected.
-/// `flowmerge compact`: after-claim, after-write, after-commit. Mapper: after-manifest,
-/// after-claim, after-seal, after-send, before-delete. Merger: after-write, before-commit,
-/// after-commit (= before deleting the job).
+/// `flowmerge compact`: after-claim, then the batch protocol's (`exec::execute`). Mapper:
+/// after-manifest, after-claim, after-seal, after-send, before-delete. The batch protocol, for
+/// compact and the merger alike: after-write, before-commit, after-commit (for the merger: before
+/// deleting the job).
 pub const STEPS: &[&str] = &[
     "after-manifest",
     "after-claim",

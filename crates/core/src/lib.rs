@@ -2,6 +2,7 @@
 //! logic shared by `flowmerge compact` and the AWS services. No cloud SDK here.
 
 pub mod batch;
+pub mod conformance;
 pub mod error;
 pub mod exec;
 pub mod fault;
@@ -15,6 +16,6 @@ pub mod window;
 
 pub use batch::{Batch, BatchId, BatchLimits, ObjectRef, SourceKind, plan_batches};
 pub use error::{Error, ParseError, Result};
-pub use exec::{BatchReport, ExecOptions, Quarantined, list_objects, run_batch};
+pub use exec::{BatchReport, ExecOptions, Executed, Quarantined, execute, list_objects, run_batch};
 pub use job::{Manifest, MergeJob, is_raw_log_key};
 pub use window::{Window, window_of};

@@ -1,10 +1,13 @@
-//! Ports: what the pipeline needs from a ledger, implemented by `flowmerge-local` (SQLite) and
-//! later by the AWS adapters (DynamoDB). Same expectations for every backend.
+//! Ports: what the pipeline needs from a ledger. [`CommitLedger`] is the merge side, which
+//! [`crate::exec::execute`] drives for `flowmerge compact` and the merger alike; it is implemented
+//! by `flowmerge-local` (SQLite) and `flowmerge-aws` (DynamoDB), and both pass the same
+//! [`crate::conformance`] suite. [`Ledger`] is compact's claim side (the mapper's claims, with
+//! leases and seals, live in the DynamoDB adapter).
 
 use async_trait::async_trait;
 
 use crate::batch::{Batch, BatchId, ObjectRef};
-use crate::exec::BatchReport;
+use crate::exec::{BatchReport, Quarantined};
 
 pub type LedgerError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -31,8 +34,20 @@ pub trait Ledger: Send + Sync {
     /// Batches claimed but not committed: work a crash left behind, to run again.
     async fn pending(&self) -> Result<Vec<Batch>, LedgerError>;
 
-    /// Records the batch as committed, with its counts, output and quarantined objects.
-    async fn commit(&self, report: &BatchReport) -> Result<(), LedgerError>;
-
     async fn state(&self, batch: &BatchId) -> Result<Option<BatchState>, LedgerError>;
+}
+
+/// The merge side of a ledger: what a batch's execution reads and records.
+#[async_trait]
+pub trait CommitLedger: Send + Sync {
+    /// Whether the batch is committed already (a redelivered job, a rerun after a crash).
+    async fn is_committed(&self, batch: &BatchId) -> Result<bool, LedgerError>;
+
+    /// Records the batch's quarantined objects with their reasons, before its commit.
+    /// Idempotent: a retried batch records the same objects again.
+    async fn quarantine(&self, batch: &Batch, objects: &[Quarantined]) -> Result<(), LedgerError>;
+
+    /// Records the batch as committed with its counts and output (which exists by now).
+    /// Idempotent: committing a committed batch again changes nothing and is not an error.
+    async fn commit_batch(&self, report: &BatchReport) -> Result<(), LedgerError>;
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use flowmerge_core::batch::{Batch, BatchId, ObjectRef, SourceKind};
-use flowmerge_core::exec::BatchReport;
-use flowmerge_core::ports::{BatchState, Ledger, LedgerError};
+use flowmerge_core::exec::{BatchReport, Quarantined};
+use flowmerge_core::ports::{BatchState, CommitLedger, Ledger, LedgerError};
 use flowmerge_core::window::Window;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -152,6 +152,13 @@ impl SqliteLedger {
                 params,
             )?;
             let n = tx.execute(&format!("DELETE FROM quarantine WHERE {filter}"), params)?;
+            // A batch whose objects were all quarantined wrote no file; forget it, or retrying
+            // the same objects (the same batch id) would find it committed and do nothing.
+            tx.execute(
+                "DELETE FROM batches WHERE state = 'committed'
+                   AND batch_id NOT IN (SELECT batch_id FROM objects)",
+                [],
+            )?;
             tx.commit()?;
             Ok(n as u64)
         })
@@ -341,41 +348,6 @@ impl Ledger for SqliteLedger {
             .await?)
     }
 
-    async fn commit(&self, report: &BatchReport) -> Result<(), LedgerError> {
-        let report = report.clone();
-        let read_options = self.read_options.clone();
-        let Some(id) = report.batch_id.clone() else {
-            return Err("commit of a report without a batch id".into());
-        };
-        Ok(self
-            .with(move |c| {
-                let tx = c.transaction()?;
-                tx.execute(
-                    "UPDATE batches SET state = 'committed', output_key = ?2, records_in = ?3,
-                       rows_out = ?4, bytes_in = ?5, bytes_out = ?6, committed_at = ?7
-                     WHERE batch_id = ?1",
-                    params![
-                        id.0,
-                        report.output_key,
-                        report.records_in as i64,
-                        report.rows_out as i64,
-                        report.bytes_in as i64,
-                        report.bytes_out as i64,
-                        now()
-                    ],
-                )?;
-                for q in &report.quarantined {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO quarantine (key, etag, batch_id, reason, at, read_options)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![q.object.key, etag_of(&q.object), id.0, q.reason, now(), read_options],
-                    )?;
-                }
-                tx.commit()
-            })
-            .await?)
-    }
-
     async fn state(&self, batch: &BatchId) -> Result<Option<BatchState>, LedgerError> {
         let id = batch.0.clone();
         Ok(self
@@ -390,6 +362,57 @@ impl Ledger for SqliteLedger {
                 "committed" => BatchState::Committed,
                 _ => BatchState::Claimed,
             }))
+    }
+}
+
+#[async_trait]
+impl CommitLedger for SqliteLedger {
+    async fn is_committed(&self, batch: &BatchId) -> Result<bool, LedgerError> {
+        Ok(self.state(batch).await? == Some(BatchState::Committed))
+    }
+
+    async fn quarantine(&self, batch: &Batch, objects: &[Quarantined]) -> Result<(), LedgerError> {
+        let (id, objects) = (batch.id.0.clone(), objects.to_vec());
+        let read_options = self.read_options.clone();
+        Ok(self
+            .with(move |c| {
+                let tx = c.transaction()?;
+                for q in &objects {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO quarantine (key, etag, batch_id, reason, at, read_options)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![q.object.key, etag_of(&q.object), id, q.reason, now(), read_options],
+                    )?;
+                }
+                tx.commit()
+            })
+            .await?)
+    }
+
+    async fn commit_batch(&self, report: &BatchReport) -> Result<(), LedgerError> {
+        let report = report.clone();
+        let Some(id) = report.batch_id.clone() else {
+            return Err("commit of a report without a batch id".into());
+        };
+        Ok(self
+            .with(move |c| {
+                c.execute(
+                    "UPDATE batches SET state = 'committed', output_key = ?2, records_in = ?3,
+                       rows_out = ?4, bytes_in = ?5, bytes_out = ?6, committed_at = ?7
+                     WHERE batch_id = ?1 AND state = 'claimed'",
+                    params![
+                        id.0,
+                        report.output_key,
+                        report.records_in as i64,
+                        report.rows_out as i64,
+                        report.bytes_in as i64,
+                        report.bytes_out as i64,
+                        now()
+                    ],
+                )?;
+                Ok(())
+            })
+            .await?)
     }
 }
 
@@ -425,11 +448,75 @@ mod tests {
             batch_id: Some(a.id.clone()),
             ..Default::default()
         };
-        l.commit(&report).await.unwrap();
+        l.commit_batch(&report).await.unwrap();
         assert_eq!(l.state(&a.id).await.unwrap(), Some(BatchState::Committed));
         let pending = l.pending().await.unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].id, b.id);
         assert_eq!(pending[0].objects, vec![obj("c")]);
+    }
+
+    #[tokio::test]
+    async fn passes_the_commit_ledger_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap();
+        let claimer = l.clone();
+        flowmerge_core::conformance::commit_ledger_conformance(&l, "sqlite", |b| {
+            let claimer = claimer.clone();
+            async move { claimer.claim(&b).await.unwrap() }
+        })
+        .await;
+        assert_eq!(l.quarantined_count().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn quarantined_objects_are_released_when_asked_or_when_options_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let l = SqliteLedger::open(&path).unwrap();
+        let b = l
+            .claim(&Batch::new(
+                Window::containing(0, 300),
+                vec![obj("a"), obj("b")],
+            ))
+            .await
+            .unwrap();
+        let q = |o: ObjectRef| Quarantined {
+            object: o,
+            reason: "bad".into(),
+        };
+        l.quarantine(&b, &[q(obj("a"))]).await.unwrap();
+        assert_eq!(l.unclaimed(vec![obj("a")]).await.unwrap(), vec![]);
+        // Same options: nothing is released; other options: the object is unclaimed again.
+        assert_eq!(
+            l.release_quarantined(Retry::OptionsChanged).await.unwrap(),
+            0
+        );
+        let l = SqliteLedger::open(&path).unwrap().reading_with("format=x");
+        assert_eq!(
+            l.release_quarantined(Retry::OptionsChanged).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            l.unclaimed(vec![obj("a"), obj("b")]).await.unwrap(),
+            vec![obj("a")]
+        );
+        assert_eq!(l.quarantined_count().await.unwrap(), 0);
+        let b2 = l
+            .claim(&Batch::new(Window::containing(0, 300), vec![obj("a")]))
+            .await
+            .unwrap();
+        l.quarantine(&b2, &[q(obj("a"))]).await.unwrap();
+        let report = BatchReport {
+            batch_id: Some(b2.id.clone()),
+            ..Default::default()
+        };
+        l.commit_batch(&report).await.unwrap();
+        assert!(l.is_committed(&b2.id).await.unwrap());
+        assert_eq!(l.release_quarantined(Retry::All).await.unwrap(), 1);
+        // A batch of nothing but quarantined objects is forgotten with them: its retry (the same
+        // batch id) runs again instead of being taken for committed. Batch b keeps object b.
+        assert!(!l.is_committed(&b2.id).await.unwrap());
+        assert_eq!(l.state(&b.id).await.unwrap(), Some(BatchState::Claimed));
     }
 }
