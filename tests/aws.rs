@@ -1179,6 +1179,29 @@ fn compact_over_s3_retries_a_batch_whose_object_could_not_be_read() {
     let (code, stdout, stderr) = run(&proxy.endpoint, &[&input, o, "--json"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_conserved(&raw, &out);
+
+    // Batch ids follow the mapper's scheme (scoped by bucket): the files are named by
+    // BatchId::new(bucket, window, objects), computed here from the bucket's own listing.
+    let store = s.store(&s.raw_bucket);
+    let listed: Vec<flowmerge_core::ObjectRef> =
+        runtime().block_on(async { flowmerge_core::list_objects(&*store, None).await.unwrap() });
+    let planned = flowmerge_core::plan_batches(
+        &s.raw_bucket,
+        listed,
+        300,
+        flowmerge_core::BatchLimits::default(),
+    );
+    let mut expected: Vec<String> = planned
+        .iter()
+        .map(|b| format!("{}-{}.parquet", b.window.stamp(), b.id))
+        .collect();
+    let mut names: Vec<String> = parquet_files(&out)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    expected.sort();
+    names.sort();
+    assert_eq!(names, expected);
 }
 
 /// The merger on a transient read error: the job fails and returns to its queue, the retry

@@ -253,10 +253,9 @@ impl Mapper {
         for o in objects {
             let window = window_of(&o.key, o.event_time, self.cfg.window_size);
             let slot = (o.bucket.clone(), window);
-            let full = open.get(&slot).is_some_and(|b| {
-                b.objects.len() >= self.cfg.limits.max_objects
-                    || b.bytes + o.size > self.cfg.limits.max_bytes
-            });
+            let full = open
+                .get(&slot)
+                .is_some_and(|b| !self.cfg.limits.admits(b.objects.len(), b.bytes, o.size));
             if full && let Some(b) = open.remove(&slot) {
                 self.flush_logged(b, held).await;
             }
@@ -288,8 +287,7 @@ impl Mapper {
             }
             owners.push(m.message_id.clone());
             // A full batch goes now, not when the next object arrives or its wait runs out.
-            let full = batch.objects.len() >= self.cfg.limits.max_objects
-                || batch.bytes >= self.cfg.limits.max_bytes;
+            let full = self.cfg.limits.is_full(batch.objects.len(), batch.bytes);
             if full && let Some(b) = open.remove(&slot) {
                 self.flush_logged(b, held).await;
             }
@@ -307,7 +305,7 @@ impl Mapper {
             links,
             ..
         } = open;
-        let batch = Batch::scoped(&bucket, window, objects);
+        let batch = Batch::new(&bucket, window, objects);
         let span = tracing::info_span!(
             "batch",
             otel.kind = "producer",

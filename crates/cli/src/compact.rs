@@ -215,7 +215,7 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     let listed_count = listed.len() as u64;
     let new = ledger.unclaimed(listed).await.map_err(|e| anyhow!(e))?;
     let objects_already_merged = listed_count - new.len() as u64;
-    let planned = plan_batches(new, args.window, limits);
+    let planned = plan_batches(&input.scope, new, args.window, limits);
     let (total_objects, total_bytes) = pending
         .iter()
         .chain(&planned)

@@ -24,6 +24,9 @@ pub struct Location {
     pub local_dir: Option<PathBuf>,
     /// As the user wrote it.
     pub display: String,
+    /// Where the objects live, for batch ids (`flowmerge_core::BatchId::new`): the bucket on S3,
+    /// empty otherwise — so compact over a bucket names batches as the mapper does.
+    pub scope: String,
 }
 
 /// What a location is, before anything is opened.
@@ -78,6 +81,7 @@ pub fn open(what: &str, spec: &str, create: bool) -> Result<Location> {
                 prefix: String::new(),
                 local_dir: Some(dir),
                 display: spec.to_owned(),
+                scope: String::new(),
             })
         }
         Spec::S3(url) => {
@@ -90,6 +94,7 @@ pub fn open(what: &str, spec: &str, create: bool) -> Result<Location> {
                 prefix: url.path().trim_matches('/').to_owned(),
                 local_dir: None,
                 display: spec.to_owned(),
+                scope: url.host_str().unwrap_or_default().to_owned(),
             })
         }
         Spec::Memory => Ok(Location {
@@ -97,6 +102,7 @@ pub fn open(what: &str, spec: &str, create: bool) -> Result<Location> {
             prefix: String::new(),
             local_dir: None,
             display: spec.to_owned(),
+            scope: String::new(),
         }),
     }
 }

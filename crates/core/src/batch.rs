@@ -34,14 +34,11 @@ impl fmt::Display for BatchId {
 }
 
 impl BatchId {
-    /// The id of a batch of these objects in this window, independent of their order.
-    pub fn of(window: &Window, objects: &[ObjectRef]) -> Self {
-        Self::scoped("", window, objects)
-    }
-
-    /// The id of a batch of objects of one `scope` (e.g. a bucket): equal keys in two buckets make
-    /// different batches. The empty scope gives [`BatchId::of`].
-    pub fn scoped(scope: &str, window: &Window, objects: &[ObjectRef]) -> Self {
+    /// The id of a batch of these objects of one `scope` in this window, independent of their
+    /// order. The scope is where the objects live — the bucket on S3 (equal keys in two buckets
+    /// make different batches), empty for a local directory — so `flowmerge compact` over a bucket
+    /// and the mapper give the same objects the same id, and the same output key.
+    pub fn new(scope: &str, window: &Window, objects: &[ObjectRef]) -> Self {
         let mut parts: Vec<(&str, &str)> = objects
             .iter()
             .map(|o| (o.key.as_str(), o.etag.as_deref().unwrap_or("")))
@@ -82,19 +79,10 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(window: Window, objects: Vec<ObjectRef>) -> Self {
+    /// A batch of objects of one scope (see [`BatchId::new`]).
+    pub fn new(scope: &str, window: Window, objects: Vec<ObjectRef>) -> Self {
         Self {
-            id: BatchId::of(&window, &objects),
-            source: SourceKind::Vpcflow,
-            window,
-            objects,
-        }
-    }
-
-    /// A batch of objects of one scope (see [`BatchId::scoped`]).
-    pub fn scoped(scope: &str, window: Window, objects: Vec<ObjectRef>) -> Self {
-        Self {
-            id: BatchId::scoped(scope, &window, &objects),
+            id: BatchId::new(scope, &window, &objects),
             source: SourceKind::Vpcflow,
             window,
             objects,
@@ -113,6 +101,19 @@ pub struct BatchLimits {
     pub max_bytes: u64,
 }
 
+impl BatchLimits {
+    /// Whether a batch of `objects` objects and `bytes` bytes may take one more object of `size`
+    /// bytes. An empty batch takes any object, however large.
+    pub fn admits(&self, objects: usize, bytes: u64, size: u64) -> bool {
+        objects == 0 || (objects < self.max_objects.max(1) && bytes + size <= self.max_bytes)
+    }
+
+    /// Whether a batch is full: no object could join it.
+    pub fn is_full(&self, objects: usize, bytes: u64) -> bool {
+        objects >= self.max_objects.max(1) || bytes >= self.max_bytes
+    }
+}
+
 impl Default for BatchLimits {
     fn default() -> Self {
         Self {
@@ -123,8 +124,14 @@ impl Default for BatchLimits {
 }
 
 /// Groups objects by window (size in seconds) and cuts each window into batches within `limits`,
-/// in key order so the same listing always gives the same batches.
-pub fn plan_batches(objects: Vec<ObjectRef>, window_size: i64, limits: BatchLimits) -> Vec<Batch> {
+/// in key order so the same listing always gives the same batches. `scope` as for
+/// [`BatchId::new`]. The mapper cuts its batches by the same [`BatchLimits`] as they fill.
+pub fn plan_batches(
+    scope: &str,
+    objects: Vec<ObjectRef>,
+    window_size: i64,
+    limits: BatchLimits,
+) -> Vec<Batch> {
     let mut by_window: BTreeMap<Window, Vec<ObjectRef>> = BTreeMap::new();
     for o in objects {
         by_window
@@ -138,17 +145,15 @@ pub fn plan_batches(objects: Vec<ObjectRef>, window_size: i64, limits: BatchLimi
         let mut current: Vec<ObjectRef> = Vec::new();
         let mut bytes = 0u64;
         for o in objects {
-            let full = current.len() >= limits.max_objects.max(1)
-                || (!current.is_empty() && bytes + o.size > limits.max_bytes);
-            if full {
-                batches.push(Batch::new(window, std::mem::take(&mut current)));
+            if !limits.admits(current.len(), bytes, o.size) {
+                batches.push(Batch::new(scope, window, std::mem::take(&mut current)));
                 bytes = 0;
             }
             bytes += o.size;
             current.push(o);
         }
         if !current.is_empty() {
-            batches.push(Batch::new(window, current));
+            batches.push(Batch::new(scope, window, current));
         }
     }
     batches
@@ -172,14 +177,15 @@ mod tests {
         let w = Window::containing(600, 300);
         let a = [obj("a_20210902T2145Z_x.log", 1), obj("b", 2)];
         let b = [a[1].clone(), a[0].clone()];
-        assert_eq!(BatchId::of(&w, &a), BatchId::of(&w, &b));
-        assert_eq!(BatchId::of(&w, &a).0.len(), 16);
-        assert_ne!(BatchId::of(&w, &a), BatchId::of(&w, &a[..1]));
+        let id = |scope: &str, objects: &[ObjectRef]| BatchId::new(scope, &w, objects);
+        assert_eq!(id("", &a), id("", &b));
+        assert_eq!(id("", &a).0.len(), 16);
+        assert_ne!(id("", &a), id("", &a[..1]));
         let mut changed = a.clone();
         changed[0].etag = Some("other".into());
-        assert_ne!(BatchId::of(&w, &a), BatchId::of(&w, &changed));
-        assert_eq!(BatchId::scoped("", &w, &a), BatchId::of(&w, &a));
-        assert_ne!(BatchId::scoped("bucket", &w, &a), BatchId::of(&w, &a));
+        assert_ne!(id("", &a), id("", &changed));
+        assert_ne!(id("bucket", &a), id("", &a));
+        assert_eq!(id("bucket", &a), id("bucket", &b));
     }
 
     #[test]
@@ -187,18 +193,18 @@ mod tests {
         let objs: Vec<_> = (0..5)
             .map(|i| obj(&format!("x_20210902T21{:02}Z_{i}.log", i * 3), 10))
             .collect();
-        let b = plan_batches(objs.clone(), 300, BatchLimits::default());
+        let b = plan_batches("", objs.clone(), 300, BatchLimits::default());
         assert_eq!(b.len(), 3, "windows 2100, 2105, 2110");
         assert_eq!(b.iter().map(|b| b.objects.len()).sum::<usize>(), 5);
         let limits = BatchLimits {
             max_objects: 1,
             max_bytes: u64::MAX,
         };
-        assert_eq!(plan_batches(objs.clone(), 3600, limits).len(), 5);
+        assert_eq!(plan_batches("", objs.clone(), 3600, limits).len(), 5);
         let limits = BatchLimits {
             max_objects: 100,
             max_bytes: 25,
         };
-        assert_eq!(plan_batches(objs, 3600, limits).len(), 3);
+        assert_eq!(plan_batches("", objs, 3600, limits).len(), 3);
     }
 }

@@ -63,7 +63,7 @@ where
     };
 
     // A batch with a bad object: merged, the bad object quarantined, committed.
-    let a = prepare(Batch::scoped(scope, window, objects[..3].to_vec())).await;
+    let a = prepare(Batch::new(scope, window, objects[..3].to_vec())).await;
     assert_eq!(a.objects.len(), 3, "prepare keeps the batch's objects");
     assert!(
         !ledger.is_committed(&a.id).await.expect("is_committed"),
@@ -109,7 +109,7 @@ where
     assert!(ledger.is_committed(&a.id).await.expect("is_committed"));
 
     // Another batch is independent of the first; a retried run rewrites the same bytes.
-    let b = prepare(Batch::scoped(scope, window, objects[3..].to_vec())).await;
+    let b = prepare(Batch::new(scope, window, objects[3..].to_vec())).await;
     assert_ne!(a.id, b.id);
     assert!(!ledger.is_committed(&b.id).await.expect("is_committed"));
     let rerun = crate::exec::run_batch(Arc::clone(&input), Arc::clone(&output), &a, &opts)

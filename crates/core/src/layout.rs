@@ -35,7 +35,7 @@ mod tests {
             etag: None,
             last_modified: 0,
         };
-        let b = Batch::new(Window::containing(1_630_619_100, 300), vec![o]);
+        let b = Batch::new("", Window::containing(1_630_619_100, 300), vec![o]);
         let k = output_key("/out/", &b);
         assert_eq!(k, output_key("out", &b.clone()));
         assert!(

@@ -434,8 +434,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let l = SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap();
         let w = Window::containing(0, 300);
-        let a = Batch::new(w, vec![obj("a"), obj("b")]);
-        let b = Batch::new(w, vec![obj("b"), obj("c")]);
+        let a = Batch::new("", w, vec![obj("a"), obj("b")]);
+        let b = Batch::new("", w, vec![obj("b"), obj("c")]);
         assert_eq!(l.claim(&a).await.unwrap().objects.len(), 2);
         assert_eq!(l.claim(&a).await.unwrap().objects.len(), 2, "idempotent");
         let got = l.claim(&b).await.unwrap();
@@ -476,6 +476,7 @@ mod tests {
         let l = SqliteLedger::open(&path).unwrap();
         let b = l
             .claim(&Batch::new(
+                "",
                 Window::containing(0, 300),
                 vec![obj("a"), obj("b")],
             ))
@@ -503,7 +504,7 @@ mod tests {
         );
         assert_eq!(l.quarantined_count().await.unwrap(), 0);
         let b2 = l
-            .claim(&Batch::new(Window::containing(0, 300), vec![obj("a")]))
+            .claim(&Batch::new("", Window::containing(0, 300), vec![obj("a")]))
             .await
             .unwrap();
         l.quarantine(&b2, &[q(obj("a"))]).await.unwrap();
