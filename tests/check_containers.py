@@ -4,7 +4,7 @@
 - compose.yaml passes the Compose schema (`docker-compose config -q`, Debian's 1.29) when present;
 - every build path exists and every Dockerfile builds the binary it runs;
 - every environment variable compose gives the mapper and merger is one the code reads
-  (MAPPER_VARS / MERGER_VARS in crates/aws/src/config.rs, the standard AWS_* and OTEL_* ones);
+  (as `flowmerge-mapper/-merger --print-config-reference` list them, the standard AWS_* and OTEL_* ones);
 - every command compose runs is accepted by the CLI with the flags it uses;
 - the Dockerfiles pass hadolint at warning level and run as a non-root user.
 
@@ -34,10 +34,20 @@ def fail(msg):
     print(f"FAIL {msg}")
 
 
-def code_vars(name):
-    text = (ROOT / "crates/aws/src/config.rs").read_text()
-    block = re.search(rf"pub const {name}: &\[&str\] = &\[(.*?)\];", text, re.S)
-    return set(re.findall(r'"(FLOWMERGE_[A-Z_]+)"', block.group(1)))
+def code_vars(flowmerge, worker):
+    """The variables a worker reads, from the table the code prints (tests-only ones left out)."""
+    binary = Path(flowmerge).with_name(f"flowmerge-{worker}")
+    out = subprocess.run([str(binary), "--print-config-reference"], capture_output=True, text=True,
+                         check=True).stdout
+    names = set()
+    for row in out.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`FLOWMERGE_") and not cells[3].startswith("tests only"):
+            if cells[1] in (worker, "both"):
+                names.add(cells[0].strip("`"))
+    if not names:
+        fail(f"{binary} --print-config-reference listed no variables")
+    return names
 
 
 def main(flowmerge):
@@ -55,7 +65,7 @@ def main(flowmerge):
     compose = yaml.safe_load(compose_file.read_text())
     services = compose["services"]
     bins = set(re.findall(r'name = "(flowmerge[a-z-]*)"', (ROOT / "crates/cli/Cargo.toml").read_text()))
-    allowed = {"mapper": code_vars("MAPPER_VARS") | STANDARD, "merger": code_vars("MERGER_VARS") | STANDARD}
+    allowed = {w: code_vars(flowmerge, w) | STANDARD for w in ("mapper", "merger")}
 
     for name, svc in services.items():
         build = svc.get("build")

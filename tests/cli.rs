@@ -623,3 +623,26 @@ fn the_cdk_table_definition_matches_flowmerge_ddl() {
         "{ddl}"
     );
 }
+
+/// The README's table of the workers' variables is the one the code prints, verbatim.
+#[test]
+fn readme_documents_the_workers_variables_as_the_code_defines_them() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for bin in [
+        env!("CARGO_BIN_EXE_flowmerge-mapper"),
+        env!("CARGO_BIN_EXE_flowmerge-merger"),
+    ] {
+        let out = std::process::Command::new(bin)
+            .arg("--print-config-reference")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let table = String::from_utf8(out.stdout).unwrap();
+        assert!(table.lines().count() > 10, "{table}");
+        assert!(
+            readme.contains(&table),
+            "README.md lacks the table {bin} prints:\n{table}"
+        );
+    }
+}

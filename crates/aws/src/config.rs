@@ -1,47 +1,294 @@
-//! Configuration of the services, from the environment only. Every variable is listed in
-//! [`MAPPER_VARS`] / [`MERGER_VARS`] (the CDK app's test checks it sets exactly these) and in the
-//! README with its default. A missing or bad value is an error naming the variable, at start.
+//! Configuration of the services, from the environment only.
+//!
+//! [`VARIABLES`] is the one place where each variable's name, workers, default and meaning are
+//! written: the typed settings are read from it with `envy` (defaults from the table, overlaid by
+//! the environment), `--print-config-reference` prints it as the README's table, and the compose
+//! and CDK checks take their lists of variables from that output. A missing or bad value is an
+//! error naming the variable, at start.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use flowmerge_core::BatchLimits;
 use flowmerge_core::formats::vpcflow::ParseOptions;
 use flowmerge_core::store::split_s3_url;
-use flowmerge_core::window::{parse_duration, window_size};
+use flowmerge_core::window::window_size;
+use serde::Deserialize;
 
 use crate::error::{AwsError, Result};
 
-/// Variables the mapper reads (besides the standard AWS and OTEL ones).
-pub const MAPPER_VARS: &[&str] = &[
-    "FLOWMERGE_RAW_QUEUE_URL",
-    "FLOWMERGE_MERGE_QUEUE_URL",
-    "FLOWMERGE_TABLE",
-    "FLOWMERGE_OUTPUT",
-    "FLOWMERGE_WORK",
-    "FLOWMERGE_WINDOW",
-    "FLOWMERGE_BATCH_MAX_WAIT",
-    "FLOWMERGE_BATCH_MAX_OBJECTS",
-    "FLOWMERGE_BATCH_MAX_BYTES",
-    "FLOWMERGE_VISIBILITY_TIMEOUT",
-    "FLOWMERGE_CLAIM_LEASE",
-    "FLOWMERGE_LEDGER_TTL",
-    "FLOWMERGE_LOG",
+/// Which worker reads a variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workers {
+    Mapper,
+    Merger,
+    Both,
+}
+
+impl Workers {
+    fn includes(self, worker: Workers) -> bool {
+        self == Workers::Both || self == worker
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Mapper => "mapper",
+            Self::Merger => "merger",
+            Self::Both => "both",
+        }
+    }
+}
+
+/// What a value must look like; checked before it is read, so a bad one is named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    /// `s3://bucket/prefix`.
+    S3Url,
+    /// humantime: `3s`, `5m`, `1h 30m`, `30d`; a unit is required.
+    Duration,
+    /// A window: a duration that divides an hour.
+    Window,
+    /// bytesize: `536870912`, `512MiB`, `1GiB` (`MB`, `GB` are powers of 1000).
+    Size,
+    /// A whole number of at least 1.
+    Count,
+}
+
+/// One variable of the workers' configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Var {
+    pub name: &'static str,
+    pub workers: Workers,
+    /// `None`: required (or unset by default where `required` is false).
+    pub default: Option<&'static str>,
+    pub required: bool,
+    pub kind: Kind,
+    /// For tests only: documented, never set by a deployment.
+    pub tests_only: bool,
+    pub meaning: &'static str,
+}
+
+const fn var(
+    name: &'static str,
+    workers: Workers,
+    default: Option<&'static str>,
+    kind: Kind,
+    meaning: &'static str,
+) -> Var {
+    Var {
+        name,
+        workers,
+        default,
+        required: false,
+        kind,
+        tests_only: false,
+        meaning,
+    }
+}
+
+const fn required(name: &'static str, workers: Workers, kind: Kind, meaning: &'static str) -> Var {
+    Var {
+        required: true,
+        ..var(name, workers, None, kind, meaning)
+    }
+}
+
+use Workers::{Both, Mapper, Merger};
+
+/// Every variable the workers read (besides the standard `AWS_*` and `OTEL_*` ones).
+pub const VARIABLES: &[Var] = &[
+    required(
+        "FLOWMERGE_RAW_QUEUE_URL",
+        Mapper,
+        Kind::Text,
+        "SQS queue the raw bucket notifies (S3 events, EventBridge \"Object Created\", or either through SNS); a URL, or a queue name looked up at start",
+    ),
+    required(
+        "FLOWMERGE_MERGE_QUEUE_URL",
+        Both,
+        Kind::Text,
+        "SQS queue of merge jobs; a URL or a queue name",
+    ),
+    required(
+        "FLOWMERGE_TABLE",
+        Both,
+        Kind::Text,
+        "DynamoDB ledger table (key `pk` string, TTL on `expires_at`)",
+    ),
+    required(
+        "FLOWMERGE_OUTPUT",
+        Both,
+        Kind::S3Url,
+        "`s3://bucket/prefix` for the Parquet output",
+    ),
+    var(
+        "FLOWMERGE_WORK",
+        Both,
+        None,
+        Kind::S3Url,
+        "`s3://bucket/prefix` for manifests and quarantine records; unset: `<output>/_flowmerge` (Athena ignores `_` folders)",
+    ),
+    var(
+        "FLOWMERGE_WINDOW",
+        Mapper,
+        Some("5m"),
+        Kind::Window,
+        "merge window; must divide an hour",
+    ),
+    var(
+        "FLOWMERGE_BATCH_MAX_WAIT",
+        Mapper,
+        Some("60s"),
+        Kind::Duration,
+        "how long a window's batch stays open for more objects",
+    ),
+    var(
+        "FLOWMERGE_BATCH_MAX_OBJECTS",
+        Mapper,
+        Some("1000"),
+        Kind::Count,
+        "objects per batch; a full batch is sent at once",
+    ),
+    var(
+        "FLOWMERGE_BATCH_MAX_BYTES",
+        Mapper,
+        Some("512MiB"),
+        Kind::Size,
+        "raw bytes per batch",
+    ),
+    var(
+        "FLOWMERGE_CLAIM_LEASE",
+        Mapper,
+        Some("2m"),
+        Kind::Duration,
+        "how long a mapper owns a batch it is claiming for; after it, another mapper may finish the batch",
+    ),
+    var(
+        "FLOWMERGE_MERGER_CONCURRENCY",
+        Merger,
+        Some("1"),
+        Kind::Count,
+        "jobs merged at once",
+    ),
+    var(
+        "FLOWMERGE_FETCH_CONCURRENCY",
+        Merger,
+        Some("16"),
+        Kind::Count,
+        "objects fetched at once per job",
+    ),
+    var(
+        "FLOWMERGE_FORMAT",
+        Merger,
+        None,
+        Kind::Text,
+        "field list for objects without a header line (as `compact --format`); unset: the default v2 format",
+    ),
+    var(
+        "FLOWMERGE_DRAIN_TIMEOUT",
+        Merger,
+        Some("20s"),
+        Kind::Duration,
+        "on SIGTERM, how long the job in hand may finish before it is released",
+    ),
+    var(
+        "FLOWMERGE_VISIBILITY_TIMEOUT",
+        Both,
+        Some("5m"),
+        Kind::Duration,
+        "visibility of received messages (3s to 12h); extended every third of it while held",
+    ),
+    var(
+        "FLOWMERGE_LEDGER_TTL",
+        Both,
+        Some("30d"),
+        Kind::Duration,
+        "lifetime of ledger items (DynamoDB TTL); longer than SQS's 14-day retention",
+    ),
+    var(
+        "FLOWMERGE_LOG",
+        Both,
+        Some("info"),
+        Kind::Text,
+        "log filter (`info`, `info,flowmerge_core=debug`); logs are JSON lines unless stdout is a terminal; one that does not parse stops the worker at start",
+    ),
+    Var {
+        tests_only: true,
+        ..var(
+            "FLOWMERGE_FAULT",
+            Both,
+            None,
+            Kind::Text,
+            "tests only: exit with code 86 at a protocol step (mapper `after-manifest`, `after-claim`, `after-seal`, `after-send`, `before-delete`; merger `after-write`, `before-commit`, `after-commit`)",
+        )
+    },
 ];
 
-/// Variables the merger reads (besides the standard AWS and OTEL ones).
-pub const MERGER_VARS: &[&str] = &[
-    "FLOWMERGE_MERGE_QUEUE_URL",
-    "FLOWMERGE_TABLE",
-    "FLOWMERGE_OUTPUT",
-    "FLOWMERGE_WORK",
-    "FLOWMERGE_MERGER_CONCURRENCY",
-    "FLOWMERGE_FETCH_CONCURRENCY",
-    "FLOWMERGE_FORMAT",
-    "FLOWMERGE_VISIBILITY_TIMEOUT",
-    "FLOWMERGE_DRAIN_TIMEOUT",
-    "FLOWMERGE_LEDGER_TTL",
-    "FLOWMERGE_LOG",
-];
+/// The variables a worker reads, tests-only ones excluded.
+pub fn vars_of(worker: Workers) -> Vec<&'static str> {
+    VARIABLES
+        .iter()
+        .filter(|v| v.workers.includes(worker) && !v.tests_only)
+        .map(|v| v.name)
+        .collect()
+}
+
+/// The reference of [`VARIABLES`] as the README's Markdown table (`--print-config-reference`).
+pub fn reference_markdown() -> String {
+    let mut out = String::from("| variable | worker | default | meaning |\n|---|---|---|---|\n");
+    for v in VARIABLES {
+        let default = match (v.default, v.required) {
+            (Some(d), _) => format!("`{d}`"),
+            (None, true) => "required".to_owned(),
+            (None, false) => "unset".to_owned(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {default} | {} |\n",
+            v.name,
+            v.workers.label(),
+            v.meaning
+        ));
+    }
+    out
+}
+
+/// Checks one value against its kind, naming the variable when it does not fit.
+fn check(v: &Var, value: &str) -> Result<()> {
+    let bad = |reason: String| AwsError::Config {
+        var: v.name,
+        reason,
+    };
+    match v.kind {
+        Kind::Text => Ok(()),
+        Kind::S3Url => S3Location::parse(v.name, value).map(|_| ()),
+        Kind::Duration => humantime::parse_duration(value).map(|_| ()).map_err(|e| {
+            bad(format!(
+                "{value:?} is not a duration with its unit ({e}; examples: 3s, 5m, 1h)"
+            ))
+        }),
+        Kind::Window => window_size(value)
+            .map(|_| ())
+            .map_err(|e| bad(e.to_string())),
+        Kind::Size => value
+            .parse::<ByteSize>()
+            .ok()
+            .filter(|b| b.as_u64() > 0)
+            .map(|_| ())
+            .ok_or_else(|| {
+                bad(format!(
+                    "{value:?} is not a size (examples: 536870912, 512MiB, 1GiB)"
+                ))
+            }),
+        Kind::Count => match value.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(()),
+            _ => Err(bad(format!(
+                "{value:?} is not a whole number of at least 1"
+            ))),
+        },
+    }
+}
 
 /// A bucket and a key prefix inside it (no surrounding slashes).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,168 +368,156 @@ pub struct MergerConfig {
     pub drain_timeout: Duration,
 }
 
-/// Reads variables through `get` (the process environment in production, a map in tests).
-pub struct Env<F: Fn(&str) -> Option<String>> {
-    get: F,
+/// The settings both workers read, as envy reads them (field = variable without `FLOWMERGE_`).
+#[derive(Deserialize)]
+struct CommonVars {
+    merge_queue_url: String,
+    table: String,
+    output: String,
+    work: Option<String>,
+    #[serde(with = "humantime_serde")]
+    visibility_timeout: std::time::Duration,
+    #[serde(with = "humantime_serde")]
+    ledger_ttl: std::time::Duration,
 }
 
-pub fn process_env() -> Env<impl Fn(&str) -> Option<String>> {
-    Env::new(|k: &str| std::env::var(k).ok())
+#[derive(Deserialize)]
+struct MapperVars {
+    raw_queue_url: String,
+    window: String,
+    #[serde(with = "humantime_serde")]
+    batch_max_wait: std::time::Duration,
+    batch_max_objects: usize,
+    batch_max_bytes: ByteSize,
+    #[serde(with = "humantime_serde")]
+    claim_lease: std::time::Duration,
 }
 
-impl<F: Fn(&str) -> Option<String>> Env<F> {
-    pub fn new(get: F) -> Self {
-        Self { get }
-    }
+#[derive(Deserialize)]
+struct MergerVars {
+    merger_concurrency: usize,
+    fetch_concurrency: usize,
+    format: Option<String>,
+    #[serde(with = "humantime_serde")]
+    drain_timeout: std::time::Duration,
+}
 
-    /// The value, with empty meaning unset.
-    pub fn optional(&self, var: &'static str) -> Option<String> {
-        (self.get)(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
+/// The configuration's variables: the table's defaults overlaid by the environment's values
+/// (empty counts as unset).
+pub struct Env {
+    values: HashMap<String, String>,
+}
 
-    pub fn required(&self, var: &'static str, what: &str) -> Result<String> {
-        self.optional(var).ok_or_else(|| AwsError::Config {
-            var,
-            reason: format!("not set ({what})"),
-        })
-    }
+pub fn process_env() -> Env {
+    Env::new(std::env::vars())
+}
 
-    pub fn duration(&self, var: &'static str, default: &str) -> Result<Duration> {
-        let text = self.optional(var).unwrap_or_else(|| default.to_owned());
-        let d = parse_duration(&text).map_err(|e| AwsError::Config {
-            var,
-            reason: e.to_string(),
-        })?;
-        Ok(d)
-    }
-
-    pub fn count(&self, var: &'static str, default: usize) -> Result<usize> {
-        match self.optional(var) {
-            None => Ok(default),
-            Some(t) => match t.parse::<usize>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(AwsError::Config {
-                    var,
-                    reason: format!("{t:?} is not a positive whole number"),
-                }),
-            },
+impl Env {
+    pub fn new(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut values: HashMap<String, String> = VARIABLES
+            .iter()
+            .filter_map(|v| Some((v.name.to_owned(), v.default?.to_owned())))
+            .collect();
+        for (k, v) in vars {
+            let v = v.trim();
+            if k.starts_with("FLOWMERGE_") && !v.is_empty() {
+                values.insert(k, v.to_owned());
+            }
         }
+        Self { values }
     }
 
-    /// Bytes: a whole number, optionally with KiB, MiB, GiB (or K, M, G, KB, MB, GB as powers of 1024).
-    pub fn bytes(&self, var: &'static str, default: u64) -> Result<u64> {
-        let Some(t) = self.optional(var) else {
-            return Ok(default);
-        };
-        parse_bytes(&t).ok_or_else(|| AwsError::Config {
-            var,
-            reason: format!("{t:?} is not a size (examples: 536870912, 512MiB, 1GiB)"),
-        })
+    /// Checks the worker's variables (required ones set, each value of its kind), then reads
+    /// them with envy into `T`.
+    fn read<T: serde::de::DeserializeOwned>(&self, worker: Workers) -> Result<T> {
+        for v in VARIABLES.iter().filter(|v| v.workers.includes(worker)) {
+            match self.values.get(v.name) {
+                Some(value) => check(v, value)?,
+                None if v.required => {
+                    return Err(AwsError::Config {
+                        var: v.name,
+                        reason: format!("not set ({})", v.meaning),
+                    });
+                }
+                None => {}
+            }
+        }
+        envy::prefixed("FLOWMERGE_")
+            .from_iter(self.values.clone())
+            .map_err(|e| AwsError::Invalid(format!("configuration: {e}")))
     }
 
-    fn common(&self) -> Result<Common> {
-        let output_url = self.required(
-            "FLOWMERGE_OUTPUT",
-            "s3://bucket/prefix for the Parquet output",
-        )?;
-        let output = S3Location::parse("FLOWMERGE_OUTPUT", &output_url)?;
-        let work_from_output = self.optional("FLOWMERGE_WORK").is_none();
-        let work = match self.optional("FLOWMERGE_WORK") {
-            Some(url) => S3Location::parse("FLOWMERGE_WORK", &url)?,
+    fn common(&self, worker: Workers) -> Result<Common> {
+        let c: CommonVars = self.read(worker)?;
+        let output = S3Location::parse("FLOWMERGE_OUTPUT", &c.output)?;
+        let work_from_output = c.work.is_none();
+        let work = match &c.work {
+            Some(url) => S3Location::parse("FLOWMERGE_WORK", url)?,
             None => S3Location {
                 bucket: output.bucket.clone(),
                 prefix: output.key("_flowmerge"),
             },
         };
-        let visibility_timeout = self.duration("FLOWMERGE_VISIBILITY_TIMEOUT", "5m")?;
-        if visibility_timeout < Duration::from_secs(3)
-            || visibility_timeout > Duration::from_secs(43_200)
-        {
+        let vis = c.visibility_timeout;
+        if vis < std::time::Duration::from_secs(3) || vis > std::time::Duration::from_secs(43_200) {
             return Err(AwsError::Config {
                 var: "FLOWMERGE_VISIBILITY_TIMEOUT",
                 reason: "must be between 3s and 12h (SQS's limit)".into(),
             });
         }
         Ok(Common {
-            merge_queue_url: self
-                .required("FLOWMERGE_MERGE_QUEUE_URL", "URL of the SQS merge queue")?,
-            table: self.required("FLOWMERGE_TABLE", "name of the DynamoDB ledger table")?,
+            merge_queue_url: c.merge_queue_url,
+            table: c.table,
             output,
             work,
             work_from_output,
-            visibility_timeout,
-            ledger_ttl: self.duration("FLOWMERGE_LEDGER_TTL", "30d")?,
+            visibility_timeout: vis,
+            ledger_ttl: c.ledger_ttl,
         })
     }
 
     pub fn mapper(&self) -> Result<MapperConfig> {
-        let window_text = self
-            .optional("FLOWMERGE_WINDOW")
-            .unwrap_or_else(|| "5m".into());
-        let window_size = window_size(&window_text).map_err(|e| AwsError::Config {
+        let m: MapperVars = self.read(Workers::Mapper)?;
+        let window_size = window_size(&m.window).map_err(|e| AwsError::Config {
             var: "FLOWMERGE_WINDOW",
             reason: e.to_string(),
         })?;
         Ok(MapperConfig {
-            raw_queue_url: self.required(
-                "FLOWMERGE_RAW_QUEUE_URL",
-                "URL of the SQS queue S3 notifies",
-            )?,
-            common: self.common()?,
+            common: self.common(Workers::Mapper)?,
+            raw_queue_url: m.raw_queue_url,
             window_size,
-            batch_max_wait: self.duration("FLOWMERGE_BATCH_MAX_WAIT", "60s")?,
+            batch_max_wait: m.batch_max_wait,
             limits: BatchLimits {
-                max_objects: self.count("FLOWMERGE_BATCH_MAX_OBJECTS", 1000)?,
-                max_bytes: self.bytes("FLOWMERGE_BATCH_MAX_BYTES", 512 << 20)?,
+                max_objects: m.batch_max_objects,
+                max_bytes: m.batch_max_bytes.as_u64(),
             },
-            claim_lease: self.duration("FLOWMERGE_CLAIM_LEASE", "2m")?,
+            claim_lease: m.claim_lease,
         })
     }
 
     pub fn merger(&self) -> Result<MergerConfig> {
-        let parse = ParseOptions::with_format(self.optional("FLOWMERGE_FORMAT").as_deref())
-            .map_err(|e| AwsError::Config {
+        let w: MergerVars = self.read(Workers::Merger)?;
+        let parse =
+            ParseOptions::with_format(w.format.as_deref()).map_err(|e| AwsError::Config {
                 var: "FLOWMERGE_FORMAT",
                 reason: e.to_string(),
             })?;
         Ok(MergerConfig {
-            common: self.common()?,
-            concurrency: self.count("FLOWMERGE_MERGER_CONCURRENCY", 1)?,
-            fetch_concurrency: self.count("FLOWMERGE_FETCH_CONCURRENCY", 16)?,
+            common: self.common(Workers::Merger)?,
+            concurrency: w.merger_concurrency,
+            fetch_concurrency: w.fetch_concurrency,
             parse,
-            drain_timeout: self.duration("FLOWMERGE_DRAIN_TIMEOUT", "20s")?,
+            drain_timeout: w.drain_timeout,
         })
     }
 }
 
-fn parse_bytes(t: &str) -> Option<u64> {
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KB" | "KiB" => 1 << 10,
-        "M" | "MB" | "MiB" => 1 << 20,
-        "G" | "GB" | "GiB" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult).filter(|b| *b > 0)
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Env::new(move |k: &str| m.get(k).cloned())
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
     const BASE: &[(&str, &str)] = &[
@@ -293,10 +528,10 @@ mod tests {
     ];
 
     #[test]
-    fn defaults_are_documented_values() {
+    fn defaults_are_the_documented_values() {
         let m = env(BASE).mapper().unwrap();
         assert_eq!(m.window_size, 300);
-        assert_eq!(m.batch_max_wait, Duration::from_secs(60));
+        assert_eq!(m.batch_max_wait, std::time::Duration::from_secs(60));
         assert_eq!(m.limits, BatchLimits::default());
         assert_eq!(
             m.common.output,
@@ -306,10 +541,19 @@ mod tests {
             }
         );
         assert_eq!(m.common.work.prefix, "flows/_flowmerge");
-        assert_eq!(m.common.visibility_timeout, Duration::from_secs(300));
+        assert_eq!(
+            m.common.visibility_timeout,
+            std::time::Duration::from_secs(300)
+        );
         let w = env(BASE).merger().unwrap();
         assert_eq!((w.concurrency, w.fetch_concurrency), (1, 16));
-        assert_eq!(w.drain_timeout, Duration::from_secs(20));
+        assert_eq!(w.drain_timeout, std::time::Duration::from_secs(20));
+        // Every default in the table is a valid value of its kind.
+        for v in VARIABLES {
+            if let Some(d) = v.default {
+                check(v, d).unwrap();
+            }
+        }
     }
 
     #[test]
@@ -324,7 +568,9 @@ mod tests {
 
         for (var, bad) in [
             ("FLOWMERGE_BATCH_MAX_WAIT", "soon"),
+            ("FLOWMERGE_BATCH_MAX_WAIT", "90"),
             ("FLOWMERGE_WINDOW", "7x"),
+            ("FLOWMERGE_WINDOW", "7m"),
             ("FLOWMERGE_BATCH_MAX_OBJECTS", "0"),
             ("FLOWMERGE_BATCH_MAX_BYTES", "lots"),
             ("FLOWMERGE_OUTPUT", "/local/dir"),
@@ -342,17 +588,32 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_durations_accept_units() {
+    fn sizes_and_durations_accept_units_and_empty_means_unset() {
         let mut pairs = BASE.to_vec();
         pairs.extend([
             ("FLOWMERGE_BATCH_MAX_BYTES", "64MiB"),
             ("FLOWMERGE_BATCH_MAX_WAIT", "3s"),
+            ("FLOWMERGE_CLAIM_LEASE", ""),
         ]);
         let m = env(&pairs).mapper().unwrap();
         assert_eq!(m.limits.max_bytes, 64 << 20);
-        assert_eq!(m.batch_max_wait, Duration::from_secs(3));
-        assert_eq!(parse_bytes("1024"), Some(1024));
-        assert_eq!(parse_bytes("1G"), Some(1 << 30));
-        assert_eq!(parse_bytes("0"), None);
+        assert_eq!(m.batch_max_wait, std::time::Duration::from_secs(3));
+        assert_eq!(m.claim_lease, std::time::Duration::from_secs(120));
+    }
+
+    #[test]
+    fn the_reference_lists_every_variable_once() {
+        let table = reference_markdown();
+        for v in VARIABLES {
+            assert_eq!(
+                table.matches(&format!("`{}`", v.name)).count(),
+                1,
+                "{}",
+                v.name
+            );
+        }
+        assert!(vars_of(Workers::Mapper).contains(&"FLOWMERGE_RAW_QUEUE_URL"));
+        assert!(!vars_of(Workers::Merger).contains(&"FLOWMERGE_RAW_QUEUE_URL"));
+        assert!(!vars_of(Workers::Merger).contains(&"FLOWMERGE_FAULT"));
     }
 }

@@ -5,11 +5,15 @@
 use anyhow::Context;
 use flowmerge_aws::{clients, config, mapper::Mapper, shutdown::Shutdown};
 
+#[path = "../worker.rs"]
+mod worker;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    worker::start_or_exit("flowmerge-mapper");
     // One line per problem: the error is logged once (by run_service), never printed again by
     // `main` (which would add a backtrace when RUST_BACKTRACE is set).
     if let Err(e) = flowmerge_telemetry::check_log_filter() {
