@@ -19,7 +19,7 @@ use opentelemetry_otlp::{MetricExporter, Protocol, SpanExporter, WithExportConfi
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
@@ -236,9 +236,9 @@ fn build_providers(
     }
     .map_err(|e| format!("metric exporter: {e}"))?;
     let resource = resource(service);
+    // The SDK's default configuration reads OTEL_TRACES_SAMPLER / _ARG itself.
     let tracer = SdkTracerProvider::builder()
         .with_batch_exporter(spans)
-        .with_sampler(sampler()?)
         .with_resource(resource.clone())
         .build();
     let meter = SdkMeterProvider::builder()
@@ -259,35 +259,6 @@ fn resource(service: &str) -> Resource {
         true => b.build(),
         false => b.with_service_name(service.to_owned()).build(),
     }
-}
-
-/// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` as the specification defines them; default
-/// `parentbased_always_on`.
-fn sampler() -> Result<Sampler, String> {
-    let name =
-        std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_else(|_| "parentbased_always_on".into());
-    let ratio = || -> Result<f64, String> {
-        match std::env::var("OTEL_TRACES_SAMPLER_ARG") {
-            Err(_) => Ok(1.0),
-            Ok(v) => v
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|r| (0.0..=1.0).contains(r))
-                .ok_or_else(|| format!("OTEL_TRACES_SAMPLER_ARG={v:?} is not a ratio in [0, 1]")),
-        }
-    };
-    Ok(match name.trim() {
-        "always_on" => Sampler::AlwaysOn,
-        "always_off" => Sampler::AlwaysOff,
-        "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
-        "parentbased_always_on" | "" => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-        "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-        "parentbased_traceidratio" => {
-            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?)))
-        }
-        other => return Err(format!("OTEL_TRACES_SAMPLER={other:?} is not supported")),
-    })
 }
 
 /// The W3C trace context (`traceparent`, `tracestate`, `baggage`) of `span`, as message
