@@ -17,11 +17,29 @@ struct WorkerArgs {
 
 /// Handles the flags; returns when the worker should start. Exits for `--version`, `--help` and
 /// `--print-config-reference` (0) and for an unknown flag (2).
-pub fn start_or_exit(name: &'static str) {
+fn start_or_exit(name: &'static str) {
     let args = WorkerArgs::command_for(name);
     if args.print_config_reference {
         print!("{}", flowmerge_aws::config::reference_markdown());
         std::process::exit(0);
+    }
+}
+
+/// A worker's whole life: its flags, the log filter, then `service` under telemetry. One line per
+/// problem: an error is logged once (by `run_service`) and never printed again by `main`, which
+/// would add a backtrace when RUST_BACKTRACE is set.
+pub async fn main(
+    name: &'static str,
+    service: impl Future<Output = anyhow::Result<()>>,
+) -> std::process::ExitCode {
+    start_or_exit(name);
+    if let Err(e) = flowmerge_telemetry::check_log_filter() {
+        eprintln!("{name}: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    match flowmerge_telemetry::run_service(name, service).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::FAILURE,
     }
 }
 

@@ -15,17 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    worker::start_or_exit("flowmerge-merger");
-    // One line per problem: the error is logged once (by run_service), never printed again by
-    // `main` (which would add a backtrace when RUST_BACKTRACE is set).
-    if let Err(e) = flowmerge_telemetry::check_log_filter() {
-        eprintln!("flowmerge-merger: {e}");
-        return std::process::ExitCode::FAILURE;
-    }
-    match flowmerge_telemetry::run_service("flowmerge-merger", run()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(_) => std::process::ExitCode::FAILURE,
-    }
+    worker::main("flowmerge-merger", run()).await
 }
 
 async fn run() -> anyhow::Result<()> {
