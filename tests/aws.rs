@@ -1294,3 +1294,15 @@ fn the_dynamodb_ledger_passes_the_commit_ledger_conformance_suite() {
         assert_eq!(records.len(), 1, "{records:?}");
     });
 }
+
+/// SQS on the emulator passes the same job-queue suite as the in-process queue.
+#[test]
+fn sqs_passes_the_job_queue_conformance_suite() {
+    let s = bootstrap("sqs-conformance");
+    let url = s.exports["FLOWMERGE_MERGE_QUEUE_URL"].clone();
+    runtime().block_on(async {
+        let sqs = aws_sdk_sqs::Client::new(&aws_config_for_tests().await);
+        let queue = flowmerge_aws::queue::SqsQueue::new(sqs, &url);
+        flowmerge_core::conformance::job_queue_conformance(&queue).await;
+    });
+}

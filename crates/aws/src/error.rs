@@ -22,6 +22,9 @@ pub enum AwsError {
     Store(#[from] object_store::Error),
     #[error("{0}")]
     Invalid(String),
+    /// An error from a port (job queue, ledger) behind its trait object.
+    #[error("{0}")]
+    Port(#[from] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl AwsError {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use flowmerge_core::BatchReport;
 use flowmerge_core::exec::{ExecOptions, Executed, execute};
 use flowmerge_core::job::{Manifest, MergeJob};
-use flowmerge_core::ports::{CommitLedger, LedgerError};
+use flowmerge_core::ports::{CommitLedger, JobQueue, LedgerError};
 use flowmerge_core::store::{key_path, split_s3_url};
 use flowmerge_core::{Batch, BatchId, Quarantined};
 use flowmerge_telemetry::{continue_from, metrics};
@@ -134,7 +134,7 @@ impl Merger {
     /// the drain timeout, then releases it (visibility 0) for another merger.
     async fn handle_guarded(&self, m: Received, shutdown: &Shutdown) {
         let vis = self.cfg.common.visibility_timeout;
-        let receipt = vec![m.receipt_handle.clone()];
+        let receipt = m.receipt_handle.as_str();
         let span = tracing::info_span!(
             "merge job",
             otel.kind = "consumer",
@@ -159,7 +159,7 @@ impl Merger {
         let heartbeat = async {
             loop {
                 tokio::time::sleep(vis / 3).await;
-                if let Err(e) = self.queue.set_visibility(&receipt, vis).await {
+                if let Err(e) = self.queue.extend(receipt, vis).await {
                     tracing::warn!(error = %e, message_id = %m.message_id, "extending visibility failed");
                 }
             }
@@ -202,7 +202,7 @@ impl Merger {
             _ = heartbeat => {}
             _ = drain => {
                 tracing::warn!(message_id = %m.message_id, "drain timeout: releasing the job for another merger");
-                if let Err(e) = self.queue.set_visibility(&receipt, Duration::ZERO).await {
+                if let Err(e) = self.queue.release(receipt).await {
                     tracing::warn!(error = %e, "releasing the job failed; it returns after its visibility timeout");
                 }
             }
@@ -216,9 +216,7 @@ impl Merger {
         if let Some(rec) = self.ledger.batch(&job.batch_id).await?
             && rec.state == BatchState::Committed
         {
-            self.queue
-                .delete(std::slice::from_ref(&m.receipt_handle))
-                .await?;
+            self.queue.ack(&m.receipt_handle).await?;
             return Ok(Outcome::AlreadyCommitted);
         }
         let (mbucket, mkey) = split_s3_url(&job.manifest).ok_or_else(|| {
@@ -271,9 +269,7 @@ impl Merger {
         };
         // The batch protocol (docs/contracts.md §6), the same code as `flowmerge compact`'s.
         let outcome = execute(input, output, &ledger, &batch, &opts).await?;
-        self.queue
-            .delete(std::slice::from_ref(&m.receipt_handle))
-            .await?;
+        self.queue.ack(&m.receipt_handle).await?;
         Ok(match outcome {
             Executed::Merged(report) => Outcome::Merged(report),
             Executed::AlreadyCommitted => Outcome::AlreadyCommitted,

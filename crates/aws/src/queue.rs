@@ -1,7 +1,6 @@
 //! An SQS queue: long-polling receive, send with message attributes (W3C trace context travels
 //! there), batched delete, and visibility changes (heartbeat and release).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{
@@ -9,21 +8,13 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
 };
 
+use async_trait::async_trait;
+use flowmerge_core::ports::{Delivery, JobQueue, QueueError};
+
 use crate::error::{AwsError, Result};
 
-/// A received message.
-#[derive(Clone, Debug)]
-pub struct Received {
-    pub message_id: String,
-    pub receipt_handle: String,
-    pub body: String,
-    /// String message attributes (e.g. `traceparent`).
-    pub attributes: HashMap<String, String>,
-    /// How many times SQS has delivered it (1 on first delivery).
-    pub receive_count: u32,
-    /// When it was first sent, Unix milliseconds.
-    pub sent_at_ms: Option<i64>,
-}
+/// A received message: the core's [`Delivery`].
+pub type Received = Delivery;
 
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
@@ -255,4 +246,46 @@ fn first_failure(operation: &'static str, failed: &[BatchResultErrorEntry]) -> R
 
 fn secs(d: Duration) -> i32 {
     d.as_secs().min(43_200) as i32
+}
+
+/// The SQS adapter of the core's job-queue port; `flowmerge_core::conformance` holds the
+/// expectations it shares with the in-process queue.
+#[async_trait]
+impl JobQueue for SqsQueue {
+    async fn send_job(
+        &self,
+        body: &str,
+        attributes: &[(String, String)],
+    ) -> std::result::Result<String, QueueError> {
+        Ok(self.send(body, attributes).await?)
+    }
+
+    async fn receive_jobs(
+        &self,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> std::result::Result<Vec<Delivery>, QueueError> {
+        Ok(self.receive(max.min(10) as i32, wait, visibility).await?)
+    }
+
+    async fn extend(
+        &self,
+        receipt: &str,
+        visibility: Duration,
+    ) -> std::result::Result<(), QueueError> {
+        Ok(self
+            .set_visibility(&[receipt.to_owned()], visibility)
+            .await?)
+    }
+
+    async fn ack(&self, receipt: &str) -> std::result::Result<(), QueueError> {
+        Ok(self.delete(&[receipt.to_owned()]).await?)
+    }
+
+    async fn release(&self, receipt: &str) -> std::result::Result<(), QueueError> {
+        Ok(self
+            .set_visibility(&[receipt.to_owned()], Duration::ZERO)
+            .await?)
+    }
 }

@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -17,10 +17,11 @@ use flowmerge_core::exec::{
 };
 use flowmerge_core::fault;
 use flowmerge_core::formats::vpcflow::ParseOptions;
+use flowmerge_core::ports::JobQueue;
 use flowmerge_core::ports::Ledger;
 use flowmerge_core::window::window_size;
 use flowmerge_local::ledger::Retry;
-use flowmerge_local::{LocalQueue, SqliteLedger};
+use flowmerge_local::{MemoryQueue, SqliteLedger};
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use serde::Serialize;
@@ -229,7 +230,9 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     );
 
     let progress = progress_bar(total_objects, total_bytes);
-    let queue: Arc<LocalQueue<Batch>> = Arc::new(LocalQueue::new(args.concurrency));
+    // The in-process counterpart of the SQS merge queue (the same JobQueue port and suite).
+    let queue = Arc::new(MemoryQueue::new());
+    let producing = Arc::new(AtomicBool::new(true));
     let exec = ExecOptions {
         parse,
         fetch_concurrency: args.fetch_concurrency,
@@ -239,29 +242,36 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
 
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
-            let queue = Arc::clone(&queue);
+            let (queue, producing) = (Arc::clone(&queue), Arc::clone(&producing));
             let ledger = Arc::clone(&ledger);
             let (input, output) = (Arc::clone(&input.store), Arc::clone(&output.store));
             let exec = exec.clone();
             tokio::spawn(async move {
                 let mut done: Vec<std::result::Result<BatchReport, String>> = Vec::new();
-                while let Some(batch) = queue.receive().await {
-                    let id = batch.id.clone();
-                    // The batch protocol (docs/contracts.md §6): the same as the merger's.
-                    let outcome = execute(
-                        Arc::clone(&input),
-                        Arc::clone(&output),
-                        &*ledger,
-                        &batch,
-                        &exec,
-                    )
-                    .await
-                    .map_err(|e| format!("batch {id} ({}): {e:#}", batch.window));
+                loop {
+                    let received = queue
+                        .receive_jobs(1, Duration::from_millis(200), JOB_VISIBILITY)
+                        .await;
+                    let delivery = match received {
+                        Ok(mut d) if !d.is_empty() => d.remove(0),
+                        Ok(_) if !producing.load(Ordering::Acquire) && queue.is_idle() => break,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            done.push(Err(format!("job queue: {e}")));
+                            break;
+                        }
+                    };
+                    let outcome = run_job(&delivery.body, &input, &output, &ledger, &exec).await;
                     match outcome {
                         Ok(Executed::Merged(report)) => done.push(Ok(report)),
                         // Pending batches are uncommitted by definition: nothing to count.
                         Ok(Executed::AlreadyCommitted) => {}
                         Err(e) => done.push(Err(e)),
+                    }
+                    // Done either way in this run: a failed batch stays claimed in the ledger
+                    // and the next run retries it.
+                    if let Err(e) = queue.ack(&delivery.receipt_handle).await {
+                        done.push(Err(format!("job queue: {e}")));
                     }
                 }
                 done
@@ -270,26 +280,25 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
         .collect();
 
     let producer = async {
+        let send = |batch: &Batch| {
+            let body = serde_json::to_string(batch).map_err(|e| anyhow!(e));
+            let queue = Arc::clone(&queue);
+            async move { queue.send_job(&body?, &[]).await.map_err(|e| anyhow!(e)) }
+        };
         for batch in pending {
-            queue
-                .send(batch)
-                .await
-                .map_err(|_| anyhow!("queue closed"))?;
+            send(&batch).await?;
         }
         for batch in planned {
             let owned = ledger.claim(&batch).await.map_err(|e| anyhow!(e))?;
             fault::point("after-claim");
             if !owned.objects.is_empty() {
-                queue
-                    .send(owned)
-                    .await
-                    .map_err(|_| anyhow!("queue closed"))?;
+                send(&owned).await?;
             }
         }
         Ok::<_, anyhow::Error>(())
     };
     let produced = producer.await;
-    queue.close().await;
+    producing.store(false, Ordering::Release);
 
     let mut summary = Summary {
         input: input.display.clone(),
@@ -316,6 +325,24 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     summary.empty.sort();
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// How long a job stays in a compact worker's hand; nothing else could take it over in one
+/// process, so it only has to outlast the longest batch.
+const JOB_VISIBILITY: Duration = Duration::from_secs(24 * 3600);
+
+/// One merge job: the batch protocol (docs/contracts.md §6), the same as the merger's.
+async fn run_job(
+    body: &str,
+    input: &Arc<dyn object_store::ObjectStore>,
+    output: &Arc<dyn object_store::ObjectStore>,
+    ledger: &SqliteLedger,
+    exec: &ExecOptions,
+) -> std::result::Result<Executed, String> {
+    let batch: Batch = serde_json::from_str(body).map_err(|e| format!("merge job: {e}"))?;
+    execute(Arc::clone(input), Arc::clone(output), ledger, &batch, exec)
+        .await
+        .map_err(|e| format!("batch {} ({}): {e:#}", batch.id, batch.window))
 }
 
 /// Local files get a content digest as their identity. The local store's ETag is made of inode,

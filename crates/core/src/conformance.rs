@@ -1,10 +1,12 @@
-//! The conformance suite of the [`CommitLedger`] port, in the manner of object_store's shared
-//! integration tests: one set of expectations that every adapter's tests call — the SQLite ledger
-//! in `flowmerge-local`, the DynamoDB ledger on the emulator in `tests/aws.rs`. It drives the
-//! adapter through [`execute`], the batch protocol itself, on an in-memory object store.
+//! The conformance suites of the ports, in the manner of object_store's shared integration
+//! tests: one set of expectations that every adapter's tests call. [`commit_ledger_conformance`]:
+//! the SQLite ledger in `flowmerge-local`, the DynamoDB ledger on the emulator in `tests/aws.rs`,
+//! driven through [`execute`], the batch protocol itself. [`job_queue_conformance`]: the
+//! in-process queue and SQS on the emulator.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -12,7 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use crate::batch::{Batch, ObjectRef};
 use crate::exec::{ExecOptions, Executed, execute};
 use crate::formats::vpcflow::ParseOptions;
-use crate::ports::CommitLedger;
+use crate::ports::{CommitLedger, Delivery, JobQueue};
 use crate::store::key_path;
 use crate::window::Window;
 
@@ -131,4 +133,99 @@ where
         other => panic!("batch b: {other:?}"),
     }
     assert!(ledger.is_committed(&b.id).await.expect("is_committed"));
+}
+
+/// Receives until `want` deliveries arrived or 20 receives of up to a second each passed (SQS may
+/// return fewer messages than are visible in one call).
+async fn receive_n(q: &dyn JobQueue, want: usize, visibility: Duration) -> Vec<Delivery> {
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        if got.len() >= want {
+            break;
+        }
+        let batch = q
+            .receive_jobs(want - got.len(), Duration::from_secs(1), visibility)
+            .await
+            .expect("receive");
+        got.extend(batch);
+    }
+    got
+}
+
+/// Two receives of a second each find nothing.
+async fn nothing_visible(q: &dyn JobQueue) -> bool {
+    for _ in 0..2 {
+        let got = q
+            .receive_jobs(10, Duration::from_secs(1), Duration::from_secs(60))
+            .await
+            .expect("receive");
+        if !got.is_empty() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The conformance suite of the [`JobQueue`] port: every adapter (SQS on the emulator, the
+/// in-process queue) must deliver at least once with visibility timeouts, keep attributes,
+/// count deliveries, and honour extend, ack and release. `queue` must start empty.
+pub async fn job_queue_conformance(q: &dyn JobQueue) {
+    let long = Duration::from_secs(60);
+    let trace = vec![(
+        "traceparent".to_owned(),
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+    )];
+    for body in ["a", "b", "c"] {
+        let attributes: &[(String, String)] = if body == "a" { &trace } else { &[] };
+        q.send_job(body, attributes).await.expect("send");
+    }
+    let mut got = receive_n(q, 3, long).await;
+    got.sort_by(|x, y| x.body.cmp(&y.body));
+    let bodies: Vec<&str> = got.iter().map(|d| d.body.as_str()).collect();
+    assert_eq!(bodies, ["a", "b", "c"], "each job delivered once");
+    assert!(got.iter().all(|d| d.receive_count == 1), "first deliveries");
+    assert_eq!(
+        got[0].attributes.get("traceparent"),
+        Some(&trace[0].1),
+        "attributes kept"
+    );
+    assert!(nothing_visible(q).await, "jobs in hand are invisible");
+
+    // ack: gone for good; release: back at once, delivered again; extend: still in hand.
+    q.ack(&got[0].receipt_handle).await.expect("ack");
+    q.release(&got[1].receipt_handle).await.expect("release");
+    q.extend(&got[2].receipt_handle, long)
+        .await
+        .expect("extend");
+    let again = receive_n(q, 1, long).await;
+    assert_eq!(again.len(), 1, "the released job only");
+    assert_eq!((again[0].body.as_str(), again[0].receive_count), ("b", 2));
+    q.ack(&again[0].receipt_handle).await.expect("ack b");
+    q.ack(&got[2].receipt_handle).await.expect("ack c");
+
+    // A job whose visibility runs out is delivered again, to whoever asks next.
+    q.send_job("d", &[]).await.expect("send d");
+    let first = receive_n(q, 1, Duration::from_secs(1)).await;
+    assert_eq!(first.len(), 1);
+    let mut redelivered = Vec::new();
+    for _ in 0..10 {
+        redelivered = q
+            .receive_jobs(1, Duration::from_secs(2), long)
+            .await
+            .expect("receive after expiry");
+        if !redelivered.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        redelivered.len(),
+        1,
+        "redelivered after its visibility ran out"
+    );
+    assert_eq!(
+        (redelivered[0].body.as_str(), redelivered[0].receive_count),
+        ("d", 2)
+    );
+    q.ack(&redelivered[0].receipt_handle).await.expect("ack d");
+    assert!(nothing_visible(q).await, "nothing left");
 }

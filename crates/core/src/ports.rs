@@ -4,6 +4,9 @@
 //! [`crate::conformance`] suite. [`Ledger`] is compact's claim side (the mapper's claims, with
 //! leases and seals, live in the DynamoDB adapter).
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use crate::batch::{Batch, BatchId, ObjectRef};
@@ -50,4 +53,53 @@ pub trait CommitLedger: Send + Sync {
     /// Records the batch as committed with its counts and output (which exists by now).
     /// Idempotent: committing a committed batch again changes nothing and is not an error.
     async fn commit_batch(&self, report: &BatchReport) -> Result<(), LedgerError>;
+}
+
+pub type QueueError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A job received from a [`JobQueue`]: invisible to other receivers until it is acknowledged,
+/// released, or its visibility runs out (then it is delivered again).
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub message_id: String,
+    /// Names this delivery for `extend`, `ack` and `release`.
+    pub receipt_handle: String,
+    pub body: String,
+    /// String attributes (W3C `traceparent` travels here).
+    pub attributes: HashMap<String, String>,
+    /// How many times the job has been delivered (1 on first delivery).
+    pub receive_count: u32,
+    /// When it was first sent, Unix milliseconds.
+    pub sent_at_ms: Option<i64>,
+}
+
+/// A queue of jobs with at-least-once delivery and visibility timeouts, as SQS has them:
+/// implemented by SQS (`flowmerge-aws`) and in process (`flowmerge-local`), both held to the
+/// suite in [`crate::conformance`].
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Queues a job durably; returns its message id.
+    async fn send_job(
+        &self,
+        body: &str,
+        attributes: &[(String, String)],
+    ) -> Result<String, QueueError>;
+
+    /// Up to `max` jobs, waiting at most `wait` for the first; each stays invisible to other
+    /// receivers for `visibility`.
+    async fn receive_jobs(
+        &self,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, QueueError>;
+
+    /// Keeps a job in hand invisible for `visibility` more (a heartbeat).
+    async fn extend(&self, receipt: &str, visibility: Duration) -> Result<(), QueueError>;
+
+    /// The job is done: it is never delivered again.
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
+
+    /// Hands the job back at once, for another receiver (visibility 0).
+    async fn release(&self, receipt: &str) -> Result<(), QueueError>;
 }

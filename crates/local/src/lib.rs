@@ -5,4 +5,4 @@ pub mod ledger;
 pub mod queue;
 
 pub use ledger::SqliteLedger;
-pub use queue::LocalQueue;
+pub use queue::MemoryQueue;
