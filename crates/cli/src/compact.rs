@@ -540,10 +540,19 @@ pub fn render(s: &Summary) -> String {
             human_bytes(s.bytes_in),
             human_bytes(s.decoded_bytes)
         ));
+        let size = match s.bytes_out > s.bytes_in {
+            true => format!(
+                "{} larger than the raw objects",
+                ratio(s.bytes_out, s.bytes_in)
+            ),
+            false => format!(
+                "{} smaller than the raw objects",
+                ratio(s.bytes_in, s.bytes_out)
+            ),
+        };
         line(format!(
-            "  bytes out     {} ({} smaller than the raw objects)",
-            human_bytes(s.bytes_out),
-            ratio(s.bytes_in, s.bytes_out)
+            "  bytes out     {} ({size})",
+            human_bytes(s.bytes_out)
         ));
         line(format!(
             "  elapsed       {:.2} s ({:.0} records/s)",
