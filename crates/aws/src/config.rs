@@ -427,9 +427,9 @@ impl Env {
         Self { values }
     }
 
-    /// Checks the worker's variables (required ones set, each value of its kind), then reads
-    /// them with envy into `T`.
-    fn read<T: serde::de::DeserializeOwned>(&self, worker: Workers) -> Result<T> {
+    /// Checks the worker's variables: required ones set, each value of its kind — so an error
+    /// names the variable, which envy's own errors do not always do.
+    fn check(&self, worker: Workers) -> Result<()> {
         for v in VARIABLES.iter().filter(|v| v.workers.includes(worker)) {
             match self.values.get(v.name) {
                 Some(value) => check(v, value)?,
@@ -442,13 +442,18 @@ impl Env {
                 None => {}
             }
         }
+        Ok(())
+    }
+
+    /// Reads the (checked) variables with envy into `T`.
+    fn read<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         envy::prefixed("FLOWMERGE_")
             .from_iter(self.values.clone())
             .map_err(|e| AwsError::Invalid(format!("configuration: {e}")))
     }
 
-    fn common(&self, worker: Workers) -> Result<Common> {
-        let c: CommonVars = self.read(worker)?;
+    fn common(&self) -> Result<Common> {
+        let c: CommonVars = self.read()?;
         let output = S3Location::parse("FLOWMERGE_OUTPUT", &c.output)?;
         let work_from_output = c.work.is_none();
         let work = match &c.work {
@@ -477,13 +482,14 @@ impl Env {
     }
 
     pub fn mapper(&self) -> Result<MapperConfig> {
-        let m: MapperVars = self.read(Workers::Mapper)?;
+        self.check(Workers::Mapper)?;
+        let m: MapperVars = self.read()?;
         let window_size = window_size(&m.window).map_err(|e| AwsError::Config {
             var: "FLOWMERGE_WINDOW",
             reason: e.to_string(),
         })?;
         Ok(MapperConfig {
-            common: self.common(Workers::Mapper)?,
+            common: self.common()?,
             raw_queue_url: m.raw_queue_url,
             window_size,
             batch_max_wait: m.batch_max_wait,
@@ -496,14 +502,15 @@ impl Env {
     }
 
     pub fn merger(&self) -> Result<MergerConfig> {
-        let w: MergerVars = self.read(Workers::Merger)?;
+        self.check(Workers::Merger)?;
+        let w: MergerVars = self.read()?;
         let parse =
             ParseOptions::with_format(w.format.as_deref()).map_err(|e| AwsError::Config {
                 var: "FLOWMERGE_FORMAT",
                 reason: e.to_string(),
             })?;
         Ok(MergerConfig {
-            common: self.common(Workers::Merger)?,
+            common: self.common()?,
             concurrency: w.merger_concurrency,
             fetch_concurrency: w.fetch_concurrency,
             parse,

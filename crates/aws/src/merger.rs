@@ -4,8 +4,9 @@
 //! claim is this batch (claims are frozen once the batch is sealed, before the job was sent); run
 //! the batch protocol, `flowmerge_core::execute` (the same code as `flowmerge compact`), with the
 //! DynamoDB ledger's merge side ([`DynamoCommitLedger`]: quarantined objects on their claims and
-//! as JSON records under the work prefix, then the commit); delete the job. A crash anywhere before the delete makes SQS deliver the job again, and the retry
-//! rewrites the same key with the same bytes. Jobs that keep failing reach the DLQ.
+//! as JSON records under the work prefix, then the commit); delete the job. A crash anywhere
+//! before the delete makes SQS deliver the job again, and the retry rewrites the same key with the
+//! same bytes. Jobs that keep failing reach the DLQ.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

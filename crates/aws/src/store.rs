@@ -48,6 +48,17 @@ pub fn s3_builder_from(vars: impl IntoIterator<Item = (String, String)>) -> Amaz
     b
 }
 
+/// Lists at most one key under `prefix`: the cheapest proof that the bucket exists and the
+/// credentials may read it. Used by the workers' and `flowmerge compact`'s start-up checks.
+pub async fn probe(store: &dyn ObjectStore, prefix: &str) -> object_store::Result<()> {
+    use futures::StreamExt;
+    let prefix = (!prefix.is_empty()).then(|| object_store::path::Path::from(prefix));
+    match store.list(prefix.as_ref()).next().await {
+        None | Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(e),
+    }
+}
+
 /// Checks that a bucket (and prefix) can be listed, so a worker with a wrong bucket stops at start
 /// with one line naming the variable.
 pub async fn check_bucket(
@@ -56,15 +67,12 @@ pub async fn check_bucket(
     url: &str,
     prefix: &str,
 ) -> Result<()> {
-    use futures::StreamExt;
-    let prefix = (!prefix.is_empty()).then(|| object_store::path::Path::from(prefix));
-    match store.list(prefix.as_ref()).next().await {
-        None | Some(Ok(_)) => Ok(()),
-        Some(Err(e)) => Err(crate::AwsError::Config {
+    probe(store, prefix)
+        .await
+        .map_err(|e| crate::AwsError::Config {
             var,
             reason: format!("{url} cannot be listed: {}", one_line(&e.to_string())),
-        }),
-    }
+        })
 }
 
 /// The `<Code>` of an S3 error body, if the text carries one.

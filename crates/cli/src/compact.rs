@@ -3,7 +3,6 @@
 //! queues it; workers merge batches concurrently and commit them. Batches a crash left claimed
 //! but uncommitted are run again first, under the same id, so they overwrite their own output.
 
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -170,10 +169,16 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     // Everything that can be checked is checked before the run writes anything.
     let input = store::open("INPUT", &args.input, false)?;
     store::preflight("INPUT", &input).await?;
-    if !store::is_local(&args.output) {
-        let output = store::open("OUTPUT", &args.output, false)?;
-        store::preflight("OUTPUT", &output).await?;
-    }
+    // A remote OUTPUT is opened (and checked) now; a local one is created only once the input
+    // has been listed, so a run that cannot start leaves no directory behind.
+    let remote_output = match store::is_local(&args.output) {
+        true => None,
+        false => {
+            let output = store::open("OUTPUT", &args.output, false)?;
+            store::preflight("OUTPUT", &output).await?;
+            Some(output)
+        }
+    };
     let mut listed = list_objects(&*input.store, Some(&input.prefix))
         .await
         .map_err(|e| match e {
@@ -181,7 +186,10 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
             other => anyhow!(other).context(format!("listing INPUT {}", input.display)),
         })?;
 
-    let output = store::open("OUTPUT", &args.output, true)?;
+    let output = match remote_output {
+        Some(output) => output,
+        None => store::open("OUTPUT", &args.output, true)?,
+    };
     let ledger_path = match (&args.ledger, &output.local_dir) {
         (Some(p), _) => p.clone(),
         (None, Some(dir)) => {
@@ -413,16 +421,8 @@ fn file_digest(path: &Path) -> Result<String> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 

@@ -7,11 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use futures::StreamExt;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::path::Path;
 
 use crate::usage;
 
@@ -119,12 +117,9 @@ pub async fn preflight(what: &str, loc: &Location) -> Result<()> {
     if loc.local_dir.is_some() {
         return Ok(());
     }
-    let prefix = (!loc.prefix.is_empty()).then(|| Path::from(loc.prefix.as_str()));
-    let mut listing = loc.store.list(prefix.as_ref());
-    match listing.next().await {
-        None | Some(Ok(_)) => Ok(()),
-        Some(Err(e)) => Err(store_error(what, &loc.display, &e)),
-    }
+    flowmerge_aws::store::probe(&*loc.store, &loc.prefix)
+        .await
+        .map_err(|e| store_error(what, &loc.display, &e))
 }
 
 /// One line for an object-store error about `location`, with a hint where one helps: S3's XML

@@ -216,11 +216,8 @@ pub async fn run_batch(
 
 /// The object's bytes. object_store has already retried what its retry policy retries.
 async fn fetch(store: &dyn ObjectStore, key: &str) -> std::result::Result<Bytes, FetchError> {
-    let got = match store.get(&key_path(key)).await {
-        Ok(got) => got.bytes().await,
-        Err(e) => Err(e),
-    };
-    got.map_err(|e| match e {
+    let got = async { store.get(&key_path(key)).await?.bytes().await };
+    got.await.map_err(|e| match e {
         object_store::Error::NotFound { .. } => FetchError::Gone(format!(
             "{key}: no longer exists (deleted after it was listed)"
         )),
