@@ -1232,8 +1232,10 @@ fn a_merger_retries_a_job_whose_object_could_not_be_read() {
 #[test]
 fn the_dynamodb_ledger_passes_the_commit_ledger_conformance_suite() {
     use flowmerge_aws::config::S3Location;
-    use flowmerge_aws::ledger::{BatchRecord, BatchState, DynamoLedger, object_pk};
+    use flowmerge_aws::ledger::DynamoLedger;
     use flowmerge_aws::merger::DynamoCommitLedger;
+    use flowmerge_core::claim::claim_batch;
+    use flowmerge_core::ports::ClaimLedger;
 
     let s = bootstrap("dynamo-conformance");
     let table = s.exports["FLOWMERGE_TABLE"].clone();
@@ -1255,31 +1257,20 @@ fn the_dynamodb_ledger_passes_the_commit_ledger_conformance_suite() {
         flowmerge_core::conformance::commit_ledger_conformance(&commit, "dynamo", |batch| {
             let (ledger, raw_bucket) = (ledger.clone(), raw_bucket.clone());
             async move {
-                // The mapper's side: open, claim, seal, queued.
-                let record = BatchRecord {
-                    id: batch.id.clone(),
-                    state: BatchState::Open,
-                    owner: "conformance".into(),
-                    lease_until: flowmerge_aws::ledger::now() + 600,
-                    manifest: "s3://unused/manifest.json".into(),
-                    window: batch.window,
-                };
-                assert!(ledger.open_batch(&record).await.unwrap().is_none());
-                let pks: Vec<String> = batch
-                    .objects
-                    .iter()
-                    .map(|o| object_pk(&raw_bucket, &o.key, o.etag.as_deref()))
-                    .collect();
-                let claims = ledger
-                    .claim_all(&pks, &batch.id, "conformance")
-                    .await
-                    .unwrap();
-                assert!(
-                    claims
-                        .iter()
-                        .all(|c| *c == flowmerge_aws::ledger::Claim::Mine)
-                );
-                assert!(ledger.seal(&batch.id, "conformance").await.unwrap());
+                // The mapper's side, through the one claim protocol: open, claim, seal, queued.
+                let lease_until = flowmerge_aws::ledger::now() + 600;
+                let claimed = claim_batch(
+                    &ledger,
+                    &raw_bucket,
+                    &batch,
+                    "conformance",
+                    lease_until,
+                    "s3://unused/manifest.json".into(),
+                )
+                .await
+                .unwrap();
+                assert!(claimed.to_send);
+                assert_eq!(claimed.owned(&batch), batch.objects);
                 assert!(ledger.mark_queued(&batch.id).await.unwrap());
                 batch
             }
@@ -1292,6 +1283,19 @@ fn the_dynamodb_ledger_passes_the_commit_ledger_conformance_suite() {
             .await
             .unwrap();
         assert_eq!(records.len(), 1, "{records:?}");
+    });
+}
+
+/// The claim side of the DynamoDB ledger passes the same conformance suite as the SQLite ledger.
+#[test]
+fn the_dynamodb_ledger_passes_the_claim_ledger_conformance_suite() {
+    let s = bootstrap("dynamo-claims");
+    let table = s.exports["FLOWMERGE_TABLE"].clone();
+    runtime().block_on(async {
+        let client = aws_sdk_dynamodb::Client::new(&aws_config_for_tests().await);
+        let ledger =
+            flowmerge_aws::ledger::DynamoLedger::new(client, &table, Duration::from_secs(3600));
+        flowmerge_core::conformance::claim_ledger_conformance(&ledger, &s.raw_bucket).await;
     });
 }
 

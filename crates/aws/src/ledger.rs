@@ -14,76 +14,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem,
 };
-use flowmerge_core::{BatchId, BatchReport, Window};
+use flowmerge_core::ports::{BatchRecord, BatchState, Claim, ClaimLedger, LedgerError};
+use flowmerge_core::{BatchId, BatchReport, ObjectRef, Window};
 
 use crate::error::{AwsError, Result};
-
-/// Where a batch is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BatchState {
-    /// A mapper is claiming objects for it.
-    Open,
-    /// Its objects are frozen; its job may not have been sent yet.
-    Sealed,
-    /// Its merge job is durably queued.
-    Queued,
-    /// Its output is written and recorded.
-    Committed,
-    /// Sealed without any object (every candidate belonged to other batches).
-    Empty,
-}
-
-impl BatchState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Sealed => "sealed",
-            Self::Queued => "queued",
-            Self::Committed => "committed",
-            Self::Empty => "empty",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "open" => Self::Open,
-            "sealed" => Self::Sealed,
-            "queued" => Self::Queued,
-            "committed" => Self::Committed,
-            "empty" => Self::Empty,
-            _ => return None,
-        })
-    }
-}
-
-/// A batch item.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BatchRecord {
-    pub id: BatchId,
-    pub state: BatchState,
-    pub owner: String,
-    /// Unix seconds.
-    pub lease_until: i64,
-    /// `s3://bucket/key` of the manifest.
-    pub manifest: String,
-    pub window: Window,
-}
-
-/// Outcome of claiming one object for a batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Claim {
-    /// The object is now (or already was) claimed by this open batch.
-    Mine,
-    /// The object belongs to this batch (possibly our own, already sealed).
-    Taken(BatchId),
-    /// The object is unclaimed but our batch is no longer open for us (our lease expired and
-    /// another mapper sealed it): leave the object for a later batch.
-    Closed,
-}
 
 /// Claims per `TransactWriteItems`: DynamoDB allows 100 actions, one is the batch check.
 pub const CLAIMS_PER_TRANSACTION: usize = 99;
@@ -156,7 +95,7 @@ impl DynamoLedger {
 
     /// Creates the batch item in state `open` owned by `owner`. If it exists already (a retry of
     /// the same objects), returns it unchanged.
-    pub async fn open_batch(&self, rec: &BatchRecord) -> Result<Option<BatchRecord>> {
+    async fn put_open(&self, rec: &BatchRecord) -> Result<Option<BatchRecord>> {
         let put = self
             .client
             .put_item()
@@ -177,14 +116,14 @@ impl DynamoLedger {
         match put {
             Ok(_) => Ok(None),
             Err(e) if is_condition_failure(&e, |e| e.is_conditional_check_failed_exception()) => {
-                self.batch(&rec.id).await
+                self.get_batch(&rec.id).await
             }
             Err(e) => Err(AwsError::api("dynamodb:PutItem(batch)", e)),
         }
     }
 
     /// Reads a batch item (strongly consistent).
-    pub async fn batch(&self, id: &BatchId) -> Result<Option<BatchRecord>> {
+    async fn get_batch(&self, id: &BatchId) -> Result<Option<BatchRecord>> {
         let out = self
             .client
             .get_item()
@@ -233,7 +172,7 @@ impl DynamoLedger {
     /// costs 11 calls, not 1,000. A transaction is all or nothing: when one of its conditions
     /// fails, the claims are read back (one `BatchGetItem`) to learn which objects other batches
     /// hold, and the rest is tried again — the guarantees are those of a claim per object.
-    pub async fn claim_all(
+    pub async fn claim_pks(
         &self,
         object_pks: &[String],
         batch: &BatchId,
@@ -253,9 +192,9 @@ impl DynamoLedger {
                 }
                 // Which condition failed: the batch's (no longer open for us) or some objects'.
                 let pks: Vec<String> = todo.iter().map(|pk| pk.to_string()).collect();
-                let owners = self.claims(&pks).await?;
+                let owners = self.claims_by_pk(&pks).await?;
                 let ours = self
-                    .batch(batch)
+                    .get_batch(batch)
                     .await?
                     .is_some_and(|r| r.state == BatchState::Open && r.owner == owner);
                 let before = todo.len();
@@ -328,7 +267,7 @@ impl DynamoLedger {
     }
 
     /// The claims of many objects (strongly consistent), by object key.
-    pub async fn claims(&self, object_pks: &[String]) -> Result<HashMap<String, BatchId>> {
+    pub async fn claims_by_pk(&self, object_pks: &[String]) -> Result<HashMap<String, BatchId>> {
         let mut found = HashMap::new();
         for chunk in object_pks.chunks(100) {
             let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
@@ -423,7 +362,7 @@ impl DynamoLedger {
     }
 
     /// Seals our own open batch: no claim can join it afterwards.
-    pub async fn seal(&self, id: &BatchId, owner: &str) -> Result<bool> {
+    async fn seal_owned(&self, id: &BatchId, owner: &str) -> Result<bool> {
         self.transition(
             id,
             &[BatchState::Open],
@@ -435,7 +374,7 @@ impl DynamoLedger {
     }
 
     /// Seals a batch whose mapper's lease has expired (that mapper died while claiming).
-    pub async fn seal_abandoned(&self, id: &BatchId) -> Result<bool> {
+    async fn seal_expired(&self, id: &BatchId) -> Result<bool> {
         self.transition(
             id,
             &[BatchState::Open],
@@ -447,7 +386,7 @@ impl DynamoLedger {
     }
 
     /// Takes over an open batch whose lease has expired (a retry of the same objects).
-    pub async fn take_over(&self, id: &BatchId, owner: &str, lease_until: i64) -> Result<bool> {
+    async fn take_expired(&self, id: &BatchId, owner: &str, lease_until: i64) -> Result<bool> {
         self.transition(
             id,
             &[BatchState::Open],
@@ -458,12 +397,12 @@ impl DynamoLedger {
         .await
     }
 
-    pub async fn mark_queued(&self, id: &BatchId) -> Result<bool> {
+    async fn to_queued(&self, id: &BatchId) -> Result<bool> {
         self.transition(id, &[BatchState::Sealed], BatchState::Queued, None, vec![])
             .await
     }
 
-    pub async fn mark_empty(&self, id: &BatchId) -> Result<bool> {
+    async fn to_empty(&self, id: &BatchId) -> Result<bool> {
         self.transition(id, &[BatchState::Sealed], BatchState::Empty, None, vec![])
             .await
     }
@@ -509,4 +448,75 @@ impl DynamoLedger {
             .map_err(|e| AwsError::api("dynamodb:UpdateItem(quarantine)", e))?;
         Ok(())
     }
+}
+
+/// The DynamoDB adapter of the claim side; `flowmerge_core::conformance` holds the expectations
+/// it shares with the SQLite ledger.
+#[async_trait]
+impl ClaimLedger for DynamoLedger {
+    async fn open_batch(
+        &self,
+        rec: &BatchRecord,
+    ) -> std::result::Result<Option<BatchRecord>, LedgerError> {
+        Ok(self.put_open(rec).await?)
+    }
+
+    async fn batch(&self, id: &BatchId) -> std::result::Result<Option<BatchRecord>, LedgerError> {
+        Ok(self.get_batch(id).await?)
+    }
+
+    async fn claim_all(
+        &self,
+        scope: &str,
+        objects: &[ObjectRef],
+        batch: &BatchId,
+        owner: &str,
+    ) -> std::result::Result<Vec<Claim>, LedgerError> {
+        Ok(self
+            .claim_pks(&object_pks(scope, objects), batch, owner)
+            .await?)
+    }
+
+    async fn claims(
+        &self,
+        scope: &str,
+        objects: &[ObjectRef],
+    ) -> std::result::Result<Vec<Option<BatchId>>, LedgerError> {
+        let pks = object_pks(scope, objects);
+        let owners = self.claims_by_pk(&pks).await?;
+        Ok(pks.iter().map(|pk| owners.get(pk).cloned()).collect())
+    }
+
+    async fn seal(&self, id: &BatchId, owner: &str) -> std::result::Result<bool, LedgerError> {
+        Ok(self.seal_owned(id, owner).await?)
+    }
+
+    async fn seal_abandoned(&self, id: &BatchId) -> std::result::Result<bool, LedgerError> {
+        Ok(self.seal_expired(id).await?)
+    }
+
+    async fn take_over(
+        &self,
+        id: &BatchId,
+        owner: &str,
+        lease_until: i64,
+    ) -> std::result::Result<bool, LedgerError> {
+        Ok(self.take_expired(id, owner, lease_until).await?)
+    }
+
+    async fn mark_queued(&self, id: &BatchId) -> std::result::Result<bool, LedgerError> {
+        Ok(self.to_queued(id).await?)
+    }
+
+    async fn mark_empty(&self, id: &BatchId) -> std::result::Result<bool, LedgerError> {
+        Ok(self.to_empty(id).await?)
+    }
+}
+
+/// The ledger keys of objects of one bucket.
+fn object_pks(bucket: &str, objects: &[ObjectRef]) -> Vec<String> {
+    objects
+        .iter()
+        .map(|o| object_pk(bucket, &o.key, o.etag.as_deref()))
+        .collect()
 }

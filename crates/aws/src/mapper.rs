@@ -18,8 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use flowmerge_core::claim::claim_batch;
 use flowmerge_core::fault;
 use flowmerge_core::job::{FORMAT_VERSION, Manifest, MergeJob, is_raw_log_key};
+use flowmerge_core::ports::{BatchRecord, BatchState, Claim, ClaimLedger, JobQueue};
 use flowmerge_core::store::key_path;
 use flowmerge_core::{Batch, BatchId, ObjectRef, SourceKind, Window, window_of};
 use flowmerge_telemetry::{SpanContext, add_links, inject, metrics, span_context};
@@ -29,8 +31,8 @@ use tracing::Instrument;
 use crate::config::MapperConfig;
 use crate::error::Result;
 use crate::events;
-use crate::ledger::{BatchRecord, BatchState, Claim, DynamoLedger, now, object_pk};
-use crate::queue::{Received, SqsQueue};
+use crate::ledger::{DynamoLedger, now};
+use crate::queue::{Received, SqsQueue, record_wait};
 use crate::shutdown::Shutdown;
 
 /// Links from a batch's span to the message spans it gathers, at most.
@@ -38,9 +40,9 @@ const MAX_LINKS: usize = 128;
 
 pub struct Mapper {
     cfg: MapperConfig,
-    raw: SqsQueue,
-    merge: SqsQueue,
-    ledger: DynamoLedger,
+    raw: Arc<dyn JobQueue>,
+    merge: Arc<dyn JobQueue>,
+    ledger: Arc<dyn ClaimLedger>,
     work: Arc<dyn ObjectStore>,
     /// Identity of this process in batch leases.
     owner: String,
@@ -103,20 +105,37 @@ impl Mapper {
             &cfg.common.work.prefix,
         )
         .await?;
+        Ok(Self::with_ports(
+            cfg,
+            Arc::new(raw),
+            Arc::new(merge),
+            Arc::new(ledger),
+            work,
+        ))
+    }
+
+    /// A mapper over any adapters of the ports (the AWS ones in [`Mapper::new`]).
+    pub fn with_ports(
+        cfg: MapperConfig,
+        raw: Arc<dyn JobQueue>,
+        merge: Arc<dyn JobQueue>,
+        ledger: Arc<dyn ClaimLedger>,
+        work: Arc<dyn ObjectStore>,
+    ) -> Self {
         let owner = format!(
             "mapper-{}-{}-{}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
             std::process::id(),
             chrono::Utc::now().timestamp_millis()
         );
-        Ok(Self {
+        Self {
             cfg,
             raw,
             merge,
             ledger,
             work,
             owner,
-        })
+        }
     }
 
     /// Runs until shutdown is requested, then flushes the batches it holds and returns.
@@ -137,7 +156,7 @@ impl Mapper {
                 .clamp(Duration::from_secs(1), Duration::from_secs(20));
             let received = tokio::select! {
                 _ = shutdown.wait() => break,
-                r = self.raw.receive(10, wait, vis) => r,
+                r = self.raw.receive_jobs(10, wait, vis) => r,
             };
             match received {
                 Ok(messages) => {
@@ -166,7 +185,7 @@ impl Mapper {
             }
             if last_heartbeat.elapsed() >= vis / 3 && !held.is_empty() {
                 let receipts: Vec<String> = held.values().map(|h| h.receipt.clone()).collect();
-                if let Err(e) = self.raw.set_visibility(&receipts, vis).await {
+                if let Err(e) = self.raw.extend_all(&receipts, vis).await {
                     tracing::warn!(error = %e, "extending visibility of held messages failed");
                 }
                 last_heartbeat = Instant::now();
@@ -203,7 +222,7 @@ impl Mapper {
             messaging.message.id = %m.message_id,
             objects = tracing::field::Empty,
         );
-        self.raw.record_wait(&m);
+        record_wait(self.raw.name(), &m);
         let link = span_context(&span);
         self.intake_in(m, held, open, link).instrument(span).await
     }
@@ -235,7 +254,7 @@ impl Mapper {
             .collect();
         tracing::Span::current().record("objects", objects.len());
         if objects.is_empty() {
-            self.raw.delete(&[m.receipt_handle]).await?;
+            self.raw.ack(&m.receipt_handle).await?;
             return Ok(());
         }
         if held.contains_key(&m.message_id) {
@@ -333,11 +352,7 @@ impl Mapper {
                     batch_id = %batch.id, error = %e, messages = receipts.len(),
                     "batch failed; its messages return to the queue"
                 );
-                if let Err(e) = self
-                    .raw
-                    .set_visibility(&receipts, self.cfg.claim_lease)
-                    .await
-                {
+                if let Err(e) = self.raw.extend_all(&receipts, self.cfg.claim_lease).await {
                     tracing::warn!(error = %e, "releasing messages failed; they return after their visibility timeout");
                 }
                 return Ok(());
@@ -380,12 +395,10 @@ impl Mapper {
             "batch flushed"
         );
         fault::point("before-delete");
-        self.raw.delete(&done).await?;
+        self.raw.ack_all(&done).await?;
         if !release.is_empty() {
             // Back when the batch that holds them has been finished by its mapper or expired.
-            self.raw
-                .set_visibility(&release, self.cfg.claim_lease)
-                .await?;
+            self.raw.extend_all(&release, self.cfg.claim_lease).await?;
         }
         Ok(())
     }
@@ -407,52 +420,21 @@ impl Mapper {
         fault::point("after-manifest");
 
         let lease_until = now() + self.cfg.claim_lease.as_secs().max(1) as i64;
-        let record = BatchRecord {
-            id: batch.id.clone(),
-            state: BatchState::Open,
-            owner: self.owner.clone(),
+        let manifest = self.cfg.common.work.url_of(&manifest_key);
+        let claimed = claim_batch(
+            &*self.ledger,
+            bucket,
+            batch,
+            &self.owner,
             lease_until,
-            manifest: self.cfg.common.work.url_of(&manifest_key),
-            window: batch.window,
-        };
-        let ours = match self.ledger.open_batch(&record).await? {
-            None => true,
-            // A retry of the very same objects after a crash: continue it once its lease is over.
-            Some(existing) if existing.state == BatchState::Open => {
-                self.ledger
-                    .take_over(&batch.id, &self.owner, lease_until)
-                    .await?
-            }
-            Some(_) => false,
-        };
-
-        let pks: Vec<String> = batch
-            .objects
-            .iter()
-            .map(|o| object_pk(bucket, &o.key, o.etag.as_deref()))
-            .collect();
-        let claims: Vec<Claim> = match ours {
-            true => self.ledger.claim_all(&pks, &batch.id, &self.owner).await?,
-            // Not ours to claim for: learn where each object is (100 per call).
-            false => {
-                let owners = self.ledger.claims(&pks).await?;
-                pks.iter()
-                    .map(|pk| owners.get(pk).cloned().map_or(Claim::Closed, Claim::Taken))
-                    .collect()
-            }
-        };
-        fault::point("after-claim");
-
-        let mut sent_ours = false;
-        if ours && self.ledger.seal(&batch.id, &self.owner).await? {
-            fault::point("after-seal");
-            if claims.contains(&Claim::Mine) {
-                self.send_job(&record).await?;
-                sent_ours = true;
-            } else {
-                self.ledger.mark_empty(&batch.id).await?;
-            }
+            manifest,
+        )
+        .await?;
+        let sent_ours = claimed.to_send;
+        if sent_ours {
+            self.send_job(&claimed.record).await?;
         }
+        let claims = claimed.claims;
 
         // Settle every object; batches of others are looked up once each.
         let mut others: HashMap<BatchId, bool> = HashMap::new();
@@ -523,7 +505,7 @@ impl Mapper {
         };
         // The job carries the batch span's W3C context: the merger's span continues this trace.
         let trace = inject(&tracing::Span::current());
-        let message_id = self.merge.send(&job.to_json(), &trace).await?;
+        let message_id = self.merge.send_job(&job.to_json(), &trace).await?;
         tracing::debug!(batch_id = %rec.id, %message_id, queue = self.merge.name(), "merge job sent");
         fault::point("after-send");
         self.ledger.mark_queued(&rec.id).await?;

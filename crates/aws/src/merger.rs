@@ -26,10 +26,11 @@ use tracing::Instrument;
 
 use crate::config::{MergerConfig, S3Location};
 use crate::error::{AwsError, Result};
-use crate::ledger::{BatchState, DynamoLedger, now, object_pk};
+use crate::ledger::{DynamoLedger, now, object_pk};
 use crate::queue::{Received, SqsQueue};
 use crate::shutdown::Shutdown;
 use crate::store::s3_bucket;
+use flowmerge_core::ports::{BatchState, ClaimLedger};
 
 pub struct Merger {
     cfg: MergerConfig,
@@ -154,7 +155,7 @@ impl Merger {
         // Continue the mapper's trace: its batch span's context travels in the job's attributes.
         continue_from(&span, &m.attributes);
         let started = Instant::now();
-        self.queue.record_wait(&m);
+        crate::queue::record_wait(self.queue.name(), &m);
         let work = self.handle(&m).instrument(span.clone());
         tokio::pin!(work);
         let heartbeat = async {
@@ -235,21 +236,19 @@ impl Merger {
             .await?;
         let manifest = Manifest::from_json(&job.manifest, &body)?;
 
-        let pks: Vec<String> = manifest
-            .objects
-            .iter()
-            .map(|o| object_pk(&manifest.bucket, &o.key, o.etag.as_deref()))
-            .collect();
         let claims = self
             .ledger
-            .claims(&pks)
-            .instrument(tracing::info_span!("read claims", objects = pks.len()))
+            .claims(&manifest.bucket, &manifest.objects)
+            .instrument(tracing::info_span!(
+                "read claims",
+                objects = manifest.objects.len()
+            ))
             .await?;
         let objects: Vec<_> = manifest
             .objects
             .iter()
-            .zip(&pks)
-            .filter(|(_, pk)| claims.get(*pk) == Some(&job.batch_id))
+            .zip(&claims)
+            .filter(|(_, by)| by.as_ref() == Some(&job.batch_id))
             .map(|(o, _)| o.clone())
             .collect();
         let batch = manifest.batch_of(objects);

@@ -92,18 +92,6 @@ impl SqsQueue {
         &self.name
     }
 
-    /// Records how long a received message waited in this queue (metric `flowmerge.queue.wait`).
-    pub fn record_wait(&self, m: &Received) {
-        if let Some(sent) = m.sent_at_ms {
-            let wait = (chrono::Utc::now().timestamp_millis() - sent).max(0) as f64 / 1000.0;
-            let metrics = flowmerge_telemetry::metrics::get();
-            metrics.queue_wait.record(
-                wait,
-                &flowmerge_telemetry::metrics::queue_attributes(self.name()),
-            );
-        }
-    }
-
     /// Receives up to `max` (1–10) messages, waiting up to `wait` (≤ 20 s) for the first.
     pub async fn receive(
         &self,
@@ -244,6 +232,17 @@ fn first_failure(operation: &'static str, failed: &[BatchResultErrorEntry]) -> R
     }
 }
 
+/// Records how long a received job waited in `queue` (metric `flowmerge.queue.wait`).
+pub fn record_wait(queue: &str, m: &Delivery) {
+    if let Some(sent) = m.sent_at_ms {
+        let wait = (chrono::Utc::now().timestamp_millis() - sent).max(0) as f64 / 1000.0;
+        let metrics = flowmerge_telemetry::metrics::get();
+        metrics
+            .queue_wait
+            .record(wait, &flowmerge_telemetry::metrics::queue_attributes(queue));
+    }
+}
+
 fn secs(d: Duration) -> i32 {
     d.as_secs().min(43_200) as i32
 }
@@ -287,5 +286,21 @@ impl JobQueue for SqsQueue {
         Ok(self
             .set_visibility(&[receipt.to_owned()], Duration::ZERO)
             .await?)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn ack_all(&self, receipts: &[String]) -> std::result::Result<(), QueueError> {
+        Ok(self.delete(receipts).await?)
+    }
+
+    async fn extend_all(
+        &self,
+        receipts: &[String],
+        visibility: Duration,
+    ) -> std::result::Result<(), QueueError> {
+        Ok(self.set_visibility(receipts, visibility).await?)
     }
 }

@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use flowmerge_core::batch::{Batch, BatchLimits, ObjectRef, plan_batches};
+use flowmerge_core::claim::claim_batch;
 use flowmerge_core::exec::{
     BatchReport, ExecOptions, Executed, ProgressHook, execute, list_objects,
 };
-use flowmerge_core::fault;
 use flowmerge_core::formats::vpcflow::ParseOptions;
-use flowmerge_core::ports::JobQueue;
-use flowmerge_core::ports::Ledger;
+use flowmerge_core::ports::{ClaimLedger, JobQueue};
 use flowmerge_core::window::window_size;
 use flowmerge_local::ledger::Retry;
 use flowmerge_local::{MemoryQueue, SqliteLedger};
@@ -296,11 +295,37 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
         for batch in pending {
             send(&batch).await?;
         }
+        // The claim protocol of the mapper, with a lease that is over at once: compact sends
+        // its batches itself in this run, and a run after a crash finishes (seals) what this
+        // one left open without waiting. A lease only saves work; the conditions keep an
+        // object in one batch even when runs overlap (docs/aws-protocol.md).
+        let owner = format!(
+            "compact-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_millis()
+        );
         for batch in planned {
-            let owned = ledger.claim(&batch).await.map_err(|e| anyhow!(e))?;
-            fault::point("after-claim");
-            if !owned.objects.is_empty() {
+            let lease_until = chrono::Utc::now().timestamp() - 1;
+            let claimed = claim_batch(
+                &*ledger,
+                &input.scope,
+                &batch,
+                &owner,
+                lease_until,
+                String::new(),
+            )
+            .await
+            .map_err(|e| anyhow!(e))?;
+            if claimed.to_send {
+                let owned = Batch {
+                    objects: claimed.owned(&batch),
+                    ..batch
+                };
                 send(&owned).await?;
+                ledger
+                    .mark_queued(&owned.id)
+                    .await
+                    .map_err(|e| anyhow!(e))?;
             }
         }
         Ok::<_, anyhow::Error>(())

@@ -2,7 +2,8 @@
 //! tests: one set of expectations that every adapter's tests call. [`commit_ledger_conformance`]:
 //! the SQLite ledger in `flowmerge-local`, the DynamoDB ledger on the emulator in `tests/aws.rs`,
 //! driven through [`execute`], the batch protocol itself. [`job_queue_conformance`]: the
-//! in-process queue and SQS on the emulator.
+//! in-process queue and SQS on the emulator. [`claim_ledger_conformance`]: the claim side of the
+//! SQLite and DynamoDB ledgers.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use crate::batch::{Batch, ObjectRef};
 use crate::exec::{ExecOptions, Executed, execute};
 use crate::formats::vpcflow::ParseOptions;
-use crate::ports::{CommitLedger, Delivery, JobQueue};
+use crate::ports::{BatchRecord, BatchState, Claim, ClaimLedger, CommitLedger, Delivery, JobQueue};
 use crate::store::key_path;
 use crate::window::Window;
 
@@ -228,4 +229,221 @@ pub async fn job_queue_conformance(q: &dyn JobQueue) {
     );
     q.ack(&redelivered[0].receipt_handle).await.expect("ack d");
     assert!(nothing_visible(q).await, "nothing left");
+}
+
+/// The conformance suite of the [`ClaimLedger`] port: every adapter (DynamoDB on the emulator,
+/// SQLite) must open batches idempotently under a lease, claim conditionally (an object stays
+/// with the first batch, claims need the batch open and leased to the claimer), seal, take over
+/// and seal abandoned batches only once their lease ran out, and move sealed batches on once.
+/// `scope` makes object keys unique (adapters may share a table between tests).
+pub async fn claim_ledger_conformance(ledger: &dyn ClaimLedger, scope: &str) {
+    let window = Window::containing(1_761_955_200, 300);
+    let obj = |name: &str| ObjectRef {
+        key: format!("{scope}/claims/{name}.log"),
+        size: 10,
+        etag: Some(format!("etag-{name}")),
+        last_modified: window.start,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let live = now + 600;
+    let expired = now - 10;
+    let record = |batch: &Batch, owner: &str, lease_until: i64| BatchRecord {
+        id: batch.id.clone(),
+        state: BatchState::Open,
+        owner: owner.to_owned(),
+        lease_until,
+        manifest: format!("s3://work/{}.json", batch.id),
+        window,
+    };
+
+    // Open is idempotent: a second open returns the batch as it is.
+    let a = Batch::new(scope, window, vec![obj("a1"), obj("a2"), obj("shared")]);
+    assert_eq!(ledger.batch(&a.id).await.expect("batch"), None, "unknown");
+    let rec_a = record(&a, "alice", live);
+    assert_eq!(ledger.open_batch(&rec_a).await.expect("open"), None);
+    let again = ledger
+        .open_batch(&record(&a, "bob", live))
+        .await
+        .expect("open again")
+        .expect("exists");
+    assert_eq!(again, rec_a, "the first open wins, unchanged");
+
+    // Claims: all mine, idempotently; none for a claimer who does not hold the lease.
+    let claims = ledger
+        .claim_all(scope, &a.objects, &a.id, "alice")
+        .await
+        .expect("claim");
+    assert_eq!(claims, vec![Claim::Mine; 3]);
+    let claims = ledger
+        .claim_all(scope, &a.objects, &a.id, "alice")
+        .await
+        .expect("claim again");
+    assert_eq!(claims, vec![Claim::Mine; 3], "re-claiming is idempotent");
+    let stranger = ledger
+        .claim_all(scope, &[obj("a1"), obj("free")], &a.id, "bob")
+        .await
+        .expect("claim by a stranger");
+    assert_eq!(stranger, vec![Claim::Taken(a.id.clone()), Claim::Closed]);
+
+    // A second batch gets only what the first does not hold.
+    let b = Batch::new(scope, window, vec![obj("shared"), obj("b1")]);
+    assert_eq!(
+        ledger
+            .open_batch(&record(&b, "bob", live))
+            .await
+            .expect("open b"),
+        None
+    );
+    let claims = ledger
+        .claim_all(scope, &b.objects, &b.id, "bob")
+        .await
+        .expect("claim b");
+    assert_eq!(claims, vec![Claim::Taken(a.id.clone()), Claim::Mine]);
+    let owners = ledger
+        .claims(scope, &[obj("a1"), obj("b1"), obj("free"), obj("shared")])
+        .await
+        .expect("claims");
+    assert_eq!(
+        owners,
+        vec![
+            Some(a.id.clone()),
+            Some(b.id.clone()),
+            None,
+            Some(a.id.clone())
+        ]
+    );
+    // The same key with another etag is another object.
+    let mut replaced = obj("a1");
+    replaced.etag = Some("etag-new".into());
+    assert_eq!(
+        ledger.claims(scope, &[replaced]).await.expect("claims"),
+        vec![None]
+    );
+
+    // A live lease is neither taken over nor sealed by others; the holder seals once.
+    assert!(
+        !ledger
+            .take_over(&a.id, "bob", live)
+            .await
+            .expect("take over")
+    );
+    assert!(!ledger.seal_abandoned(&a.id).await.expect("seal abandoned"));
+    assert!(!ledger.seal(&a.id, "bob").await.expect("seal by a stranger"));
+    assert!(
+        !ledger
+            .mark_queued(&a.id)
+            .await
+            .expect("queue an open batch")
+    );
+    assert!(ledger.seal(&a.id, "alice").await.expect("seal"));
+    assert!(!ledger.seal(&a.id, "alice").await.expect("seal twice"));
+    let sealed = ledger.batch(&a.id).await.expect("batch").expect("exists");
+    assert_eq!(sealed.state, BatchState::Sealed);
+    assert_eq!(
+        (sealed.manifest.as_str(), sealed.window),
+        (rec_a.manifest.as_str(), window)
+    );
+    // Sealed: nothing joins it, not even from its own claimer.
+    let late = ledger
+        .claim_all(scope, &[obj("a1"), obj("late")], &a.id, "alice")
+        .await
+        .expect("claim after seal");
+    assert_eq!(late, vec![Claim::Taken(a.id.clone()), Claim::Closed]);
+    assert_eq!(
+        ledger.claims(scope, &[obj("late")]).await.expect("claims"),
+        vec![None]
+    );
+    assert!(ledger.mark_queued(&a.id).await.expect("queue"));
+    assert!(!ledger.mark_queued(&a.id).await.expect("queue twice"));
+    assert_eq!(
+        ledger.batch(&a.id).await.expect("batch").map(|r| r.state),
+        Some(BatchState::Queued)
+    );
+    assert!(
+        !ledger
+            .mark_empty(&a.id)
+            .await
+            .expect("empty a queued batch")
+    );
+
+    // An expired lease: taken over by a new claimer, whose claims then count.
+    let c = Batch::new(scope, window, vec![obj("c1")]);
+    ledger
+        .open_batch(&record(&c, "carol", expired))
+        .await
+        .expect("open c");
+    assert!(
+        ledger
+            .take_over(&c.id, "dave", live)
+            .await
+            .expect("take over")
+    );
+    let rec = ledger.batch(&c.id).await.expect("batch").expect("exists");
+    assert_eq!((rec.owner.as_str(), rec.lease_until), ("dave", live));
+    let claims = ledger
+        .claim_all(scope, &c.objects, &c.id, "carol")
+        .await
+        .expect("claim by the old owner");
+    assert_eq!(claims, vec![Claim::Closed], "the old owner lost the lease");
+    let claims = ledger
+        .claim_all(scope, &c.objects, &c.id, "dave")
+        .await
+        .expect("claim by the new owner");
+    assert_eq!(claims, vec![Claim::Mine]);
+
+    // An abandoned batch (expired lease) is sealed by anyone; one left without objects is empty.
+    let d = Batch::new(scope, window, vec![obj("d1")]);
+    ledger
+        .open_batch(&record(&d, "erin", expired))
+        .await
+        .expect("open d");
+    assert!(ledger.seal_abandoned(&d.id).await.expect("seal abandoned"));
+    assert!(!ledger.seal_abandoned(&d.id).await.expect("twice"));
+    assert!(ledger.mark_empty(&d.id).await.expect("empty"));
+    assert_eq!(
+        ledger.batch(&d.id).await.expect("batch").map(|r| r.state),
+        Some(BatchState::Empty)
+    );
+
+    // More objects than one DynamoDB transaction holds, some of them taken already.
+    let mut many: Vec<ObjectRef> = (0..250).map(|i| obj(&format!("many-{i:03}"))).collect();
+    many.push(obj("b1"));
+    let e = Batch::new(scope, window, many);
+    ledger
+        .open_batch(&record(&e, "frank", live))
+        .await
+        .expect("open e");
+    let claims = ledger
+        .claim_all(scope, &e.objects, &e.id, "frank")
+        .await
+        .expect("claim many");
+    assert_eq!(claims.len(), 251);
+    assert!(
+        claims[..250].iter().all(|c| *c == Claim::Mine),
+        "{claims:?}"
+    );
+    assert_eq!(claims[250], Claim::Taken(b.id.clone()));
+
+    // The protocol itself, through the one implementation of it.
+    let f = Batch::new(scope, window, vec![obj("f1"), obj("b1")]);
+    let done = crate::claim::claim_batch(ledger, scope, &f, "gina", live, String::new())
+        .await
+        .expect("claim_batch");
+    assert!(done.to_send);
+    assert_eq!(done.owned(&f), vec![obj("f1")]);
+    assert_eq!(
+        ledger.batch(&f.id).await.expect("batch").map(|r| r.state),
+        Some(BatchState::Sealed)
+    );
+    let retry = crate::claim::claim_batch(ledger, scope, &f, "gina", live, String::new())
+        .await
+        .expect("claim_batch again");
+    assert!(
+        !retry.to_send,
+        "a sealed batch is not sent twice by claiming it again"
+    );
+    assert_eq!(
+        retry.claims,
+        vec![Claim::Taken(f.id.clone()), Claim::Taken(b.id.clone())]
+    );
 }

@@ -2,6 +2,7 @@
 //! logic shared by `flowmerge compact` and the AWS services. No cloud SDK here.
 
 pub mod batch;
+pub mod claim;
 pub mod conformance;
 pub mod error;
 pub mod exec;

@@ -1,8 +1,9 @@
-//! Ports: what the pipeline needs from a ledger. [`CommitLedger`] is the merge side, which
-//! [`crate::exec::execute`] drives for `flowmerge compact` and the merger alike; it is implemented
-//! by `flowmerge-local` (SQLite) and `flowmerge-aws` (DynamoDB), and both pass the same
-//! [`crate::conformance`] suite. [`Ledger`] is compact's claim side (the mapper's claims, with
-//! leases and seals, live in the DynamoDB adapter).
+//! Ports: what the pipeline needs from a ledger and a queue. [`ClaimLedger`] is the claim side,
+//! which [`crate::claim::claim_batch`] drives for `flowmerge compact` and the mapper alike;
+//! [`CommitLedger`] is the merge side, which [`crate::exec::execute`] drives for compact and the
+//! merger; [`JobQueue`] carries jobs between them. Each is implemented by `flowmerge-local`
+//! (SQLite, in process) and `flowmerge-aws` (DynamoDB, SQS), and both adapters pass the same
+//! [`crate::conformance`] suite.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,33 +12,134 @@ use async_trait::async_trait;
 
 use crate::batch::{Batch, BatchId, ObjectRef};
 use crate::exec::{BatchReport, Quarantined};
+use crate::window::Window;
 
 pub type LedgerError = Box<dyn std::error::Error + Send + Sync>;
 
-/// State of a batch in the ledger.
+/// Where a batch is in its life (docs/aws-protocol.md): open → sealed → queued → committed, or
+/// sealed → empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BatchState {
-    /// Objects claimed, output not yet committed.
-    Claimed,
-    /// Output written and recorded.
+    /// A claimer (a mapper, a compact run) is claiming objects for it under a lease.
+    Open,
+    /// Its objects are frozen; its job may not have been sent yet.
+    Sealed,
+    /// Its merge job is durably queued.
+    Queued,
+    /// Its output is written and recorded.
     Committed,
+    /// Sealed without any object (every candidate belonged to other batches).
+    Empty,
 }
 
-/// Durable record of which raw object went into which batch, and which batches are done.
+impl BatchState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Sealed => "sealed",
+            Self::Queued => "queued",
+            Self::Committed => "committed",
+            Self::Empty => "empty",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "open" => Self::Open,
+            "sealed" => Self::Sealed,
+            "queued" => Self::Queued,
+            "committed" => Self::Committed,
+            "empty" => Self::Empty,
+            _ => return None,
+        })
+    }
+
+    /// Whether the batch's job is (or was) durably on its way: nothing is left to do for it
+    /// on the claim side.
+    pub fn is_settled(self) -> bool {
+        matches!(self, Self::Queued | Self::Committed | Self::Empty)
+    }
+}
+
+/// A batch as the claim side of a ledger records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRecord {
+    pub id: BatchId,
+    pub state: BatchState,
+    /// Who holds the lease while the batch is open.
+    pub owner: String,
+    /// End of the lease, Unix seconds: after it, anyone may take the batch over or seal it.
+    pub lease_until: i64,
+    /// Where the batch's manifest is (`s3://…` for the mapper; empty where the job carries its
+    /// objects itself, as in `flowmerge compact`).
+    pub manifest: String,
+    pub window: Window,
+}
+
+/// Outcome of claiming one object for a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The object is now (or already was) claimed by this open batch.
+    Mine,
+    /// The object belongs to this batch (possibly our own, sealed meanwhile by someone else).
+    Taken(BatchId),
+    /// The object is unclaimed but our batch is no longer open for us (our lease expired and
+    /// another claimer sealed it): leave the object for a later batch.
+    Closed,
+}
+
+/// The claim side of a ledger: batches opened under a lease, objects claimed conditionally, the
+/// batch sealed before its job is sent. Every object belongs to at most one batch, and a batch's
+/// objects are frozen before anyone merges it. Implemented by SQLite (`flowmerge-local`) and
+/// DynamoDB (`flowmerge-aws`), both held to [`crate::conformance::claim_ledger_conformance`].
+///
+/// Objects are named by `scope` (the bucket on S3, empty for a local directory) and their key
+/// and etag, as in [`BatchId::new`].
 #[async_trait]
-pub trait Ledger: Send + Sync {
-    /// The objects of `candidates` (by key and etag) that no batch has claimed yet.
-    async fn unclaimed(&self, candidates: Vec<ObjectRef>) -> Result<Vec<ObjectRef>, LedgerError>;
+pub trait ClaimLedger: Send + Sync {
+    /// Creates the batch in state `open`, leased as `rec` says. If it exists already (a retry of
+    /// the same objects), changes nothing and returns it.
+    async fn open_batch(&self, rec: &BatchRecord) -> Result<Option<BatchRecord>, LedgerError>;
 
-    /// Claims the batch's objects for it, conditionally: an object already claimed by another
-    /// batch stays with that batch. Returns the batch restricted to the objects it now owns
-    /// (re-claiming the same batch is idempotent and returns all of them).
-    async fn claim(&self, batch: &Batch) -> Result<Batch, LedgerError>;
+    /// The batch, read consistently; `None` if unknown.
+    async fn batch(&self, id: &BatchId) -> Result<Option<BatchRecord>, LedgerError>;
 
-    /// Batches claimed but not committed: work a crash left behind, to run again.
-    async fn pending(&self) -> Result<Vec<Batch>, LedgerError>;
+    /// Claims objects for `batch`, provided it is still open and leased to `owner`: one outcome
+    /// per object, in order. An object claimed by another batch stays there.
+    async fn claim_all(
+        &self,
+        scope: &str,
+        objects: &[ObjectRef],
+        batch: &BatchId,
+        owner: &str,
+    ) -> Result<Vec<Claim>, LedgerError>;
 
-    async fn state(&self, batch: &BatchId) -> Result<Option<BatchState>, LedgerError>;
+    /// The batch that claimed each object, in order (`None`: unclaimed).
+    async fn claims(
+        &self,
+        scope: &str,
+        objects: &[ObjectRef],
+    ) -> Result<Vec<Option<BatchId>>, LedgerError>;
+
+    /// Seals `owner`'s open batch; false if it is not open or not `owner`'s.
+    async fn seal(&self, id: &BatchId, owner: &str) -> Result<bool, LedgerError>;
+
+    /// Seals an open batch whose lease has run out (its claimer died); false otherwise.
+    async fn seal_abandoned(&self, id: &BatchId) -> Result<bool, LedgerError>;
+
+    /// Takes over an open batch whose lease has run out; false otherwise.
+    async fn take_over(
+        &self,
+        id: &BatchId,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<bool, LedgerError>;
+
+    /// sealed → queued, once its job is durably sent; false if it was not sealed.
+    async fn mark_queued(&self, id: &BatchId) -> Result<bool, LedgerError>;
+
+    /// sealed → empty, for a batch left without objects; false if it was not sealed.
+    async fn mark_empty(&self, id: &BatchId) -> Result<bool, LedgerError>;
 }
 
 /// The merge side of a ledger: what a batch's execution reads and records.
@@ -102,4 +204,27 @@ pub trait JobQueue: Send + Sync {
 
     /// Hands the job back at once, for another receiver (visibility 0).
     async fn release(&self, receipt: &str) -> Result<(), QueueError>;
+
+    /// The queue's name, for logs, spans and metrics.
+    fn name(&self) -> &str;
+
+    /// Acknowledges many jobs (SQS does ten per call).
+    async fn ack_all(&self, receipts: &[String]) -> Result<(), QueueError> {
+        for r in receipts {
+            self.ack(r).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets the visibility of many jobs in hand (SQS does ten per call).
+    async fn extend_all(
+        &self,
+        receipts: &[String],
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
+        for r in receipts {
+            self.extend(r, visibility).await?;
+        }
+        Ok(())
+    }
 }

@@ -1,6 +1,11 @@
-//! SQLite ledger: one row per raw object (which batch claimed it), one per batch (state, output,
-//! counts), one per quarantined object. Transactions make claim and commit atomic; a batch that
-//! was claimed but never committed is found by `pending` and run again under the same id.
+//! SQLite ledger: one row per raw object (which batch claimed it), one per batch (state, lease,
+//! output, counts), one per quarantined object. It is both sides of the core's ledger ports —
+//! [`ClaimLedger`] (open, claim, seal under a lease, as the DynamoDB ledger) and [`CommitLedger`]
+//! — with transactions making each step atomic. A batch that was claimed but never committed is
+//! found by [`SqliteLedger::pending`] and run again under the same id.
+//!
+//! Objects are keyed by key and etag; the scope of the port (the bucket) is not stored, as one
+//! ledger belongs to one INPUT.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -8,9 +13,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use flowmerge_core::batch::{Batch, BatchId, ObjectRef, SourceKind};
 use flowmerge_core::exec::{BatchReport, Quarantined};
-use flowmerge_core::ports::{BatchState, CommitLedger, Ledger, LedgerError};
+use flowmerge_core::ports::{
+    BatchRecord, BatchState, Claim, ClaimLedger, CommitLedger, LedgerError,
+};
 use flowmerge_core::window::Window;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,7 +49,11 @@ CREATE TABLE IF NOT EXISTS batches (
     batch_id      TEXT PRIMARY KEY,
     window_start  INTEGER NOT NULL,
     window_size   INTEGER NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('claimed', 'committed')),
+    state         TEXT NOT NULL
+                  CHECK (state IN ('open', 'sealed', 'queued', 'committed', 'empty')),
+    lease_owner   TEXT NOT NULL DEFAULT '',
+    lease_until   INTEGER NOT NULL DEFAULT 0,
+    manifest      TEXT NOT NULL DEFAULT '',
     output_key    TEXT,
     records_in    INTEGER,
     rows_out      INTEGER,
@@ -72,6 +84,36 @@ const MIGRATIONS: &[(&str, &str, &str)] = &[(
     "read_options",
     "ALTER TABLE quarantine ADD COLUMN read_options TEXT NOT NULL DEFAULT ''",
 )];
+
+/// Ledgers before the claim protocol had batches `claimed` (now: `sealed`) or `committed`, and
+/// no lease: their table is rebuilt with the new states and columns.
+const REBUILD_BATCHES: &str = "
+CREATE TABLE batches_v2 (
+    batch_id      TEXT PRIMARY KEY,
+    window_start  INTEGER NOT NULL,
+    window_size   INTEGER NOT NULL,
+    state         TEXT NOT NULL
+                  CHECK (state IN ('open', 'sealed', 'queued', 'committed', 'empty')),
+    lease_owner   TEXT NOT NULL DEFAULT '',
+    lease_until   INTEGER NOT NULL DEFAULT 0,
+    manifest      TEXT NOT NULL DEFAULT '',
+    output_key    TEXT,
+    records_in    INTEGER,
+    rows_out      INTEGER,
+    bytes_in      INTEGER,
+    bytes_out     INTEGER,
+    claimed_at    INTEGER NOT NULL,
+    committed_at  INTEGER
+);
+INSERT INTO batches_v2 (batch_id, window_start, window_size, state, output_key, records_in,
+                        rows_out, bytes_in, bytes_out, claimed_at, committed_at)
+  SELECT batch_id, window_start, window_size,
+         CASE state WHEN 'claimed' THEN 'sealed' ELSE state END,
+         output_key, records_in, rows_out, bytes_in, bytes_out, claimed_at, committed_at
+  FROM batches;
+DROP TABLE batches;
+ALTER TABLE batches_v2 RENAME TO batches;
+";
 
 /// Which quarantined objects to hand back for another try.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +156,17 @@ impl SqliteLedger {
                 conn.execute_batch(alter).map_err(wrap)?;
             }
         }
+        let batches_sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'batches'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(wrap)?;
+        if batches_sql.contains("'claimed'") {
+            conn.execute_batch(&format!("BEGIN; {REBUILD_BATCHES} COMMIT;"))
+                .map_err(wrap)?;
+        }
         Ok(Self {
             path: name,
             conn: Arc::new(Mutex::new(conn)),
@@ -155,7 +208,7 @@ impl SqliteLedger {
             // A batch whose objects were all quarantined wrote no file; forget it, or retrying
             // the same objects (the same batch id) would find it committed and do nothing.
             tx.execute(
-                "DELETE FROM batches WHERE state = 'committed'
+                "DELETE FROM batches WHERE state IN ('committed', 'empty')
                    AND batch_id NOT IN (SELECT batch_id FROM objects)",
                 [],
             )?;
@@ -250,72 +303,42 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-#[async_trait]
-impl Ledger for SqliteLedger {
-    async fn unclaimed(&self, candidates: Vec<ObjectRef>) -> Result<Vec<ObjectRef>, LedgerError> {
-        Ok(self
-            .with(move |c| {
-                let mut st =
-                    c.prepare_cached("SELECT 1 FROM objects WHERE key = ?1 AND etag = ?2")?;
-                let mut out = Vec::new();
-                for o in candidates {
-                    if !st.exists(params![o.key, etag_of(&o)])? {
-                        out.push(o);
-                    }
+impl SqliteLedger {
+    /// The objects of `candidates` (by key and etag) that no batch has claimed yet.
+    pub async fn unclaimed(&self, candidates: Vec<ObjectRef>) -> Result<Vec<ObjectRef>, Error> {
+        self.with(move |c| {
+            let mut st = c.prepare_cached("SELECT 1 FROM objects WHERE key = ?1 AND etag = ?2")?;
+            let mut out = Vec::new();
+            for o in candidates {
+                if !st.exists(params![o.key, etag_of(&o)])? {
+                    out.push(o);
                 }
-                Ok(out)
-            })
-            .await?)
+            }
+            Ok(out)
+        })
+        .await
     }
 
-    async fn claim(&self, batch: &Batch) -> Result<Batch, LedgerError> {
-        let batch = batch.clone();
-        Ok(self
-            .with(move |c| {
-                let tx = c.transaction()?;
-                tx.execute(
-                    "INSERT OR IGNORE INTO batches (batch_id, window_start, window_size, state, claimed_at)
-                     VALUES (?1, ?2, ?3, 'claimed', ?4)",
-                    params![batch.id.0, batch.window.start, batch.window.size, now()],
+    /// Work a crash left behind, to run again under the same ids: batches sealed or queued but
+    /// not committed, with the objects they own. Open batches whose claimer's lease has run out
+    /// are sealed first (or marked empty), as any claimer of the protocol would.
+    pub async fn pending(&self) -> Result<Vec<Batch>, LedgerError> {
+        let abandoned: Vec<String> = self
+            .with(|c| {
+                let mut st = c.prepare(
+                    "SELECT batch_id FROM batches WHERE state = 'open' AND lease_until < ?1",
                 )?;
-                let mut owned = Vec::with_capacity(batch.objects.len());
-                {
-                    let mut insert = tx.prepare_cached(
-                        "INSERT OR IGNORE INTO objects (key, etag, size, last_modified, batch_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?;
-                    let mut owner =
-                        tx.prepare_cached("SELECT batch_id FROM objects WHERE key = ?1 AND etag = ?2")?;
-                    for o in &batch.objects {
-                        insert.execute(params![
-                            o.key,
-                            etag_of(o),
-                            o.size as i64,
-                            o.last_modified,
-                            batch.id.0
-                        ])?;
-                        let by: String =
-                            owner.query_row(params![o.key, etag_of(o)], |r| r.get(0))?;
-                        if by == batch.id.0 {
-                            owned.push(o.clone());
-                        }
-                    }
-                }
-                tx.commit()?;
-                Ok(Batch {
-                    objects: owned,
-                    ..batch
-                })
+                st.query_map([now()], |r| r.get(0))?.collect()
             })
-            .await?)
-    }
-
-    async fn pending(&self) -> Result<Vec<Batch>, LedgerError> {
-        Ok(self
+            .await?;
+        for id in abandoned {
+            self.seal_abandoned(&BatchId(id)).await?;
+        }
+        let batches: Vec<Batch> = self
             .with(|c| {
                 let mut st = c.prepare(
                     "SELECT batch_id, window_start, window_size FROM batches
-                     WHERE state = 'claimed' ORDER BY window_start, batch_id",
+                     WHERE state IN ('sealed', 'queued') ORDER BY window_start, batch_id",
                 )?;
                 let heads: Vec<(String, i64, i64)> = st
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -345,30 +368,257 @@ impl Ledger for SqliteLedger {
                 }
                 Ok(out)
             })
+            .await?;
+        let mut pending = Vec::with_capacity(batches.len());
+        for b in batches {
+            match b.objects.is_empty() {
+                true => {
+                    self.mark_empty(&b.id).await?;
+                }
+                false => pending.push(b),
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Moves a batch from one of `from` to `to` if `condition` (SQL over its row, whose `?2`,
+    /// `?3`… are `args`) holds; false if it did not.
+    async fn transition(
+        &self,
+        id: &BatchId,
+        from: &'static [BatchState],
+        to: BatchState,
+        condition: &'static str,
+        args: Vec<Value>,
+    ) -> Result<bool, LedgerError> {
+        let states: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let sql = format!(
+            "UPDATE batches SET state = '{}' WHERE batch_id = ?1 AND state IN ('{}') AND ({condition})",
+            to.as_str(),
+            states.join("', '")
+        );
+        let mut values = vec![Value::Text(id.0.clone())];
+        values.extend(args);
+        Ok(self
+            .with(move |c| c.execute(&sql, params_from_iter(values)).map(|n| n > 0))
+            .await?)
+    }
+}
+
+fn record_of(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, i64, String, i64, i64)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+/// The SQLite adapter of the claim side; `flowmerge_core::conformance` holds the expectations it
+/// shares with the DynamoDB ledger.
+#[async_trait]
+impl ClaimLedger for SqliteLedger {
+    async fn open_batch(&self, rec: &BatchRecord) -> Result<Option<BatchRecord>, LedgerError> {
+        let r = rec.clone();
+        let inserted = self
+            .with(move |c| {
+                c.execute(
+                    "INSERT OR IGNORE INTO batches (batch_id, window_start, window_size, state,
+                       lease_owner, lease_until, manifest, claimed_at)
+                     VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7)",
+                    params![
+                        r.id.0,
+                        r.window.start,
+                        r.window.size,
+                        r.owner,
+                        r.lease_until,
+                        r.manifest,
+                        now()
+                    ],
+                )
+            })
+            .await?;
+        match inserted {
+            1 => Ok(None),
+            _ => self.batch(&rec.id).await,
+        }
+    }
+
+    async fn batch(&self, id: &BatchId) -> Result<Option<BatchRecord>, LedgerError> {
+        let key = id.0.clone();
+        let row = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT batch_id, state, lease_owner, lease_until, manifest, window_start, window_size
+                     FROM batches WHERE batch_id = ?1",
+                    [key],
+                    record_of,
+                )
+                .optional()
+            })
+            .await?;
+        let Some((id, state, owner, lease_until, manifest, start, size)) = row else {
+            return Ok(None);
+        };
+        let state = BatchState::parse(&state)
+            .ok_or_else(|| format!("batch {id}: unknown state {state:?}"))?;
+        Ok(Some(BatchRecord {
+            id: BatchId(id),
+            state,
+            owner,
+            lease_until,
+            manifest,
+            window: Window { start, size },
+        }))
+    }
+
+    async fn claim_all(
+        &self,
+        _scope: &str,
+        objects: &[ObjectRef],
+        batch: &BatchId,
+        owner: &str,
+    ) -> Result<Vec<Claim>, LedgerError> {
+        let (objects, batch, owner) = (objects.to_vec(), batch.clone(), owner.to_owned());
+        Ok(self
+            .with(move |c| {
+                let tx = c.transaction()?;
+                let open = tx.query_row(
+                    "SELECT count(*) FROM batches
+                     WHERE batch_id = ?1 AND state = 'open' AND lease_owner = ?2",
+                    params![batch.0, owner],
+                    |r| r.get::<_, i64>(0),
+                )? > 0;
+                let mut out = Vec::with_capacity(objects.len());
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT OR IGNORE INTO objects (key, etag, size, last_modified, batch_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?;
+                    let mut by = tx.prepare_cached(
+                        "SELECT batch_id FROM objects WHERE key = ?1 AND etag = ?2",
+                    )?;
+                    for o in &objects {
+                        if open {
+                            insert.execute(params![
+                                o.key,
+                                etag_of(o),
+                                o.size as i64,
+                                o.last_modified,
+                                batch.0
+                            ])?;
+                        }
+                        let owner: Option<String> = by
+                            .query_row(params![o.key, etag_of(o)], |r| r.get(0))
+                            .optional()?;
+                        out.push(match owner {
+                            Some(b) if open && b == batch.0 => Claim::Mine,
+                            Some(b) => Claim::Taken(BatchId(b)),
+                            None => Claim::Closed,
+                        });
+                    }
+                }
+                tx.commit()?;
+                Ok(out)
+            })
             .await?)
     }
 
-    async fn state(&self, batch: &BatchId) -> Result<Option<BatchState>, LedgerError> {
-        let id = batch.0.clone();
+    async fn claims(
+        &self,
+        _scope: &str,
+        objects: &[ObjectRef],
+    ) -> Result<Vec<Option<BatchId>>, LedgerError> {
+        let objects = objects.to_vec();
         Ok(self
             .with(move |c| {
-                c.query_row("SELECT state FROM batches WHERE batch_id = ?1", [id], |r| {
-                    r.get::<_, String>(0)
-                })
-                .optional()
+                let mut by =
+                    c.prepare_cached("SELECT batch_id FROM objects WHERE key = ?1 AND etag = ?2")?;
+                objects
+                    .iter()
+                    .map(|o| {
+                        by.query_row(params![o.key, etag_of(o)], |r| r.get(0))
+                            .optional()
+                            .map(|b| b.map(BatchId))
+                    })
+                    .collect()
             })
-            .await?
-            .map(|s| match s.as_str() {
-                "committed" => BatchState::Committed,
-                _ => BatchState::Claimed,
-            }))
+            .await?)
+    }
+
+    async fn seal(&self, id: &BatchId, owner: &str) -> Result<bool, LedgerError> {
+        self.transition(
+            id,
+            &[BatchState::Open],
+            BatchState::Sealed,
+            "lease_owner = ?2",
+            vec![Value::Text(owner.to_owned())],
+        )
+        .await
+    }
+
+    async fn seal_abandoned(&self, id: &BatchId) -> Result<bool, LedgerError> {
+        self.transition(
+            id,
+            &[BatchState::Open],
+            BatchState::Sealed,
+            "lease_until < ?2",
+            vec![Value::Integer(now())],
+        )
+        .await
+    }
+
+    async fn take_over(
+        &self,
+        id: &BatchId,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<bool, LedgerError> {
+        let (id, owner) = (id.0.clone(), owner.to_owned());
+        Ok(self
+            .with(move |c| {
+                c.execute(
+                    "UPDATE batches SET lease_owner = ?2, lease_until = ?3
+                     WHERE batch_id = ?1 AND state = 'open' AND lease_until < ?4",
+                    params![id, owner, lease_until, now()],
+                )
+                .map(|n| n > 0)
+            })
+            .await?)
+    }
+
+    async fn mark_queued(&self, id: &BatchId) -> Result<bool, LedgerError> {
+        self.transition(
+            id,
+            &[BatchState::Sealed],
+            BatchState::Queued,
+            "1 = 1",
+            vec![],
+        )
+        .await
+    }
+
+    async fn mark_empty(&self, id: &BatchId) -> Result<bool, LedgerError> {
+        self.transition(
+            id,
+            &[BatchState::Sealed],
+            BatchState::Empty,
+            "1 = 1",
+            vec![],
+        )
+        .await
     }
 }
 
 #[async_trait]
 impl CommitLedger for SqliteLedger {
     async fn is_committed(&self, batch: &BatchId) -> Result<bool, LedgerError> {
-        Ok(self.state(batch).await? == Some(BatchState::Committed))
+        Ok(self.batch(batch).await?.map(|r| r.state) == Some(BatchState::Committed))
     }
 
     async fn quarantine(&self, batch: &Batch, objects: &[Quarantined]) -> Result<(), LedgerError> {
@@ -399,7 +649,7 @@ impl CommitLedger for SqliteLedger {
                 c.execute(
                     "UPDATE batches SET state = 'committed', output_key = ?2, records_in = ?3,
                        rows_out = ?4, bytes_in = ?5, bytes_out = ?6, committed_at = ?7
-                     WHERE batch_id = ?1 AND state = 'claimed'",
+                     WHERE batch_id = ?1 AND state IN ('sealed', 'queued')",
                     params![
                         id.0,
                         report.output_key,
@@ -419,6 +669,23 @@ impl CommitLedger for SqliteLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flowmerge_core::claim::claim_batch;
+
+    /// Claims a batch as `flowmerge compact` does (no lease to wait for after a crash); returns
+    /// it restricted to the objects it owns.
+    async fn claim(l: &SqliteLedger, b: &Batch) -> Batch {
+        let done = claim_batch(l, "", b, "test", now() - 1, String::new())
+            .await
+            .unwrap();
+        Batch {
+            objects: done.owned(b),
+            ..b.clone()
+        }
+    }
+
+    async fn state(l: &SqliteLedger, id: &BatchId) -> Option<BatchState> {
+        l.batch(id).await.unwrap().map(|r| r.state)
+    }
 
     fn obj(key: &str) -> ObjectRef {
         ObjectRef {
@@ -436,20 +703,24 @@ mod tests {
         let w = Window::containing(0, 300);
         let a = Batch::new("", w, vec![obj("a"), obj("b")]);
         let b = Batch::new("", w, vec![obj("b"), obj("c")]);
-        assert_eq!(l.claim(&a).await.unwrap().objects.len(), 2);
-        assert_eq!(l.claim(&a).await.unwrap().objects.len(), 2, "idempotent");
-        let got = l.claim(&b).await.unwrap();
+        assert_eq!(claim(&l, &a).await.objects.len(), 2);
+        assert_eq!(
+            claim(&l, &a).await.objects.len(),
+            0,
+            "sealed: claiming again sends nothing twice"
+        );
+        let got = claim(&l, &b).await;
         assert_eq!(got.objects, vec![obj("c")], "b stays with batch a");
         let unclaimed = l.unclaimed(vec![obj("a"), obj("d")]).await.unwrap();
         assert_eq!(unclaimed, vec![obj("d")]);
         assert_eq!(l.pending().await.unwrap().len(), 2);
-        assert_eq!(l.state(&a.id).await.unwrap(), Some(BatchState::Claimed));
+        assert_eq!(state(&l, &a.id).await, Some(BatchState::Sealed));
         let report = BatchReport {
             batch_id: Some(a.id.clone()),
             ..Default::default()
         };
         l.commit_batch(&report).await.unwrap();
-        assert_eq!(l.state(&a.id).await.unwrap(), Some(BatchState::Committed));
+        assert_eq!(state(&l, &a.id).await, Some(BatchState::Committed));
         let pending = l.pending().await.unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].id, b.id);
@@ -463,7 +734,7 @@ mod tests {
         let claimer = l.clone();
         flowmerge_core::conformance::commit_ledger_conformance(&l, "sqlite", |b| {
             let claimer = claimer.clone();
-            async move { claimer.claim(&b).await.unwrap() }
+            async move { claim(&claimer, &b).await }
         })
         .await;
         assert_eq!(l.quarantined_count().await.unwrap(), 1);
@@ -474,14 +745,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.sqlite");
         let l = SqliteLedger::open(&path).unwrap();
-        let b = l
-            .claim(&Batch::new(
-                "",
-                Window::containing(0, 300),
-                vec![obj("a"), obj("b")],
-            ))
-            .await
-            .unwrap();
+        let b = claim(
+            &l,
+            &Batch::new("", Window::containing(0, 300), vec![obj("a"), obj("b")]),
+        )
+        .await;
         let q = |o: ObjectRef| Quarantined {
             object: o,
             reason: "bad".into(),
@@ -503,10 +771,11 @@ mod tests {
             vec![obj("a")]
         );
         assert_eq!(l.quarantined_count().await.unwrap(), 0);
-        let b2 = l
-            .claim(&Batch::new("", Window::containing(0, 300), vec![obj("a")]))
-            .await
-            .unwrap();
+        let b2 = claim(
+            &l,
+            &Batch::new("", Window::containing(0, 300), vec![obj("a")]),
+        )
+        .await;
         l.quarantine(&b2, &[q(obj("a"))]).await.unwrap();
         let report = BatchReport {
             batch_id: Some(b2.id.clone()),
@@ -518,6 +787,97 @@ mod tests {
         // A batch of nothing but quarantined objects is forgotten with them: its retry (the same
         // batch id) runs again instead of being taken for committed. Batch b keeps object b.
         assert!(!l.is_committed(&b2.id).await.unwrap());
-        assert_eq!(l.state(&b.id).await.unwrap(), Some(BatchState::Claimed));
+        assert_eq!(state(&l, &b.id).await, Some(BatchState::Sealed));
+    }
+
+    #[tokio::test]
+    async fn passes_the_claim_ledger_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap();
+        flowmerge_core::conformance::claim_ledger_conformance(&l, "sqlite").await;
+    }
+
+    #[tokio::test]
+    async fn pending_seals_batches_abandoned_open_and_keeps_sealed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap();
+        let w = Window::containing(0, 300);
+        // A run that crashed after claiming (open, lease over) and one after sealing.
+        let open = Batch::new("", w, vec![obj("a")]);
+        let rec = |b: &Batch| BatchRecord {
+            id: b.id.clone(),
+            state: BatchState::Open,
+            owner: "crashed".into(),
+            lease_until: now() - 1,
+            manifest: String::new(),
+            window: w,
+        };
+        l.open_batch(&rec(&open)).await.unwrap();
+        l.claim_all("", &open.objects, &open.id, "crashed")
+            .await
+            .unwrap();
+        let sealed = claim(&l, &Batch::new("", w, vec![obj("b")])).await;
+        // Open with nothing claimed: sealed, then empty, not pending.
+        let nothing = Batch::new("", w, vec![obj("c")]);
+        l.open_batch(&rec(&nothing)).await.unwrap();
+        let mut ids: Vec<BatchId> = l
+            .pending()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        ids.sort();
+        let mut want = vec![open.id.clone(), sealed.id.clone()];
+        want.sort();
+        assert_eq!(ids, want);
+        assert_eq!(state(&l, &nothing.id).await, Some(BatchState::Empty));
+        assert_eq!(state(&l, &open.id).await, Some(BatchState::Sealed));
+    }
+
+    #[tokio::test]
+    async fn a_ledger_of_the_first_schema_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE batches (
+                    batch_id TEXT PRIMARY KEY, window_start INTEGER NOT NULL,
+                    window_size INTEGER NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('claimed', 'committed')),
+                    output_key TEXT, records_in INTEGER, rows_out INTEGER, bytes_in INTEGER,
+                    bytes_out INTEGER, claimed_at INTEGER NOT NULL, committed_at INTEGER);
+                 CREATE TABLE objects (key TEXT NOT NULL, etag TEXT NOT NULL, size INTEGER NOT NULL,
+                    last_modified INTEGER NOT NULL, batch_id TEXT NOT NULL, PRIMARY KEY (key, etag));
+                 CREATE TABLE quarantine (key TEXT NOT NULL, etag TEXT NOT NULL,
+                    batch_id TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL,
+                    PRIMARY KEY (key, etag));
+                 INSERT INTO batches VALUES ('done', 0, 300, 'committed', 'k', 1, 1, 1, 1, 0, 0);
+                 INSERT INTO batches VALUES ('left', 0, 300, 'claimed', NULL, NULL, NULL, NULL, NULL, 0, NULL);
+                 INSERT INTO objects VALUES ('a', 'e-a', 10, 0, 'done');
+                 INSERT INTO objects VALUES ('b', 'e-b', 10, 0, 'left');",
+            )
+            .unwrap();
+        }
+        let l = SqliteLedger::open(&path).unwrap();
+        assert_eq!(
+            state(&l, &BatchId("done".into())).await,
+            Some(BatchState::Committed)
+        );
+        let pending = l.pending().await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            (pending[0].id.0.as_str(), &pending[0].objects),
+            ("left", &vec![obj("b")])
+        );
+        assert_eq!(
+            l.unclaimed(vec![obj("a"), obj("c")]).await.unwrap(),
+            vec![obj("c")]
+        );
+        // Reopening a migrated ledger changes nothing.
+        drop(l);
+        let l = SqliteLedger::open(&path).unwrap();
+        assert_eq!(l.pending().await.unwrap().len(), 1);
     }
 }

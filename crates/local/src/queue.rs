@@ -176,6 +176,10 @@ impl JobQueue for MemoryQueue {
         self.changed.notify_waiters();
         Ok(())
     }
+
+    fn name(&self) -> &str {
+        "in-process"
+    }
 }
 
 #[cfg(test)]
