@@ -503,7 +503,16 @@ fn ddl_types_agree_with_the_parquet_written() {
         ddl.contains("LOCATION 's3://bucket/flows/vpcflowlogs/'"),
         "{ddl}"
     );
-    assert!(ddl.contains("'storage.location.template' = 's3://bucket/flows/vpcflowlogs/year=${year}/month=${month}/day=${day}/hour=${hour}'"));
+    assert!(ddl.contains(
+        "'storage.location.template' = 's3://bucket/flows/vpcflowlogs/${partition_hour}/'"
+    ));
+    // One date projection over the Hive path, bounded by NOW: not every hour to 2099.
+    assert!(ddl.contains(
+        "'projection.partition_hour.format' = \"'year='yyyy'/month='MM'/day='dd'/hour='HH\""
+    ));
+    assert!(
+        ddl.contains("'projection.partition_hour.range' = 'year=2015/month=01/day=01/hour=00,NOW'")
+    );
     let declared: HashMap<String, String> = ddl
         .lines()
         .filter_map(|l| l.trim().strip_prefix('`'))
@@ -527,13 +536,15 @@ fn ddl_types_agree_with_the_parquet_written() {
             c.name()
         );
     }
+    assert!(ddl.contains("PARTITIONED BY (`partition_hour` string)"));
+    // The projected value, formatted as the DDL says, is the file's partition path.
+    let rel = files[0].strip_prefix(out.join("vpcflowlogs")).unwrap();
+    let partition = rel.parent().unwrap().to_str().unwrap();
+    let shape = regex_like_hour(partition);
     assert!(
-        ddl.contains("PARTITIONED BY (`year` string, `month` string, `day` string, `hour` string)")
+        shape,
+        "{partition} is not year=YYYY/month=MM/day=DD/hour=HH"
     );
-    for part in ["year", "month", "day", "hour"] {
-        let seg = format!("/{part}=");
-        assert!(files[0].to_str().unwrap().contains(&seg));
-    }
     // A query as Athena would run it, through polars over the partitioned files.
     let lf = concat(
         files
@@ -576,52 +587,79 @@ fn a_batch_larger_than_one_wave_conserves() {
     assert_conserved(&files(&raw), &out);
 }
 
-/// The CDK app builds its Glue table from infra-cdk/lib/vpcflow-table.json: it must say what
-/// `flowmerge ddl` says, column for column and property for property.
-#[test]
-fn the_cdk_table_definition_matches_flowmerge_ddl() {
-    let (code, ddl, err) = flowmerge(&["ddl", "--output", "s3://b/p"]);
-    assert_eq!(code, 0, "{err}");
-    let table_json =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra-cdk/lib/vpcflow-table.json");
-    let spec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&table_json).unwrap()).unwrap();
-    let columns: Vec<(String, String)> = ddl
-        .lines()
-        .filter_map(|l| l.strip_prefix("  `"))
-        .filter_map(|l| l.split_once("` "))
-        .map(|(c, t)| (c.to_owned(), t.trim_end_matches(',').to_owned()))
-        .collect();
-    let expected: Vec<(String, String)> = spec["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap().to_owned(),
-                c["type"].as_str().unwrap().to_owned(),
-            )
+/// `year=YYYY/month=MM/day=DD/hour=HH`, as the projection's format spells it.
+fn regex_like_hour(p: &str) -> bool {
+    let parts: Vec<&str> = p.split('/').collect();
+    let want = [("year=", 4), ("month=", 2), ("day=", 2), ("hour=", 2)];
+    parts.len() == 4
+        && parts.iter().zip(want).all(|(part, (name, digits))| {
+            part.strip_prefix(name)
+                .is_some_and(|d| d.len() == digits && d.bytes().all(|b| b.is_ascii_digit()))
         })
-        .collect();
-    assert_eq!(columns, expected);
-    let location = format!("s3://b/p/{}/", spec["dataset"].as_str().unwrap());
-    for (k, v) in spec["parameters"].as_object().unwrap() {
-        let v = v.as_str().unwrap().replace("${location}", &location);
-        assert!(
-            ddl.contains(&format!("'{k}' = '{v}'")),
-            "{k} = {v} not in:\n{ddl}"
+}
+
+/// The CDK app builds its Glue tables from infra-cdk/lib/<source>-table.json: each must be what
+/// `flowmerge ddl --format json` prints, and say what the SQL DDL says.
+#[test]
+fn the_cdk_table_definitions_match_flowmerge_ddl() {
+    for source in ["vpcflow", "cloudtrail"] {
+        let (code, json, err) = flowmerge(&[
+            "ddl", "--output", "s3://b/p", "--source", source, "--format", "json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let table_json = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../../infra-cdk/lib/{source}-table.json"));
+        let file = std::fs::read_to_string(&table_json).unwrap();
+        let spec: serde_json::Value = serde_json::from_str(&file).unwrap();
+        let printed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            spec, printed,
+            "{source}: regenerate with `flowmerge ddl --output s3://b/p --source {source} --format json > infra-cdk/lib/{source}-table.json`"
         );
+        let (code, ddl, err) = flowmerge(&["ddl", "--output", "s3://b/p", "--source", source]);
+        assert_eq!(code, 0, "{err}");
+        let columns: Vec<(String, String)> = ddl
+            .lines()
+            .filter_map(|l| l.strip_prefix("  `"))
+            .filter_map(|l| l.split_once("` "))
+            .map(|(c, t)| (c.to_owned(), t.trim_end_matches(',').to_owned()))
+            .collect();
+        let expected: Vec<(String, String)> = spec["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    c["type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(columns, expected);
+        let location = format!("s3://b/p/{}/", spec["dataset"].as_str().unwrap());
+        for (k, v) in spec["parameters"].as_object().unwrap() {
+            let v = v.as_str().unwrap().replace("${location}", &location);
+            let quoted = match v.contains('\'') {
+                true => format!("\"{v}\""),
+                false => format!("'{v}'"),
+            };
+            assert!(
+                ddl.contains(&format!("'{k}' = {quoted}")),
+                "{k} = {v} not in:\n{ddl}"
+            );
+        }
+        let partitions: Vec<String> = spec["partitionKeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("`{}` string", p["name"].as_str().unwrap()))
+            .collect();
+        assert!(
+            ddl.contains(&format!("PARTITIONED BY ({})", partitions.join(", "))),
+            "{ddl}"
+        );
+        assert!(!ddl.contains("2099"), "{ddl}");
     }
-    let partitions: Vec<String> = spec["partitionKeys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| format!("`{}` string", p["name"].as_str().unwrap()))
-        .collect();
-    assert!(
-        ddl.contains(&format!("PARTITIONED BY ({})", partitions.join(", "))),
-        "{ddl}"
-    );
 }
 
 /// The README's table of the workers' variables is the one the code prints, verbatim.
@@ -645,4 +683,190 @@ fn readme_documents_the_workers_variables_as_the_code_defines_them() {
             "README.md lacks the table {bin} prints:\n{table}"
         );
     }
+}
+
+/// One CloudTrail record as a generator would write it.
+fn trail_event(id: &str, time: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut e = serde_json::json!({
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "AssumedRole", "principalId": "AROA:sess", "arn": format!("arn:aws:sts::111122223333:assumed-role/r/{id}"),
+                          "accountId": "111122223333", "sessionContext": {"attributes": {"mfaAuthenticated": "false"}}},
+        "eventTime": time,
+        "eventSource": "s3.amazonaws.com",
+        "eventName": "GetObject",
+        "awsRegion": "eu-west-1",
+        "sourceIPAddress": "198.51.100.7",
+        "userAgent": "aws-cli/2 Ünïcødé 日本",
+        "requestParameters": {"bucketName": "b", "key": format!("k/{id}"), "n": [1, 2.5, null]},
+        "responseElements": null,
+        "requestID": format!("req-{id}"),
+        "eventID": id,
+        "readOnly": true,
+        "eventType": "AwsApiCall",
+        "managementEvent": false,
+        "recipientAccountId": "111122223333",
+        "eventCategory": "Data",
+    });
+    if let (Some(m), serde_json::Value::Object(x)) = (e.as_object_mut(), extra) {
+        m.extend(x);
+    }
+    e
+}
+
+fn gz(text: &str) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn cloudtrail_beside_flow_logs_lands_once_per_event_in_its_own_table() {
+    use serde_json::json;
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    generate(&raw, "--accounts 2 --minutes 3 --records-per-file 40");
+    let flow_files = files(&raw);
+    let trail = raw.join("AWSLogs/o-exampleorg1/111122223333/CloudTrail/eu-west-1/2022/01/04");
+    std::fs::create_dir_all(&trail).unwrap();
+    let name = |stamp: &str, tag: &str| {
+        trail.join(format!(
+            "111122223333_CloudTrail_eu-west-1_{stamp}_{tag}.json.gz"
+        ))
+    };
+    // Late events of the day before, a duplicate delivered in a second file of the same window,
+    // string booleans, an unknown top-level field, unicode.
+    let a = json!({"Records": [
+        trail_event("e-late", "2022-01-03T23:59:58Z", json!({})),
+        trail_event("e-dup", "2022-01-04T00:01:00Z", json!({})),
+        trail_event("e-str", "2022-01-04T00:02:00Z", json!({"readOnly": "false", "brandNewField": {"ü": [1]}})),
+    ]});
+    let b = json!({"Records": [
+        trail_event("e-dup", "2022-01-04T00:01:00Z", json!({})),
+        trail_event("e-b", "2022-01-04T00:03:00Z", json!({"errorCode": "AccessDenied"})),
+    ]});
+    std::fs::write(
+        name("20220104T0005Z", "AAAAAAAAAAAAAAAA"),
+        gz(&a.to_string()),
+    )
+    .unwrap();
+    std::fs::write(
+        name("20220104T0005Z", "BBBBBBBBBBBBBBBB"),
+        gz(&b.to_string()),
+    )
+    .unwrap();
+    // Pretty-printed and plain, in the same window.
+    let pretty = serde_json::to_string_pretty(&json!({"Records": [
+        trail_event("e-pretty", "2022-01-04T00:04:00Z", json!({}))
+    ]}))
+    .unwrap();
+    std::fs::write(
+        name("20220104T0005Z", "CCCCCCCCCCCCCCCC").with_extension(""),
+        &pretty,
+    )
+    .unwrap();
+    // A digest file beside the logs: not data.
+    let digest =
+        raw.join("AWSLogs/o-exampleorg1/111122223333/CloudTrail-Digest/eu-west-1/2022/01/04");
+    std::fs::create_dir_all(&digest).unwrap();
+    std::fs::write(
+        digest.join("111122223333_CloudTrail-Digest_eu-west-1_t_20220104T0100Z.json.gz"),
+        gz(r#"{"awsAccountId":"111122223333","digestStartTime":"2022-01-04T00:00:00Z","logFiles":[]}"#),
+    )
+    .unwrap();
+    // A record without eventID: that object is quarantined, the rest lands.
+    std::fs::write(
+        name("20220104T0005Z", "DDDDDDDDDDDDDDDD"),
+        gz(r#"{"Records":[{"eventTime":"2022-01-04T00:00:00Z"}]}"#),
+    )
+    .unwrap();
+
+    let out = tmp.path().join("out");
+    let (code, s) = compact(&raw, &out, &[]);
+    assert_eq!(code, 3, "committed, with an object quarantined: {s}");
+    assert_eq!(s["objects_skipped"], 1, "{s}");
+    assert_eq!(s["objects_quarantined"], 1, "{s}");
+    assert!(
+        s["quarantined"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("DDDDDDDDDDDDDDDD.json.gz:1: record 1: no eventID"),
+        "{s}"
+    );
+    // Flow logs: unchanged, in their own table.
+    assert_conserved(&flow_files, &out);
+
+    let trail_files: Vec<_> = files(&out.join("cloudtrail"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for f in &trail_files {
+        let day = f
+            .parent()
+            .unwrap()
+            .strip_prefix(out.join("cloudtrail"))
+            .unwrap();
+        let df = read_parquet(f);
+        for row in 0..df.height() {
+            let get = |c: &str| text_of(df.column(c).unwrap().get(row).unwrap());
+            let id = get("eventid");
+            *seen.entry(id.clone()).or_default() += 1;
+            let time = df.column("eventtime").unwrap();
+            assert!(
+                matches!(time.dtype(), DataType::Datetime(TimeUnit::Microseconds, Some(tz)) if tz.as_str() == "UTC"),
+                "eventtime is a UTC timestamp: {}",
+                time.dtype()
+            );
+            let us = time
+                .cast(&DataType::Int64)
+                .unwrap()
+                .get(row)
+                .unwrap()
+                .extract::<i64>()
+                .unwrap();
+            let t = chrono::DateTime::from_timestamp_micros(us).unwrap();
+            assert_eq!(
+                day.to_str().unwrap(),
+                t.format("year=%Y/month=%m/day=%d").to_string(),
+                "{id} in the day of its eventtime"
+            );
+            assert_eq!(get("useragent"), "aws-cli/2 Ünïcødé 日本");
+            assert_eq!(
+                get("useridentity_arn"),
+                format!("arn:aws:sts::111122223333:assumed-role/r/{id}")
+            );
+            let params: serde_json::Value =
+                serde_json::from_str(&get("requestparameters")).unwrap();
+            assert_eq!(
+                params,
+                json!({"bucketName": "b", "key": format!("k/{id}"), "n": [1, 2.5, null]})
+            );
+            let readonly = df.column("readonly").unwrap().get(row).unwrap();
+            assert_eq!(readonly, AnyValue::Boolean(id != "e-str"), "{id}");
+            let other = df.column("otherfields").unwrap().get(row).unwrap();
+            match id.as_str() {
+                "e-str" => assert_eq!(
+                    serde_json::from_str::<serde_json::Value>(&text_of(other)).unwrap(),
+                    json!({"brandNewField": {"ü": [1]}})
+                ),
+                _ => assert_eq!(other, AnyValue::Null, "{id}"),
+            }
+        }
+    }
+    let mut ids: Vec<_> = seen.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            ("e-b", 1),
+            ("e-dup", 1),
+            ("e-late", 1),
+            ("e-pretty", 1),
+            ("e-str", 1)
+        ],
+        "every event exactly once"
+    );
+    // A second run finds nothing new.
+    let (_, s) = compact(&raw, &out, &[]);
+    assert_eq!(s["batches"].as_u64(), Some(0), "{s}");
 }

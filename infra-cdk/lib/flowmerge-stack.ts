@@ -20,7 +20,11 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct, Node } from 'constructs';
-import table from './vpcflow-table.json' with { type: 'json' };
+import vpcflowTable from './vpcflow-table.json' with { type: 'json' };
+import cloudtrailTable from './cloudtrail-table.json' with { type: 'json' };
+
+/** The Glue tables, one per source, as `flowmerge ddl --source S --format json` prints them. */
+export const TABLES = [vpcflowTable, cloudtrailTable];
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The repository root: the Docker build context of both images. */
@@ -84,7 +88,7 @@ export class FlowmergeStack extends Stack {
     super(scope, id, props);
     const prefix = props.outputPrefix;
     const workPrefix = prefix ? `${prefix}/_flowmerge` : '_flowmerge';
-    const datasetPrefix = prefix ? `${prefix}/${table.dataset}` : table.dataset;
+    const datasetPrefixes = TABLES.map((t) => (prefix ? `${prefix}/${t.dataset}` : t.dataset));
 
     // ---- Storage -------------------------------------------------------------------------
     const accessLogs = new s3.Bucket(this, 'AccessLogs', {
@@ -259,7 +263,10 @@ export class FlowmergeStack extends Stack {
       new iam.PolicyStatement({
         sid: 'WriteParquetAndQuarantine',
         actions: ['s3:PutObject'],
-        resources: [output.arnForObjects(`${datasetPrefix}/*`), output.arnForObjects(`${workPrefix}/quarantine/*`)],
+        resources: [
+          ...datasetPrefixes.map((p) => output.arnForObjects(`${p}/*`)),
+          output.arnForObjects(`${workPrefix}/quarantine/*`),
+        ],
       }),
     );
     // ---- cdk-nag acknowledgements, each with its reason ------------------------------------------
@@ -277,13 +284,13 @@ export class FlowmergeStack extends Stack {
           `${arn(output)}/${workPrefix}/manifests/*`,
           `${arn(rawBucket)}/*`,
           `${arn(output)}/${workPrefix}/quarantine/*`,
-          `${arn(output)}/${datasetPrefix}/*`,
+          ...datasetPrefixes.map((p) => `${arn(output)}/${p}/*`),
         ],
       ],
     ] as const) {
       for (const r of resources) {
         const reason = r.startsWith(arn(rawBucket))
-          ? 'Raw flow log objects are named by AWS (AWSLogs/<account>/vpcflowlogs/...): the merger reads any object of the raw bucket, and only reads.'
+          ? 'Raw log objects are named by AWS (AWSLogs/<account>/vpcflowlogs/..., AWSLogs/<account>/CloudTrail/...): the merger reads any object of the raw bucket, and only reads.'
           : prefixes;
         acknowledge(svc.taskRole, `AwsSolutions::AwsSolutions-IAM5[Resource::${r}]`, reason);
       }
@@ -337,29 +344,31 @@ export class FlowmergeStack extends Stack {
       catalogId: this.account,
       databaseInput: { name: 'flowmerge', description: 'flowmerge outputs' },
     });
-    const location = `s3://${output.bucketName}/${datasetPrefix}/`;
-    const parameters: Record<string, string> = { EXTERNAL: 'TRUE', classification: 'parquet' };
-    for (const [k, v] of Object.entries(table.parameters)) {
-      parameters[k] = v.replace('${location}', location);
-    }
-    const glueTable = new glue.CfnTable(this, 'VpcFlowLogsTable', {
-      catalogId: this.account,
-      databaseName: 'flowmerge',
-      tableInput: {
-        name: 'vpc_flow_logs',
-        tableType: 'EXTERNAL_TABLE',
-        parameters,
-        partitionKeys: table.partitionKeys,
-        storageDescriptor: {
-          columns: table.columns,
-          location,
-          inputFormat: 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat',
-          outputFormat: 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat',
-          serdeInfo: { serializationLibrary: 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe' },
+    TABLES.forEach((table, i) => {
+      const location = `s3://${output.bucketName}/${datasetPrefixes[i]}/`;
+      const parameters: Record<string, string> = { EXTERNAL: 'TRUE', classification: 'parquet' };
+      for (const [k, v] of Object.entries(table.parameters)) {
+        parameters[k] = v.replace('${location}', location);
+      }
+      const glueTable = new glue.CfnTable(this, i === 0 ? 'VpcFlowLogsTable' : 'CloudTrailTable', {
+        catalogId: this.account,
+        databaseName: 'flowmerge',
+        tableInput: {
+          name: table.name,
+          tableType: 'EXTERNAL_TABLE',
+          parameters,
+          partitionKeys: table.partitionKeys,
+          storageDescriptor: {
+            columns: table.columns,
+            location,
+            inputFormat: 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat',
+            outputFormat: 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat',
+            serdeInfo: { serializationLibrary: 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe' },
+          },
         },
-      },
+      });
+      glueTable.addResourceDependency(database);
     });
-    glueTable.addResourceDependency(database);
     new athena.CfnWorkGroup(this, 'WorkGroup', {
       name: 'flowmerge',
       description: 'Queries over flowmerge outputs',

@@ -10,8 +10,7 @@ import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { FlowmergeStack, type FlowmergeStackProps, OPTIONAL_UNSET, REPO_ROOT, VISIBILITY_TIMEOUT } from '../lib/flowmerge-stack.js';
-import table from '../lib/vpcflow-table.json' with { type: 'json' };
+import { FlowmergeStack, type FlowmergeStackProps, OPTIONAL_UNSET, REPO_ROOT, TABLES, VISIBILITY_TIMEOUT } from '../lib/flowmerge-stack.js';
 
 const BASE: FlowmergeStackProps = {
   outputPrefix: 'flows',
@@ -271,15 +270,25 @@ describe('least privilege', () => {
 });
 
 describe('query', () => {
-  const glueTable = () => resources('AWS::Glue::Table')[0].Properties.TableInput;
+  const glueTables = () => resources('AWS::Glue::Table').map((r) => r.Properties.TableInput);
+  const pascal = (cols: { name: string; type: string }[]) => cols.map((c) => ({ Name: c.name, Type: c.type }));
 
-  it('defines the Glue table of vpcflow-table.json with partition projection, and an Athena workgroup', () => {
-    const t = glueTable();
-    const pascal = (cols: { name: string; type: string }[]) => cols.map((c) => ({ Name: c.name, Type: c.type }));
-    assert.deepEqual(t.StorageDescriptor.Columns, pascal(table.columns));
-    assert.deepEqual(t.PartitionKeys, pascal(table.partitionKeys));
-    for (const k of Object.keys(table.parameters)) assert.ok(k in t.Parameters, k);
-    assert.equal(t.Parameters['projection.enabled'], 'true');
+  it('defines one Glue table per source, with date partition projection to NOW, and an Athena workgroup', () => {
+    const tables = glueTables();
+    assert.deepEqual(
+      tables.map((t) => t.Name),
+      TABLES.map((t) => t.name),
+    );
+    TABLES.forEach((table, i) => {
+      const t = tables[i];
+      assert.deepEqual(t.StorageDescriptor.Columns, pascal(table.columns));
+      assert.deepEqual(t.PartitionKeys, pascal(table.partitionKeys));
+      for (const k of Object.keys(table.parameters)) assert.ok(k in t.Parameters, k);
+      assert.equal(t.Parameters['projection.enabled'], 'true');
+      const column = table.partitionKeys[0].name;
+      assert.equal(t.Parameters[`projection.${column}.type`], 'date');
+      assert.match(t.Parameters[`projection.${column}.range`], /,NOW$/);
+    });
     template.hasResourceProperties('AWS::Athena::WorkGroup', {
       WorkGroupConfiguration: Match.objectLike({
         EnforceWorkGroupConfiguration: true,
@@ -288,18 +297,18 @@ describe('query', () => {
     });
   });
 
-  it('agrees with `flowmerge ddl` column for column (when FLOWMERGE_BIN is given)', (t) => {
+  it('agrees with `flowmerge ddl` table for table (when FLOWMERGE_BIN is given)', (t) => {
     const bin = process.env.FLOWMERGE_BIN;
     if (!bin) {
-      // tests/cli.rs checks vpcflow-table.json against the Rust code from the other side.
-      t.diagnostic('FLOWMERGE_BIN not set: compared with vpcflow-table.json only');
+      // tests/cli.rs checks the table files against the Rust code from the other side.
+      t.diagnostic('FLOWMERGE_BIN not set: compared with the table files only');
       return;
     }
-    const ddl = execFileSync(bin, ['ddl', '--output', 's3://b/p']).toString();
-    const cols = [...ddl.matchAll(/^ {2}`(\w+)` (\w+),?$/gm)].map((m) => ({ Name: m[1], Type: m[2] }));
-    assert.deepEqual(
-      glueTable().StorageDescriptor.Columns,
-      cols,
-    );
+    TABLES.forEach((table, i) => {
+      const source = table.dataset === 'cloudtrail' ? 'cloudtrail' : 'vpcflow';
+      const json = JSON.parse(execFileSync(bin, ['ddl', '--output', 's3://b/p', '--source', source, '--format', 'json']).toString());
+      assert.deepEqual(json, table);
+      assert.deepEqual(glueTables()[i].StorageDescriptor.Columns, pascal(json.columns));
+    });
   });
 });

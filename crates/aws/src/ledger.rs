@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem,
 };
 use flowmerge_core::ports::{BatchRecord, BatchState, Claim, ClaimLedger, LedgerError};
-use flowmerge_core::{BatchId, BatchReport, ObjectRef, Window};
+use flowmerge_core::{BatchId, BatchReport, ObjectRef, SourceKind, Window};
 
 use crate::error::{AwsError, Result};
 
@@ -106,6 +106,7 @@ impl DynamoLedger {
             .item("lease_owner", s(&rec.owner))
             .item("lease_until", n(rec.lease_until))
             .item("manifest", s(&rec.manifest))
+            .item("source", s(rec.source.as_str()))
             .item("window_start", n(rec.window.start))
             .item("window_size", n(rec.window.size))
             .item("created_at", n(now()))
@@ -153,8 +154,15 @@ impl DynamoLedger {
                 text("batch_state")
             ))
         })?;
+        // Batches of the first release carry no source: they are flow logs.
+        let source = match item.get("source").and_then(|v| v.as_s().ok()) {
+            None => SourceKind::Vpcflow,
+            Some(name) => SourceKind::parse(name)
+                .ok_or_else(|| AwsError::Invalid(format!("batch {id}: unknown source {name:?}")))?,
+        };
         Ok(Some(BatchRecord {
             id: id.clone(),
+            source,
             state,
             owner: text("lease_owner"),
             lease_until: num("lease_until").unwrap_or(0),
@@ -419,8 +427,9 @@ impl DynamoLedger {
             ("quarantined", n(report.quarantined.len())),
             ("committed_at", n(now())),
         ];
-        if let Some(key) = &report.output_key {
-            set.push(("output_key", s(key.as_str())));
+        if !report.output_keys.is_empty() {
+            let keys = report.output_keys.iter().map(s).collect();
+            set.push(("output_keys", AttributeValue::L(keys)));
         }
         self.transition(
             id,

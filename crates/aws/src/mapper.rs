@@ -22,6 +22,7 @@ use flowmerge_core::claim::claim_batch;
 use flowmerge_core::fault;
 use flowmerge_core::job::{FORMAT_VERSION, Manifest, MergeJob, is_raw_log_key};
 use flowmerge_core::ports::{BatchRecord, BatchState, Claim, ClaimLedger, JobQueue};
+use flowmerge_core::source::{Class, classify_key};
 use flowmerge_core::store::key_path;
 use flowmerge_core::{Batch, BatchId, ObjectRef, SourceKind, Window, window_of};
 use flowmerge_telemetry::{SpanContext, add_links, inject, metrics, span_context};
@@ -57,9 +58,13 @@ struct Held {
     retry: bool,
 }
 
+/// Where an object's batch is filled: its bucket, source and window.
+type Slot = (String, SourceKind, Window);
+
 /// A window's batch being filled.
 struct Open {
     bucket: String,
+    source: SourceKind,
     window: Window,
     objects: Vec<ObjectRef>,
     /// Messages announcing each object (duplicate events of one object share its entry).
@@ -142,7 +147,7 @@ impl Mapper {
     pub async fn run(&self, shutdown: Shutdown) -> Result<()> {
         let vis = self.cfg.common.visibility_timeout;
         let mut held: HashMap<String, Held> = HashMap::new();
-        let mut open: BTreeMap<(String, Window), Open> = BTreeMap::new();
+        let mut open: BTreeMap<Slot, Open> = BTreeMap::new();
         let mut last_heartbeat = Instant::now();
         tracing::info!(queue = self.raw.name(), owner = %self.owner, "mapper started");
         while !shutdown.requested() {
@@ -211,7 +216,7 @@ impl Mapper {
         &self,
         m: Received,
         held: &mut HashMap<String, Held>,
-        open: &mut BTreeMap<(String, Window), Open>,
+        open: &mut BTreeMap<Slot, Open>,
     ) -> Result<()> {
         let span = tracing::info_span!(
             "receive raw message",
@@ -231,7 +236,7 @@ impl Mapper {
         &self,
         m: Received,
         held: &mut HashMap<String, Held>,
-        open: &mut BTreeMap<(String, Window), Open>,
+        open: &mut BTreeMap<Slot, Open>,
         link: Option<SpanContext>,
     ) -> Result<()> {
         let objects = match events::decode(&m.body) {
@@ -242,14 +247,23 @@ impl Mapper {
                 return Ok(());
             }
         };
+        // Each object's source from its key (AWS's layout, then the extension); a key that says
+        // nothing is read as flow logs, whose reader names what is wrong with it.
         let objects: Vec<_> = objects
             .into_iter()
-            .filter(|o| {
-                let keep = is_raw_log_key(&o.key);
-                if !keep {
+            .filter_map(|o| {
+                if !is_raw_log_key(&o.key) {
                     tracing::debug!(bucket = %o.bucket, key = %o.key, "not a raw log object: skipped");
+                    return None;
                 }
-                keep
+                match classify_key(&o.key) {
+                    Class::Source(kind) => Some((kind, o)),
+                    Class::Unknown => Some((SourceKind::Vpcflow, o)),
+                    Class::Skip(why) => {
+                        tracing::debug!(bucket = %o.bucket, key = %o.key, why, "not data: skipped");
+                        None
+                    }
+                }
             })
             .collect();
         tracing::Span::current().record("objects", objects.len());
@@ -269,9 +283,9 @@ impl Mapper {
                 retry: false,
             },
         );
-        for o in objects {
+        for (source, o) in objects {
             let window = window_of(&o.key, o.event_time, self.cfg.window_size);
-            let slot = (o.bucket.clone(), window);
+            let slot = (o.bucket.clone(), source, window);
             let full = open
                 .get(&slot)
                 .is_some_and(|b| !self.cfg.limits.admits(b.objects.len(), b.bytes, o.size));
@@ -280,6 +294,7 @@ impl Mapper {
             }
             let batch = open.entry(slot.clone()).or_insert_with(|| Open {
                 bucket: o.bucket.clone(),
+                source,
                 window,
                 objects: Vec::new(),
                 messages: HashMap::new(),
@@ -318,13 +333,14 @@ impl Mapper {
     async fn flush(&self, open: Open, held: &mut HashMap<String, Held>) -> Result<()> {
         let Open {
             bucket,
+            source,
             window,
             objects,
             messages,
             links,
             ..
         } = open;
-        let batch = Batch::new(&bucket, window, objects);
+        let batch = Batch::new(&bucket, window, objects).of_source(source);
         let span = tracing::info_span!(
             "batch",
             otel.kind = "producer",
@@ -332,6 +348,7 @@ impl Mapper {
             messaging.operation.type = "send",
             messaging.destination.name = self.merge.name(),
             batch.id = %batch.id,
+            batch.source = %source,
             batch.window = %window.stamp(),
             batch.objects = batch.objects.len(),
             batch.bytes = batch.bytes(),
@@ -389,7 +406,7 @@ impl Mapper {
             .objects_batched
             .add(counts.claimed as u64, &[]);
         tracing::info!(
-            batch_id = %batch.id, window = %window.stamp(), bucket = %bucket,
+            batch_id = %batch.id, %source, window = %window.stamp(), bucket = %bucket,
             objects = batch.objects.len(), claimed = counts.claimed,
             duplicates = counts.duplicates, retry_later = counts.retry,
             "batch flushed"
@@ -499,7 +516,7 @@ impl Mapper {
         let job = MergeJob {
             v: FORMAT_VERSION,
             batch_id: rec.id.clone(),
-            source: SourceKind::Vpcflow,
+            source: rec.source,
             window: rec.window,
             manifest: rec.manifest.clone(),
         };

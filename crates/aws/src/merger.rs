@@ -191,7 +191,7 @@ impl Merger {
                     objects = report.objects, records_in = report.records_in, rows_out = report.rows_out,
                     bytes_in = report.bytes_in, bytes_out = report.bytes_out,
                     quarantined = report.quarantined.len(),
-                    output = report.output_key.as_deref().unwrap_or(""),
+                    output = %report.output_keys.join(","),
                     "batch committed"
                     )
                 }

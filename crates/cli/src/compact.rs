@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use flowmerge_core::batch::{Batch, BatchLimits, ObjectRef, plan_batches};
+use flowmerge_core::batch::{Batch, BatchLimits, ObjectRef, SourceKind, plan_batches};
 use flowmerge_core::claim::claim_batch;
 use flowmerge_core::exec::{
     BatchReport, ExecOptions, Executed, ProgressHook, execute, list_objects,
 };
 use flowmerge_core::formats::vpcflow::ParseOptions;
 use flowmerge_core::ports::{ClaimLedger, JobQueue};
+use flowmerge_core::source::{Class, SNIFF_BYTES, classify_key, sniff};
+use flowmerge_core::store::key_path;
 use flowmerge_core::window::window_size;
 use flowmerge_local::ledger::Retry;
 use flowmerge_local::{MemoryQueue, SqliteLedger};
@@ -90,6 +92,8 @@ pub struct CompactArgs {
 pub struct Summary {
     pub input: String,
     pub output: String,
+    #[serde(skip)]
+    pub output_prefix: String,
     pub batches: u64,
     pub batches_failed: u64,
     /// Objects merged (or quarantined) by this run.
@@ -99,6 +103,9 @@ pub struct Summary {
     pub objects_already_merged: u64,
     /// Objects read by this run that held no record.
     pub objects_empty: u64,
+    /// Objects that are not data (CloudTrail digest and Insights files, JSON documents without
+    /// records): skipped, never quarantined.
+    pub objects_skipped: u64,
     /// Quarantined objects handed back for another try at the start of this run.
     pub quarantined_retried: u64,
     /// Objects quarantined in the ledger after this run (this run's and earlier runs').
@@ -113,6 +120,10 @@ pub struct Summary {
     pub output_keys: Vec<String>,
     pub quarantined: Vec<QuarantineLine>,
     pub empty: Vec<String>,
+    /// Keys of the skipped objects, with why.
+    pub skipped: Vec<String>,
+    /// Files written per table (`vpcflowlogs`, `cloudtrail`).
+    pub tables: std::collections::BTreeMap<String, u64>,
     pub failures: Vec<String>,
 }
 
@@ -134,9 +145,18 @@ impl Summary {
         self.bytes_in += r.bytes_in;
         self.decoded_bytes += r.decoded_bytes;
         self.bytes_out += r.bytes_out;
-        if let Some(k) = &r.output_key {
+        self.objects_skipped += r.skipped.len() as u64;
+        self.skipped.extend(
+            r.skipped
+                .iter()
+                .map(|k| format!("{k} (JSON without CloudTrail records)")),
+        );
+        for k in &r.output_keys {
             self.files_out += 1;
             self.output_keys.push(k.clone());
+            if let Some(table) = table_of(k, &self.output_prefix) {
+                *self.tables.entry(table).or_default() += 1;
+            }
         }
         self.quarantined
             .extend(r.quarantined.iter().map(|q| QuarantineLine {
@@ -223,7 +243,17 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     let listed_count = listed.len() as u64;
     let new = ledger.unclaimed(listed).await.map_err(|e| anyhow!(e))?;
     let objects_already_merged = listed_count - new.len() as u64;
-    let planned = plan_batches(&input.scope, new, args.window, limits);
+    // Each object's source: from its key, or from its first bytes when the key says nothing.
+    // Digest and Insights files are not data: counted, never claimed.
+    let (by_source, skipped) = sort_by_source(&*input.store, new).await?;
+    let mut planned = Vec::new();
+    for (kind, objects) in by_source {
+        planned.extend(
+            plan_batches(&input.scope, objects, args.window, limits)
+                .into_iter()
+                .map(|b| b.of_source(kind)),
+        );
+    }
     let (total_objects, total_bytes) = pending
         .iter()
         .chain(&planned)
@@ -336,8 +366,11 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     let mut summary = Summary {
         input: input.display.clone(),
         output: output.display.clone(),
+        output_prefix: output.prefix.clone(),
         objects_already_merged,
         quarantined_retried,
+        objects_skipped: skipped.len() as u64,
+        skipped,
         ..Default::default()
     };
     for w in workers {
@@ -376,6 +409,57 @@ async fn run_job(
     execute(Arc::clone(input), Arc::clone(output), ledger, &batch, exec)
         .await
         .map_err(|e| format!("batch {} ({}): {e:#}", batch.id, batch.window))
+}
+
+/// The table folder of an output key: the first part below the output prefix.
+fn table_of(key: &str, prefix: &str) -> Option<String> {
+    let rest = key
+        .strip_prefix(prefix.trim_matches('/'))
+        .unwrap_or(key)
+        .trim_start_matches('/');
+    rest.split('/').next().map(str::to_owned)
+}
+
+/// Sorts objects by source ([`classify_key`], then [`sniff`] on the first bytes of those whose
+/// key says nothing); returns them per source, and the keys of those that are not data.
+async fn sort_by_source(
+    store: &dyn object_store::ObjectStore,
+    objects: Vec<ObjectRef>,
+) -> Result<(
+    std::collections::BTreeMap<SourceKind, Vec<ObjectRef>>,
+    Vec<String>,
+)> {
+    let mut by_source: std::collections::BTreeMap<SourceKind, Vec<ObjectRef>> = Default::default();
+    let mut skipped = Vec::new();
+    let mut unknown = Vec::new();
+    for o in objects {
+        match classify_key(&o.key) {
+            Class::Source(kind) => by_source.entry(kind).or_default().push(o),
+            Class::Skip(why) => skipped.push(format!("{} ({why})", o.key)),
+            Class::Unknown => unknown.push(o),
+        }
+    }
+    let sniffed: Vec<(SourceKind, ObjectRef)> = futures::stream::iter(unknown)
+        .map(|o| async move {
+            let end = o.size.min(SNIFF_BYTES);
+            let head = match end {
+                0 => bytes::Bytes::new(),
+                _ => object_store::ObjectStoreExt::get_range(store, &key_path(&o.key), 0..end)
+                    .await
+                    .with_context(|| format!("reading the first bytes of {}", o.key))?,
+            };
+            Ok::<_, anyhow::Error>((sniff(&head), o))
+        })
+        .buffered(8)
+        .try_collect()
+        .await?;
+    for (kind, o) in sniffed {
+        by_source.entry(kind).or_default().push(o);
+    }
+    for objects in by_source.values_mut() {
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    Ok((by_source, skipped))
 }
 
 /// Local files get a content digest as their identity. The local store's ETag is made of inode,
@@ -583,6 +667,20 @@ pub fn render(s: &Summary) -> String {
             "  elapsed       {:.2} s ({:.0} records/s)",
             s.elapsed_seconds, rate
         ));
+    }
+    if s.tables.len() > 1 {
+        let tables: Vec<String> = s
+            .tables
+            .iter()
+            .map(|(t, n)| format!("{t} ({n} files)"))
+            .collect();
+        line(format!("  tables        {}", tables.join(", ")));
+    }
+    if !s.skipped.is_empty() {
+        line(format!("skipped objects (not data): {}", s.skipped.len()));
+        for k in &s.skipped {
+            line(format!("  {k}"));
+        }
     }
     if s.quarantined_retried > 0 {
         line(format!(

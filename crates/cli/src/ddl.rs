@@ -1,26 +1,60 @@
-//! `flowmerge ddl`: the Athena table over compact's output — every documented field with the type
-//! it has in our Parquet, `merged_records`, and partition projection on year/month/day/hour so
-//! no `MSCK REPAIR` or crawler is needed.
+//! `flowmerge ddl`: the Athena table over one source's output — every column with the type it has
+//! in our Parquet, and partition projection so no `MSCK REPAIR` or crawler is needed.
+//!
+//! The projection is one `date` column whose format spells the Hive path (`year=…/month=…/day=…`,
+//! and `/hour=…` for flow logs), ranging from `--first-year` to `NOW`: an unfiltered query
+//! enumerates only the partitions that can exist, not every hour to 2099. The same table, as
+//! JSON (`--format json`), is what the CDK app builds its Glue tables from
+//! (`infra-cdk/lib/*-table.json`; a test keeps them equal).
 
 use anyhow::{Result, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use flowmerge_core::SourceKind;
+use flowmerge_core::formats::cloudtrail;
 use flowmerge_core::formats::vpcflow::fields::{FIELDS, FieldType, MERGED_RECORDS};
-use flowmerge_core::layout::VPCFLOW_DATASET;
+use serde::Serialize;
 
 #[derive(Args, Debug)]
 pub struct DdlArgs {
     /// The compact output the table reads: s3://bucket/prefix (as given to `compact`).
     #[arg(long)]
     pub output: String,
-    /// Table name (optionally database-qualified, e.g. logs.vpc_flow_logs).
-    #[arg(long, default_value = "vpc_flow_logs")]
-    pub table: String,
-    /// First year of the projected partitions.
+    /// Which source's table.
+    #[arg(long, value_enum, default_value_t = SourceArg::Vpcflow)]
+    pub source: SourceArg,
+    /// Table name, optionally database-qualified [default: vpc_flow_logs, cloudtrail_logs].
+    #[arg(long)]
+    pub table: Option<String>,
+    /// First year of the projected partitions (they run to NOW).
     #[arg(long, default_value_t = 2015)]
     pub first_year: u32,
+    /// `sql` (Athena DDL) or `json` (the table as the CDK app reads it).
+    #[arg(long, value_enum, default_value_t = DdlFormat::Sql)]
+    pub format: DdlFormat,
 }
 
-/// Athena (Hive DDL) type of a field type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    Vpcflow,
+    Cloudtrail,
+}
+
+impl From<SourceArg> for SourceKind {
+    fn from(s: SourceArg) -> Self {
+        match s {
+            SourceArg::Vpcflow => SourceKind::Vpcflow,
+            SourceArg::Cloudtrail => SourceKind::Cloudtrail,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DdlFormat {
+    Sql,
+    Json,
+}
+
+/// Athena (Hive DDL) type of a flow-log field type.
 pub fn athena_type(ty: FieldType) -> &'static str {
     match ty {
         FieldType::Int32 => "int",
@@ -29,49 +63,142 @@ pub fn athena_type(ty: FieldType) -> &'static str {
     }
 }
 
-/// The `(column, athena type)` list of the table, in output column order.
-pub fn columns() -> Vec<(&'static str, &'static str)> {
-    FIELDS
-        .iter()
-        .map(|f| (f.column, athena_type(f.ty)))
-        .chain([(MERGED_RECORDS, "bigint")])
-        .collect()
+#[derive(Debug, Serialize)]
+pub struct NameType {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// A table as Glue stores it; `${location}` in parameters stands for the table's location.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableSpec {
+    pub comment: String,
+    pub name: String,
+    pub dataset: String,
+    pub columns: Vec<NameType>,
+    pub partition_keys: Vec<NameType>,
+    /// In the order the DDL prints them.
+    #[serde(serialize_with = "in_order")]
+    pub parameters: Vec<(String, String)>,
+}
+
+fn in_order<S: serde::Serializer>(v: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(v.iter().map(|(k, v)| (k, v)))
+}
+
+fn nt(name: &str, ty: &str) -> NameType {
+    NameType {
+        name: name.into(),
+        ty: ty.into(),
+    }
+}
+
+/// The table of a source, its projection starting in `first_year`.
+pub fn spec(source: SourceKind, first_year: u32) -> TableSpec {
+    let (name, dataset, columns, column, format, range_start, unit) = match source {
+        SourceKind::Vpcflow => (
+            "vpc_flow_logs",
+            flowmerge_core::formats::vpcflow::DATASET,
+            FIELDS
+                .iter()
+                .map(|f| nt(f.column, athena_type(f.ty)))
+                .chain([nt(MERGED_RECORDS, "bigint")])
+                .collect::<Vec<_>>(),
+            "partition_hour",
+            "'year='yyyy'/month='MM'/day='dd'/hour='HH",
+            format!("year={first_year}/month=01/day=01/hour=00"),
+            "HOURS",
+        ),
+        SourceKind::Cloudtrail => (
+            "cloudtrail_logs",
+            cloudtrail::DATASET,
+            cloudtrail::athena_columns()
+                .into_iter()
+                .map(|(c, t)| nt(c, t))
+                .collect(),
+            "partition_day",
+            "'year='yyyy'/month='MM'/day='dd",
+            format!("year={first_year}/month=01/day=01"),
+            "DAYS",
+        ),
+    };
+    let p = |k: &str| format!("projection.{column}.{k}");
+    let parameters = [
+        ("parquet.compression".to_owned(), "ZSTD".to_owned()),
+        ("projection.enabled".into(), "true".into()),
+        (p("type"), "date".into()),
+        (p("format"), format.into()),
+        (p("range"), format!("{range_start},NOW")),
+        (p("interval"), "1".into()),
+        (p("interval.unit"), unit.into()),
+        (
+            "storage.location.template".into(),
+            format!("${{location}}${{{column}}}/"),
+        ),
+    ]
+    .into();
+    TableSpec {
+        comment: format!(
+            "The Athena/Glue table over flowmerge's {source} output, as `flowmerge ddl --source {source} --format json` prints it (a test keeps this file equal to that output)."
+        ),
+        name: name.into(),
+        dataset: dataset.into(),
+        columns,
+        partition_keys: vec![nt(column, "string")],
+        parameters,
+    }
+}
+
+/// A Hive DDL string literal: single-quoted, or double-quoted when the text holds a single quote
+/// (the date formats quote their literal parts).
+fn literal(text: &str) -> String {
+    match text.contains('\'') {
+        true => format!("\"{text}\""),
+        false => format!("'{text}'"),
+    }
 }
 
 pub fn render(args: &DdlArgs) -> Result<String> {
+    let spec = spec(args.source.into(), args.first_year);
+    if args.format == DdlFormat::Json {
+        return Ok(serde_json::to_string_pretty(&spec)? + "\n");
+    }
     let base = args.output.trim_end_matches('/');
     if !base.contains("://") {
         bail!("--output {base}: give the location Athena reads, e.g. s3://bucket/prefix");
     }
-    let location = format!("{base}/{VPCFLOW_DATASET}/");
-    let cols = columns()
+    let location = format!("{base}/{}/", spec.dataset);
+    let cols = spec
+        .columns
         .iter()
-        .map(|(c, t)| format!("  `{c}` {t}"))
+        .map(|c| format!("  `{}` {}", c.name, c.ty))
+        .collect::<Vec<_>>()
+        .join(",\n");
+    let parts = spec
+        .partition_keys
+        .iter()
+        .map(|c| format!("`{}` {}", c.name, c.ty))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let props = spec
+        .parameters
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "  '{k}' = {}",
+                literal(&v.replace("${location}", &location))
+            )
+        })
         .collect::<Vec<_>>()
         .join(",\n");
     Ok(format!(
         "CREATE EXTERNAL TABLE IF NOT EXISTS {table} (\n{cols}\n)\n\
-PARTITIONED BY (`year` string, `month` string, `day` string, `hour` string)\n\
+PARTITIONED BY ({parts})\n\
 STORED AS PARQUET\n\
 LOCATION '{location}'\n\
-TBLPROPERTIES (\n\
-  'parquet.compression' = 'ZSTD',\n\
-  'projection.enabled' = 'true',\n\
-  'projection.year.type' = 'integer',\n\
-  'projection.year.range' = '{first_year},2099',\n\
-  'projection.year.digits' = '4',\n\
-  'projection.month.type' = 'integer',\n\
-  'projection.month.range' = '1,12',\n\
-  'projection.month.digits' = '2',\n\
-  'projection.day.type' = 'integer',\n\
-  'projection.day.range' = '1,31',\n\
-  'projection.day.digits' = '2',\n\
-  'projection.hour.type' = 'integer',\n\
-  'projection.hour.range' = '0,23',\n\
-  'projection.hour.digits' = '2',\n\
-  'storage.location.template' = '{location}year=${{year}}/month=${{month}}/day=${{day}}/hour=${{hour}}'\n\
-);\n",
-        table = args.table,
-        first_year = args.first_year,
+TBLPROPERTIES (\n{props}\n);\n",
+        table = args.table.as_deref().unwrap_or(&spec.name),
     ))
 }

@@ -63,10 +63,11 @@ impl BatchId {
 }
 
 /// The kind of log a batch holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Vpcflow,
+    Cloudtrail,
 }
 
 /// Objects of one window merged into one output file.
@@ -87,6 +88,12 @@ impl Batch {
             window,
             objects,
         }
+    }
+
+    /// The same batch, of another source (the id does not depend on it: an object is of one
+    /// source only).
+    pub fn of_source(self, source: SourceKind) -> Self {
+        Self { source, ..self }
     }
 
     pub fn bytes(&self) -> u64 {

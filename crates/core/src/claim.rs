@@ -57,6 +57,7 @@ pub async fn claim_batch(
         lease_until,
         manifest,
         window: batch.window,
+        source: batch.source,
     };
     let ours = match ledger.open_batch(&record).await? {
         None => true,

@@ -88,7 +88,8 @@ where
         ledger.is_committed(&a.id).await.expect("is_committed"),
         "committed"
     );
-    let key = report.output_key.clone().expect("an output key");
+    assert_eq!(report.output_keys.len(), 1, "one partition");
+    let key = report.output_keys[0].clone();
     let first = output
         .get(&key_path(&key))
         .await
@@ -125,10 +126,7 @@ where
         .bytes()
         .await
         .unwrap();
-    assert_eq!(
-        (rerun.output_key.as_deref(), &again),
-        (Some(key.as_str()), &first)
-    );
+    assert_eq!((rerun.output_keys, &again), (vec![key], &first));
     match execute(input, output, ledger, &b, &opts).await {
         Ok(Executed::Merged(r)) => assert!(r.quarantined.is_empty() && r.records_in == 2),
         other => panic!("batch b: {other:?}"),
@@ -254,6 +252,7 @@ pub async fn claim_ledger_conformance(ledger: &dyn ClaimLedger, scope: &str) {
         lease_until,
         manifest: format!("s3://work/{}.json", batch.id),
         window,
+        source: batch.source,
     };
 
     // Open is idempotent: a second open returns the batch as it is.
@@ -285,8 +284,9 @@ pub async fn claim_ledger_conformance(ledger: &dyn ClaimLedger, scope: &str) {
         .expect("claim by a stranger");
     assert_eq!(stranger, vec![Claim::Taken(a.id.clone()), Claim::Closed]);
 
-    // A second batch gets only what the first does not hold.
-    let b = Batch::new(scope, window, vec![obj("shared"), obj("b1")]);
+    // A second batch gets only what the first does not hold. Its source is remembered.
+    let b = Batch::new(scope, window, vec![obj("shared"), obj("b1")])
+        .of_source(crate::batch::SourceKind::Cloudtrail);
     assert_eq!(
         ledger
             .open_batch(&record(&b, "bob", live))
@@ -299,6 +299,14 @@ pub async fn claim_ledger_conformance(ledger: &dyn ClaimLedger, scope: &str) {
         .await
         .expect("claim b");
     assert_eq!(claims, vec![Claim::Taken(a.id.clone()), Claim::Mine]);
+    assert_eq!(
+        ledger
+            .batch(&b.id)
+            .await
+            .expect("batch b")
+            .map(|r| r.source),
+        Some(crate::batch::SourceKind::Cloudtrail)
+    );
     let owners = ledger
         .claims(scope, &[obj("a1"), obj("b1"), obj("free"), obj("shared")])
         .await

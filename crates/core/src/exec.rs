@@ -6,24 +6,23 @@
 //! commits without records it could not read.
 //! Shared by `flowmerge compact` and the merger service.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use polars::prelude::*;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::batch::{Batch, BatchId, ObjectRef};
 use crate::error::Result;
 use crate::fault;
-use crate::formats::vpcflow::{Combiner, ObjectStats, ParseOptions, combine_object};
+use crate::formats::vpcflow::ParseOptions;
 use crate::job::is_raw_log_key;
 use crate::layout::output_key;
-use crate::merge::{Finish, merge_frames};
 use crate::ports::CommitLedger;
+use crate::source::Fetched;
 use crate::store::key_path;
 use crate::window::Window;
 
@@ -62,8 +61,9 @@ pub struct Quarantined {
 pub struct BatchReport {
     pub batch_id: Option<BatchId>,
     pub window: Option<Window>,
-    /// Key of the Parquet file written, if the batch had any record.
-    pub output_key: Option<String>,
+    /// Keys of the Parquet files written, one per partition the batch has rows in (none if it
+    /// had no record).
+    pub output_keys: Vec<String>,
     pub objects: u64,
     pub records_in: u64,
     pub rows_out: u64,
@@ -74,6 +74,10 @@ pub struct BatchReport {
     /// Keys of objects that were read but held no record (empty, or a header only).
     #[serde(default)]
     pub empty: Vec<String>,
+    /// Keys of objects that are not data of their source (a JSON document that holds no
+    /// CloudTrail records, such as a digest file): skipped, not quarantined.
+    #[serde(default)]
+    pub skipped: Vec<String>,
 }
 
 /// Why fetching an object failed. Only `Gone` is about the object itself; everything else is the
@@ -143,7 +147,7 @@ pub async fn run_batch(
         bytes = batch.bytes(),
         concurrency = opts.fetch_concurrency
     );
-    let fetched: Vec<(ObjectRef, std::result::Result<Bytes, String>)> =
+    let fetched: Vec<Fetched> =
         futures::stream::iter(batch.objects.iter().cloned())
             .map(|o| {
                 let input = Arc::clone(&input);
@@ -168,31 +172,41 @@ pub async fn run_batch(
 
     let parse = opts.parse.clone();
     let progress = opts.progress.clone();
+    let source = batch.source.source();
+    let window = batch.window;
     let merge_span = tracing::info_span!(
         "parse and merge",
+        source = %batch.source,
         objects = fetched.len(),
         records_in = tracing::field::Empty,
         rows_out = tracing::field::Empty,
         quarantined = tracing::field::Empty
     );
-    let (merged, mut report) = tokio::task::spawn_blocking(move || {
+    let merged = tokio::task::spawn_blocking(move || {
         let _entered = merge_span.enter();
-        let r = merge_fetched(fetched, &parse, progress.as_ref());
-        if let Ok((df, report)) = &r {
-            merge_span.record("records_in", report.records_in);
-            merge_span.record("rows_out", df.as_ref().map_or(0, |d| d.height()));
-            merge_span.record("quarantined", report.quarantined.len());
+        let r = source.merge(window, fetched, &parse, progress.as_ref());
+        if let Ok(m) = &r {
+            merge_span.record("records_in", m.report.records_in);
+            merge_span.record(
+                "rows_out",
+                m.partitions.iter().map(|(_, d)| d.height()).sum::<usize>(),
+            );
+            merge_span.record("quarantined", m.report.quarantined.len());
         }
         r
     })
     .await??;
+    let mut report = merged.report;
     report.batch_id = Some(batch.id.clone());
     report.window = Some(batch.window);
     report.objects = batch.objects.len() as u64;
 
-    if let Some(mut df) = merged.filter(|df| df.height() > 0) {
-        report.rows_out = df.height() as u64;
-        let key = output_key(&opts.output_prefix, batch);
+    for (partition, mut df) in merged.partitions {
+        if df.height() == 0 {
+            continue;
+        }
+        report.rows_out += df.height() as u64;
+        let key = output_key(&opts.output_prefix, source.dataset(), &partition, batch);
         let write_span = tracing::info_span!(
             "write",
             key = %key,
@@ -202,14 +216,14 @@ pub async fn run_batch(
         let body = tokio::task::spawn_blocking(move || write_parquet(&mut df))
             .instrument(write_span.clone())
             .await??;
-        report.bytes_out = body.len() as u64;
+        report.bytes_out += body.len() as u64;
         write_span.record("bytes", body.len());
         // A single PUT (or a local write-then-rename): the file is visible whole or not at all.
         output
             .put(&key_path(&key), PutPayload::from(body))
             .instrument(write_span)
             .await?;
-        report.output_key = Some(key);
+        report.output_keys.push(key);
     }
     Ok(report)
 }
@@ -223,73 +237,6 @@ async fn fetch(store: &dyn ObjectStore, key: &str) -> std::result::Result<Bytes,
         )),
         other => FetchError::Transient(other),
     })
-}
-
-/// Parses fetched objects in parallel, quarantining the bad ones, and merges everything. Each
-/// worker thread folds the records it parses into its own [`Combiner`] (a hash table on the flow
-/// key), so memory is bounded by the batch's distinct keys per thread rather than by its
-/// records; polars then merges the threads' tables into the batch's rows.
-fn merge_fetched(
-    fetched: Vec<(ObjectRef, std::result::Result<Bytes, String>)>,
-    parse: &ParseOptions,
-    progress: Option<&ProgressHook>,
-) -> Result<(Option<DataFrame>, BatchReport)> {
-    let combiners: Vec<Mutex<Combiner>> = (0..rayon::current_num_threads().max(1))
-        .map(|_| Mutex::default())
-        .collect();
-    let outcomes: Vec<std::result::Result<ObjectStats, String>> = fetched
-        .par_iter()
-        .map(|(object, body)| {
-            let body = body.as_ref().map_err(Clone::clone)?;
-            // This thread's own combiner: the lock is never contended.
-            let slot = rayon::current_thread_index().unwrap_or(0) % combiners.len();
-            let mut combiner = combiners[slot]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let stats =
-                combine_object(&object.key, body, parse, &mut combiner).map_err(|e| e.to_string());
-            if let Some(hook) = progress {
-                (hook.0)(object.size, stats.as_ref().map_or(0, |s| s.records));
-            }
-            stats
-        })
-        .collect();
-
-    let mut report = BatchReport::default();
-    for ((object, _), outcome) in fetched.iter().zip(outcomes) {
-        report.bytes_in += object.size;
-        match outcome {
-            Ok(stats) => {
-                report.records_in += stats.records;
-                report.decoded_bytes += stats.decoded_bytes;
-                if stats.records == 0 {
-                    report.empty.push(object.key.clone());
-                }
-            }
-            Err(reason) => {
-                tracing::warn!(key = %object.key, %reason, "object quarantined");
-                report.quarantined.push(Quarantined {
-                    object: object.clone(),
-                    reason,
-                });
-            }
-        }
-    }
-    drop(fetched);
-    let mut frames = Vec::new();
-    for combiner in combiners {
-        frames.extend(
-            combiner
-                .into_inner()
-                .unwrap_or_else(PoisonError::into_inner)
-                .into_frames()?,
-        );
-    }
-    let merged = match frames.is_empty() {
-        true => None,
-        false => Some(merge_frames(frames, Finish::Final)?),
-    };
-    Ok((merged, report))
 }
 
 /// zstd Parquet with full statistics.

@@ -1,16 +1,18 @@
-//! Output layout (docs/contracts.md §4): Hive partitions from the window start, file name from the batch.
+//! Output layout (docs/contracts.md §4): a table folder per source, Hive partitions below it
+//! (the window's hour for flow logs, the event's day for CloudTrail), file names from the batch.
 
 use crate::batch::Batch;
 
-/// The dataset folder under the output prefix.
-pub const VPCFLOW_DATASET: &str = "vpcflowlogs";
+/// The flow-log table's folder (kept here for callers of the first release).
+pub const VPCFLOW_DATASET: &str = crate::formats::vpcflow::DATASET;
 
-/// `<prefix>/vpcflowlogs/year=YYYY/month=MM/day=DD/hour=HH/<YYYYMMDDTHHMMZ>-<batch id>.parquet`.
-pub fn output_key(prefix: &str, batch: &Batch) -> String {
+/// `<prefix>/<dataset>/<partition>/<YYYYMMDDTHHMMZ>-<batch id>.parquet`, e.g.
+/// `out/vpcflowlogs/year=2026/month=11/day=01/hour=00/20261101T0000Z-0123456789abcdef.parquet`:
+/// a pure function of the batch and the partition, so a retried batch overwrites itself.
+pub fn output_key(prefix: &str, dataset: &str, partition: &str, batch: &Batch) -> String {
     let prefix = prefix.trim_matches('/');
     let rel = format!(
-        "{VPCFLOW_DATASET}/{}/{}-{}.parquet",
-        batch.window.partition(),
+        "{dataset}/{partition}/{}-{}.parquet",
         batch.window.stamp(),
         batch.id
     );
@@ -36,13 +38,14 @@ mod tests {
             last_modified: 0,
         };
         let b = Batch::new("", Window::containing(1_630_619_100, 300), vec![o]);
-        let k = output_key("/out/", &b);
-        assert_eq!(k, output_key("out", &b.clone()));
+        let key = |prefix: &str| output_key(prefix, VPCFLOW_DATASET, &b.window.partition(), &b);
+        let k = key("/out/");
+        assert_eq!(k, key("out"));
         assert!(
             k.starts_with("out/vpcflowlogs/year=2021/month=09/day=02/hour=21/20210902T2145Z-"),
             "{k}"
         );
         assert!(k.ends_with(&format!("{}.parquet", b.id)));
-        assert!(output_key("", &b).starts_with("vpcflowlogs/"));
+        assert!(key("").starts_with("vpcflowlogs/"));
     }
 }

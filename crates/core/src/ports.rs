@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::batch::{Batch, BatchId, ObjectRef};
+use crate::batch::{Batch, BatchId, ObjectRef, SourceKind};
 use crate::exec::{BatchReport, Quarantined};
 use crate::window::Window;
 
@@ -74,6 +74,7 @@ pub struct BatchRecord {
     /// objects itself, as in `flowmerge compact`).
     pub manifest: String,
     pub window: Window,
+    pub source: SourceKind,
 }
 
 /// Outcome of claiming one object for a batch.

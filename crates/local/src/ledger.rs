@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS batches (
     lease_owner   TEXT NOT NULL DEFAULT '',
     lease_until   INTEGER NOT NULL DEFAULT 0,
     manifest      TEXT NOT NULL DEFAULT '',
+    source        TEXT NOT NULL DEFAULT 'vpcflow',
     output_key    TEXT,
     records_in    INTEGER,
     rows_out      INTEGER,
@@ -79,11 +80,18 @@ CREATE TABLE IF NOT EXISTS digests (
 ";
 
 /// Columns added after the first release, for ledgers created before them.
-const MIGRATIONS: &[(&str, &str, &str)] = &[(
-    "quarantine",
-    "read_options",
-    "ALTER TABLE quarantine ADD COLUMN read_options TEXT NOT NULL DEFAULT ''",
-)];
+const MIGRATIONS: &[(&str, &str, &str)] = &[
+    (
+        "quarantine",
+        "read_options",
+        "ALTER TABLE quarantine ADD COLUMN read_options TEXT NOT NULL DEFAULT ''",
+    ),
+    (
+        "batches",
+        "source",
+        "ALTER TABLE batches ADD COLUMN source TEXT NOT NULL DEFAULT 'vpcflow'",
+    ),
+];
 
 /// Ledgers before the claim protocol had batches `claimed` (now: `sealed`) or `committed`, and
 /// no lease: their table is rebuilt with the new states and columns.
@@ -143,6 +151,17 @@ impl SqliteLedger {
         };
         let conn = Connection::open(path).map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
+        let batches_sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'batches'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(wrap)?;
+        if batches_sql.contains("'claimed'") {
+            conn.execute_batch(&format!("BEGIN; {REBUILD_BATCHES} COMMIT;"))
+                .map_err(wrap)?;
+        }
         for (table, column, alter) in MIGRATIONS {
             let exists: bool = conn
                 .query_row(
@@ -155,17 +174,6 @@ impl SqliteLedger {
             if !exists {
                 conn.execute_batch(alter).map_err(wrap)?;
             }
-        }
-        let batches_sql: String = conn
-            .query_row(
-                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'batches'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(wrap)?;
-        if batches_sql.contains("'claimed'") {
-            conn.execute_batch(&format!("BEGIN; {REBUILD_BATCHES} COMMIT;"))
-                .map_err(wrap)?;
         }
         Ok(Self {
             path: name,
@@ -334,20 +342,20 @@ impl SqliteLedger {
         for id in abandoned {
             self.seal_abandoned(&BatchId(id)).await?;
         }
-        let batches: Vec<Batch> = self
+        let batches: Vec<(String, i64, i64, String, Vec<ObjectRef>)> = self
             .with(|c| {
                 let mut st = c.prepare(
-                    "SELECT batch_id, window_start, window_size FROM batches
+                    "SELECT batch_id, window_start, window_size, source FROM batches
                      WHERE state IN ('sealed', 'queued') ORDER BY window_start, batch_id",
                 )?;
-                let heads: Vec<(String, i64, i64)> = st
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                let heads: Vec<(String, i64, i64, String)> = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                     .collect::<rusqlite::Result<_>>()?;
                 let mut objs = c.prepare(
                     "SELECT key, etag, size, last_modified FROM objects WHERE batch_id = ?1 ORDER BY key",
                 )?;
                 let mut out = Vec::new();
-                for (id, start, size) in heads {
+                for (id, start, size, source) in heads {
                     let objects = objs
                         .query_map([&id], |r| {
                             let etag: String = r.get(1)?;
@@ -359,16 +367,22 @@ impl SqliteLedger {
                             })
                         })?
                         .collect::<rusqlite::Result<_>>()?;
-                    out.push(Batch {
-                        id: BatchId(id),
-                        source: SourceKind::Vpcflow,
-                        window: Window { start, size },
-                        objects,
-                    });
+                    out.push((id, start, size, source, objects));
                 }
                 Ok(out)
             })
             .await?;
+        let batches = batches
+            .into_iter()
+            .map(|(id, start, size, source, objects)| {
+                Ok(Batch {
+                    source: source_of(&id, &source)?,
+                    id: BatchId(id),
+                    window: Window { start, size },
+                    objects,
+                })
+            })
+            .collect::<Result<Vec<Batch>, LedgerError>>()?;
         let mut pending = Vec::with_capacity(batches.len());
         for b in batches {
             match b.objects.is_empty() {
@@ -405,9 +419,10 @@ impl SqliteLedger {
     }
 }
 
-fn record_of(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, String, i64, String, i64, i64)> {
+/// A batch row: id, state, lease owner and end, manifest, window start and size, source.
+type BatchRow = (String, String, String, i64, String, i64, i64, String);
+
+fn record_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -416,7 +431,12 @@ fn record_of(
         r.get(4)?,
         r.get(5)?,
         r.get(6)?,
+        r.get(7)?,
     ))
+}
+
+fn source_of(id: &str, s: &str) -> Result<SourceKind, LedgerError> {
+    SourceKind::parse(s).ok_or_else(|| format!("batch {id}: unknown source {s:?}").into())
 }
 
 /// The SQLite adapter of the claim side; `flowmerge_core::conformance` holds the expectations it
@@ -429,8 +449,8 @@ impl ClaimLedger for SqliteLedger {
             .with(move |c| {
                 c.execute(
                     "INSERT OR IGNORE INTO batches (batch_id, window_start, window_size, state,
-                       lease_owner, lease_until, manifest, claimed_at)
-                     VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7)",
+                       lease_owner, lease_until, manifest, source, claimed_at)
+                     VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7, ?8)",
                     params![
                         r.id.0,
                         r.window.start,
@@ -438,6 +458,7 @@ impl ClaimLedger for SqliteLedger {
                         r.owner,
                         r.lease_until,
                         r.manifest,
+                        r.source.as_str(),
                         now()
                     ],
                 )
@@ -454,7 +475,8 @@ impl ClaimLedger for SqliteLedger {
         let row = self
             .with(move |c| {
                 c.query_row(
-                    "SELECT batch_id, state, lease_owner, lease_until, manifest, window_start, window_size
+                    "SELECT batch_id, state, lease_owner, lease_until, manifest, window_start,
+                       window_size, source
                      FROM batches WHERE batch_id = ?1",
                     [key],
                     record_of,
@@ -462,9 +484,10 @@ impl ClaimLedger for SqliteLedger {
                 .optional()
             })
             .await?;
-        let Some((id, state, owner, lease_until, manifest, start, size)) = row else {
+        let Some((id, state, owner, lease_until, manifest, start, size, source)) = row else {
             return Ok(None);
         };
+        let source = source_of(&id, &source)?;
         let state = BatchState::parse(&state)
             .ok_or_else(|| format!("batch {id}: unknown state {state:?}"))?;
         Ok(Some(BatchRecord {
@@ -474,6 +497,7 @@ impl ClaimLedger for SqliteLedger {
             lease_until,
             manifest,
             window: Window { start, size },
+            source,
         }))
     }
 
@@ -652,7 +676,7 @@ impl CommitLedger for SqliteLedger {
                      WHERE batch_id = ?1 AND state IN ('sealed', 'queued')",
                     params![
                         id.0,
-                        report.output_key,
+                        report.output_keys.join("\n"),
                         report.records_in as i64,
                         report.rows_out as i64,
                         report.bytes_in as i64,
@@ -811,6 +835,7 @@ mod tests {
             lease_until: now() - 1,
             manifest: String::new(),
             window: w,
+            source: SourceKind::Vpcflow,
         };
         l.open_batch(&rec(&open)).await.unwrap();
         l.claim_all("", &open.objects, &open.id, "crashed")

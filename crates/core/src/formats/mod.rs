@@ -1,3 +1,5 @@
-//! Sources of records: one module per log format.
+//! Sources of records: one module per log format, and the decoding they share.
 
+pub mod cloudtrail;
+pub mod decode;
 pub mod vpcflow;

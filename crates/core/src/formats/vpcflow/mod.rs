@@ -5,5 +5,115 @@ pub mod combine;
 pub mod fields;
 pub mod parse;
 
+use std::sync::{Mutex, PoisonError};
+
+use polars::prelude::*;
+use rayon::prelude::*;
+
 pub use combine::{Combiner, ObjectStats, combine_object};
 pub use parse::{ParseOptions, ParsedObject, parse_object, parse_text};
+
+use crate::batch::SourceKind;
+use crate::error::Result;
+use crate::exec::{BatchReport, ProgressHook, Quarantined};
+use crate::merge::{Finish, merge_frames};
+use crate::source::{Fetched, Merged, Source};
+use crate::window::Window;
+
+/// The dataset folder under the output prefix.
+pub const DATASET: &str = "vpcflowlogs";
+
+/// VPC flow logs: records of one flow key in one window merged into one row (sum, min, max, or,
+/// count), written to the window's hour partition.
+pub struct VpcFlow;
+
+impl Source for VpcFlow {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Vpcflow
+    }
+
+    fn dataset(&self) -> &'static str {
+        DATASET
+    }
+
+    fn merge(
+        &self,
+        window: Window,
+        fetched: Vec<Fetched>,
+        parse: &ParseOptions,
+        progress: Option<&ProgressHook>,
+    ) -> Result<Merged> {
+        let (df, report) = merge_fetched(fetched, parse, progress)?;
+        Ok(Merged {
+            partitions: df.map(|df| (window.partition(), df)).into_iter().collect(),
+            report,
+        })
+    }
+}
+
+/// Parses fetched objects in parallel, quarantining the bad ones, and merges everything. Each
+/// worker thread folds the records it parses into its own [`Combiner`] (a hash table on the flow
+/// key), so memory is bounded by the batch's distinct keys per thread rather than by its
+/// records; polars then merges the threads' tables into the batch's rows.
+fn merge_fetched(
+    fetched: Vec<Fetched>,
+    parse: &ParseOptions,
+    progress: Option<&ProgressHook>,
+) -> Result<(Option<DataFrame>, BatchReport)> {
+    let combiners: Vec<Mutex<Combiner>> = (0..rayon::current_num_threads().max(1))
+        .map(|_| Mutex::default())
+        .collect();
+    let outcomes: Vec<std::result::Result<ObjectStats, String>> = fetched
+        .par_iter()
+        .map(|(object, body)| {
+            let body = body.as_ref().map_err(Clone::clone)?;
+            // This thread's own combiner: the lock is never contended.
+            let slot = rayon::current_thread_index().unwrap_or(0) % combiners.len();
+            let mut combiner = combiners[slot]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let stats =
+                combine_object(&object.key, body, parse, &mut combiner).map_err(|e| e.to_string());
+            if let Some(hook) = progress {
+                (hook.0)(object.size, stats.as_ref().map_or(0, |s| s.records));
+            }
+            stats
+        })
+        .collect();
+
+    let mut report = BatchReport::default();
+    for ((object, _), outcome) in fetched.iter().zip(outcomes) {
+        report.bytes_in += object.size;
+        match outcome {
+            Ok(stats) => {
+                report.records_in += stats.records;
+                report.decoded_bytes += stats.decoded_bytes;
+                if stats.records == 0 {
+                    report.empty.push(object.key.clone());
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(key = %object.key, %reason, "object quarantined");
+                report.quarantined.push(Quarantined {
+                    object: object.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    drop(fetched);
+    let mut frames = Vec::new();
+    for combiner in combiners {
+        frames.extend(
+            combiner
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .into_frames()?,
+        );
+    }
+    let merged = match frames.is_empty() {
+        true => None,
+        false => Some(merge_frames(frames, Finish::Final)?),
+    };
+    Ok((merged, report))
+}

@@ -3,14 +3,13 @@
 //! in the field list the user gives. Liberal where AWS's own files are (runs of spaces, blank
 //! lines, repeated headers), strict where data would be lost (a short line fails the object).
 
-use std::io::Read;
 use std::sync::Arc;
 
-use flate2::read::MultiGzDecoder;
 use polars::prelude::*;
 
 use super::fields::{self, DEFAULT_V2, FieldType, Role};
 use crate::error::ParseError;
+pub(crate) use crate::formats::decode::with_text;
 
 /// What the parser needs besides the bytes.
 #[derive(Clone, Debug, Default)]
@@ -88,40 +87,6 @@ pub fn parse_text(
         records,
         decoded_bytes: text.len() as u64,
     })
-}
-
-/// Runs `f` on the text of a raw object: gunzipped when it starts with the gzip magic bytes,
-/// as it is otherwise.
-pub(crate) fn with_text<T>(
-    source: &str,
-    raw: &[u8],
-    f: impl FnOnce(&[u8]) -> Result<T, ParseError>,
-) -> Result<T, ParseError> {
-    if !raw.starts_with(&GZIP_MAGIC) {
-        return f(raw);
-    }
-    // Decompress into a per-thread buffer reused across objects: fresh multi-megabyte buffers
-    // per object cost more in page faults than the decompression itself.
-    DECODE_BUFFER.with_borrow_mut(|buf| {
-        buf.clear();
-        MultiGzDecoder::new(raw)
-            .read_to_end(buf)
-            .map_err(|e| ParseError::whole(source, format!("gzip: {e}")))?;
-        let out = f(buf);
-        if buf.capacity() > MAX_KEPT_BUFFER {
-            *buf = Vec::new();
-        }
-        out
-    })
-}
-
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// A decode buffer larger than this is released after use rather than kept for the next object.
-const MAX_KEPT_BUFFER: usize = 64 * 1024 * 1024;
-
-thread_local! {
-    static DECODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Where parsed records go: typed frames ([`parse_text`]) or a combiner (`combine`).
