@@ -501,6 +501,84 @@ fn uploaded_objects_are_merged_once_and_duplicates_add_nothing() {
     }
 }
 
+/// The real CloudTrail samples (`../shared/realdata/cloudtrail`, or `FLOWMERGE_REALDATA`).
+fn realdata_cloudtrail() -> PathBuf {
+    let dir = std::env::var_os("FLOWMERGE_REALDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/realdata"))
+        .join("cloudtrail");
+    assert!(dir.is_dir(), "real samples not found at {}", dir.display());
+    dir
+}
+
+#[test]
+fn cloudtrail_uploads_go_through_mapper_and_merger_into_their_own_table() {
+    let mut s = bootstrap("cloudtrail");
+    let (root, mut raw) = raw_set(s.dir.path(), "13");
+    let flows = raw.clone();
+    // Real trails under AWS's organisation-trail layout, a digest beside them, and the same
+    // file delivered twice under two names of one window (at-least-once delivery).
+    let real = realdata_cloudtrail();
+    let trail = root.join("AWSLogs/o-abc123/650992545562/CloudTrail/us-west-2/2022/01/03");
+    std::fs::create_dir_all(&trail).unwrap();
+    let derived = "650992545562_CloudTrail_us-west-2_20220103T1915Z_LwA4RXRzImDPnQAL.json.gz";
+    let body = std::fs::read(real.join("cribl/derived-from-cribl").join(derived)).unwrap();
+    for name in [
+        derived,
+        "650992545562_CloudTrail_us-west-2_20220103T1915Z_SecondDelivery00.json.gz",
+    ] {
+        std::fs::write(trail.join(name), &body).unwrap();
+        raw.push(trail.join(name));
+    }
+    let loki =
+        trail.join("650992545562_CloudTrail_us-west-2_20220103T1910Z_Lokiexample00000.json.gz");
+    std::fs::copy(real.join("loki/cloudtrail-log-file.json.gz"), &loki).unwrap();
+    raw.push(loki);
+    let digest = root.join("AWSLogs/o-abc123/650992545562/CloudTrail-Digest/us-west-2/2022/01/03");
+    std::fs::create_dir_all(&digest).unwrap();
+    std::fs::write(
+        digest.join("650992545562_CloudTrail-Digest_us-west-2_t_20220103T2000Z.json.gz"),
+        br#"{"awsAccountId":"650992545562","logFiles":[]}"#,
+    )
+    .unwrap();
+    raw.push(digest.join("650992545562_CloudTrail-Digest_us-west-2_t_20220103T2000Z.json.gz"));
+
+    let mapper = s.start("mapper", &[]);
+    let merger = s.start("merger", &[]);
+    s.upload(&root, &raw);
+    let out = s.wait_for_records(total_records(&flows));
+    assert_conserved(&flows, &out);
+    s.wait_drained();
+    let got = s.download("flows/cloudtrail", &s.dir.path().join("trail"));
+    let mut ids = std::collections::HashMap::<String, usize>::new();
+    for (key, body) in got.iter().filter(|(k, _)| k.ends_with(".parquet")) {
+        // Partitioned by the events' own days (Loki's sample is of 2023-05-19).
+        assert!(
+            key.contains("/year=2022/month=01/day=03/")
+                || key.contains("/year=2023/month=05/day=19/"),
+            "{key}"
+        );
+        use polars::prelude::SerReader as _;
+        let df = polars::prelude::ParquetReader::new(std::io::Cursor::new(body.to_vec()))
+            .finish()
+            .unwrap();
+        let col = df.column("eventid").unwrap();
+        for i in 0..df.height() {
+            *ids.entry(text_of(col.get(i).unwrap())).or_default() += 1;
+        }
+    }
+    // 21 events in the file delivered twice, each once; 2 in Loki's.
+    assert_eq!(ids.values().filter(|n| **n > 1).count(), 0, "{ids:?}");
+    assert_eq!(ids.len(), 21 + 2, "{ids:?}\n{}", s.logs());
+    let work = s.download("flows/_flowmerge/quarantine", &s.dir.path().join("q"));
+    assert!(work.is_empty(), "nothing quarantined: {work:?}");
+
+    for w in [mapper, merger] {
+        s.sigterm(w);
+        assert_eq!(s.wait_exit(w, Duration::from_secs(30)), 0, "{}", s.logs());
+    }
+}
+
 #[test]
 fn sigterm_flushes_the_batches_a_mapper_holds() {
     let mut s = bootstrap("sigterm-flush");

@@ -866,6 +866,32 @@ fn cloudtrail_beside_flow_logs_lands_once_per_event_in_its_own_table() {
         ],
         "every event exactly once"
     );
+    // A real engine reads the table: DuckDB over the files, with an AWS-documented style query
+    // (access denied by service and call) and a JSON column reached into.
+    let python = Path::new(&test_venv()).join("bin/python");
+    let query = format!(
+        "import duckdb; t = \"read_parquet('{}/cloudtrail/**/*.parquet', hive_partitioning=true)\"; \
+         print(duckdb.sql(f\"SELECT eventsource, eventname, count(*) FROM {{t}} WHERE errorcode = 'AccessDenied' GROUP BY ALL\").fetchall()); \
+         print(duckdb.sql(f\"SELECT count(*), count(DISTINCT eventid), epoch(min(eventtime))::BIGINT, \
+           max(json_extract_string(requestparameters, '$.bucketName')), sum(readonly::INT) FROM {{t}}\").fetchall())",
+        out.display()
+    );
+    let duck = Command::new(&python).args(["-c", &query]).output().unwrap();
+    let text = String::from_utf8_lossy(&duck.stdout);
+    assert!(
+        duck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&duck.stderr)
+    );
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "[('s3.amazonaws.com', 'GetObject', 1)]",
+            "[(5, 5, 1641254398, 'b', 4)]"
+        ],
+        "{text}"
+    );
+
     // A second run finds nothing new.
     let (_, s) = compact(&raw, &out, &[]);
     assert_eq!(s["batches"].as_u64(), Some(0), "{s}");
