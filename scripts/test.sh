@@ -25,6 +25,15 @@ if ! command -v docker-compose > /dev/null; then
         || { $SUDO apt-get update -q > /dev/null && $SUDO apt-get install -y --no-install-recommends docker-compose > /dev/null; }
 fi
 
+# tshark (Debian) is the independent DNS parser the capture tests count queries with.
+if ! command -v tshark > /dev/null; then
+    echo "== installing tshark (Debian package)"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y --no-install-recommends tshark > /dev/null \
+        || { $SUDO apt-get update -q > /dev/null && $SUDO apt-get install -y --no-install-recommends tshark > /dev/null; }
+fi
+
 echo "== toolchain"
 cargo --version
 echo "== cargo fmt --check"

@@ -602,7 +602,7 @@ fn regex_like_hour(p: &str) -> bool {
 /// `flowmerge ddl --format json` prints, and say what the SQL DDL says.
 #[test]
 fn the_cdk_table_definitions_match_flowmerge_ddl() {
-    for source in ["vpcflow", "cloudtrail"] {
+    for source in ["vpcflow", "cloudtrail", "dns"] {
         let (code, json, err) = flowmerge(&[
             "ddl", "--output", "s3://b/p", "--source", source, "--format", "json",
         ]);

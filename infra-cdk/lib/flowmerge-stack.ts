@@ -22,9 +22,10 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct, Node } from 'constructs';
 import vpcflowTable from './vpcflow-table.json' with { type: 'json' };
 import cloudtrailTable from './cloudtrail-table.json' with { type: 'json' };
+import dnsTable from './dns-table.json' with { type: 'json' };
 
 /** The Glue tables, one per source, as `flowmerge ddl --source S --format json` prints them. */
-export const TABLES = [vpcflowTable, cloudtrailTable];
+export const TABLES = [vpcflowTable, cloudtrailTable, dnsTable];
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The repository root: the Docker build context of both images. */
@@ -350,7 +351,7 @@ export class FlowmergeStack extends Stack {
       for (const [k, v] of Object.entries(table.parameters)) {
         parameters[k] = v.replace('${location}', location);
       }
-      const glueTable = new glue.CfnTable(this, i === 0 ? 'VpcFlowLogsTable' : 'CloudTrailTable', {
+      const glueTable = new glue.CfnTable(this, ['VpcFlowLogsTable', 'CloudTrailTable', 'DnsQueriesTable'][i], {
         catalogId: this.account,
         databaseName: 'flowmerge',
         tableInput: {

@@ -305,7 +305,8 @@ describe('query', () => {
       return;
     }
     TABLES.forEach((table, i) => {
-      const source = table.dataset === 'cloudtrail' ? 'cloudtrail' : 'vpcflow';
+      const sources: Record<string, string> = { vpcflowlogs: 'vpcflow', cloudtrail: 'cloudtrail', dns: 'dns' };
+      const source = sources[table.dataset] ?? table.dataset;
       const json = JSON.parse(execFileSync(bin, ['ddl', '--output', 's3://b/p', '--source', source, '--format', 'json']).toString());
       assert.deepEqual(json, table);
       assert.deepEqual(glueTables()[i].StorageDescriptor.Columns, pascal(json.columns));

@@ -42,6 +42,8 @@ pub struct Merger {
 
 /// What became of one job.
 #[derive(Debug)]
+// One value per job: boxing the report would save nothing worth the indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     Merged(BatchReport),
     AlreadyCommitted,
@@ -257,6 +259,7 @@ impl Merger {
         let output = self.store(&self.cfg.common.output.bucket)?;
         let opts = ExecOptions {
             parse: self.cfg.parse.clone(),
+            dns: Default::default(),
             fetch_concurrency: self.cfg.fetch_concurrency,
             output_prefix: self.cfg.common.output.prefix.clone(),
             progress: None,

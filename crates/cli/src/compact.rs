@@ -272,6 +272,7 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     let producing = Arc::new(AtomicBool::new(true));
     let exec = ExecOptions {
         parse,
+        dns: Default::default(),
         fetch_concurrency: args.fetch_concurrency,
         output_prefix: output.prefix.clone(),
         progress: Some(progress_hook(&progress, total_objects)),

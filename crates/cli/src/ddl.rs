@@ -22,12 +22,17 @@ pub struct DdlArgs {
     /// Which source's table.
     #[arg(long, value_enum, default_value_t = SourceArg::Vpcflow)]
     pub source: SourceArg,
-    /// Table name, optionally database-qualified [default: vpc_flow_logs, cloudtrail_logs].
+    /// Table name, optionally database-qualified [default: vpc_flow_logs, cloudtrail_logs,
+    /// dns_queries].
     #[arg(long)]
     pub table: Option<String>,
     /// First year of the projected partitions (they run to NOW).
     #[arg(long, default_value_t = 2015)]
     pub first_year: u32,
+    /// DNS only: the capture servers, comma-separated. Given, `server` is an `enum` projection over
+    /// them; otherwise `injected` (every query then names its server(s) in WHERE).
+    #[arg(long, value_delimiter = ',')]
+    pub servers: Vec<String>,
     /// `sql` (Athena DDL) or `json` (the table as the CDK app reads it).
     #[arg(long, value_enum, default_value_t = DdlFormat::Sql)]
     pub format: DdlFormat,
@@ -37,6 +42,7 @@ pub struct DdlArgs {
 pub enum SourceArg {
     Vpcflow,
     Cloudtrail,
+    Dns,
 }
 
 impl From<SourceArg> for SourceKind {
@@ -44,6 +50,7 @@ impl From<SourceArg> for SourceKind {
         match s {
             SourceArg::Vpcflow => SourceKind::Vpcflow,
             SourceArg::Cloudtrail => SourceKind::Cloudtrail,
+            SourceArg::Dns => SourceKind::Dns,
         }
     }
 }
@@ -95,8 +102,9 @@ fn nt(name: &str, ty: &str) -> NameType {
     }
 }
 
-/// The table of a source, its projection starting in `first_year`.
-pub fn spec(source: SourceKind, first_year: u32) -> TableSpec {
+/// The table of a source, its projection starting in `first_year`; `servers` names the DNS
+/// capture servers for an `enum` projection (empty: `injected`).
+pub fn spec(source: SourceKind, first_year: u32, servers: &[String]) -> TableSpec {
     let (name, dataset, columns, column, format, range_start, unit) = match source {
         SourceKind::Vpcflow => (
             "vpc_flow_logs",
@@ -123,9 +131,22 @@ pub fn spec(source: SourceKind, first_year: u32) -> TableSpec {
             format!("year={first_year}/month=01/day=01"),
             "DAYS",
         ),
+        SourceKind::Dns => (
+            "dns_queries",
+            flowmerge_core::formats::dns::DATASET,
+            flowmerge_core::formats::dns::athena_columns()
+                .into_iter()
+                .map(|(c, t)| nt(c, t))
+                .collect(),
+            "partition_day",
+            "'year='yyyy'/month='MM'/day='dd",
+            format!("year={first_year}/month=01/day=01"),
+            "DAYS",
+        ),
     };
+    let dns = source == SourceKind::Dns;
     let p = |k: &str| format!("projection.{column}.{k}");
-    let parameters = [
+    let mut parameters: Vec<(String, String)> = [
         ("parquet.compression".to_owned(), "ZSTD".to_owned()),
         ("projection.enabled".into(), "true".into()),
         (p("type"), "date".into()),
@@ -133,12 +154,22 @@ pub fn spec(source: SourceKind, first_year: u32) -> TableSpec {
         (p("range"), format!("{range_start},NOW")),
         (p("interval"), "1".into()),
         (p("interval.unit"), unit.into()),
-        (
-            "storage.location.template".into(),
-            format!("${{location}}${{{column}}}/"),
-        ),
     ]
     .into();
+    let mut partition_keys = vec![nt(column, "string")];
+    let mut template = format!("${{location}}${{{column}}}/");
+    if dns {
+        partition_keys.push(nt("server", "string"));
+        template.push_str("server=${server}/");
+        match servers.is_empty() {
+            true => parameters.push(("projection.server.type".into(), "injected".into())),
+            false => {
+                parameters.push(("projection.server.type".into(), "enum".into()));
+                parameters.push(("projection.server.values".into(), servers.join(",")));
+            }
+        }
+    }
+    parameters.push(("storage.location.template".into(), template));
     TableSpec {
         comment: format!(
             "The Athena/Glue table over flowmerge's {source} output, as `flowmerge ddl --source {source} --format json` prints it (a test keeps this file equal to that output)."
@@ -146,7 +177,7 @@ pub fn spec(source: SourceKind, first_year: u32) -> TableSpec {
         name: name.into(),
         dataset: dataset.into(),
         columns,
-        partition_keys: vec![nt(column, "string")],
+        partition_keys,
         parameters,
     }
 }
@@ -161,7 +192,7 @@ fn literal(text: &str) -> String {
 }
 
 pub fn render(args: &DdlArgs) -> Result<String> {
-    let spec = spec(args.source.into(), args.first_year);
+    let spec = spec(args.source.into(), args.first_year, &args.servers);
     if args.format == DdlFormat::Json {
         return Ok(serde_json::to_string_pretty(&spec)? + "\n");
     }

@@ -68,6 +68,7 @@ impl BatchId {
 pub enum SourceKind {
     Vpcflow,
     Cloudtrail,
+    Dns,
 }
 
 /// Objects of one window merged into one output file.

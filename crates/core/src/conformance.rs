@@ -60,6 +60,7 @@ where
     }
     let opts = ExecOptions {
         parse: ParseOptions::default(),
+        dns: Default::default(),
         fetch_concurrency: 2,
         output_prefix: scope.to_owned(),
         progress: None,

@@ -30,6 +30,8 @@ use crate::window::Window;
 #[derive(Clone, Debug)]
 pub struct ExecOptions {
     pub parse: ParseOptions,
+    /// How DNS captures are read.
+    pub dns: crate::formats::dns::DnsOptions,
     /// Objects fetched at once.
     pub fetch_concurrency: usize,
     /// Output prefix inside the output store.
@@ -78,6 +80,12 @@ pub struct BatchReport {
     /// CloudTrail records, such as a digest file): skipped, not quarantined.
     #[serde(default)]
     pub skipped: Vec<String>,
+    /// Keys of captures that end inside a packet (cut off): every complete packet was read.
+    #[serde(default)]
+    pub truncated: Vec<String>,
+    /// Records of read objects that are not data (non-DNS packets, malformed DNS messages).
+    #[serde(default)]
+    pub skipped_records: u64,
 }
 
 /// Why fetching an object failed. Only `Gone` is about the object itself; everything else is the
@@ -91,6 +99,8 @@ enum FetchError {
 
 /// What became of a batch handed to [`execute`].
 #[derive(Debug)]
+// One value per batch: boxing the report would save nothing worth the indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum Executed {
     Merged(BatchReport),
     /// The ledger had it committed already: nothing was read or written.
@@ -170,7 +180,10 @@ pub async fn run_batch(
             .instrument(fetch_span)
             .await?;
 
-    let parse = opts.parse.clone();
+    let read = crate::source::ReadOptions {
+        vpcflow: opts.parse.clone(),
+        dns: opts.dns.clone(),
+    };
     let progress = opts.progress.clone();
     let source = batch.source.source();
     let window = batch.window;
@@ -184,7 +197,7 @@ pub async fn run_batch(
     );
     let merged = tokio::task::spawn_blocking(move || {
         let _entered = merge_span.enter();
-        let r = source.merge(window, fetched, &parse, progress.as_ref());
+        let r = source.merge(window, fetched, &read, progress.as_ref());
         if let Ok(m) = &r {
             merge_span.record("records_in", m.report.records_in);
             merge_span.record(

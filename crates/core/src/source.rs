@@ -15,6 +15,7 @@ use crate::batch::{ObjectRef, SourceKind};
 use crate::error::Result;
 use crate::exec::{BatchReport, ProgressHook, Quarantined};
 use crate::formats::cloudtrail;
+use crate::formats::dns::{self, DnsOptions};
 use crate::formats::vpcflow::ParseOptions;
 use crate::window::Window;
 
@@ -42,20 +43,29 @@ pub trait Source: Send + Sync {
         &self,
         window: Window,
         fetched: Vec<Fetched>,
-        parse: &ParseOptions,
+        opts: &ReadOptions,
         progress: Option<&ProgressHook>,
     ) -> Result<Merged>;
 }
 
+/// How each source reads its objects.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    pub vpcflow: ParseOptions,
+    pub dns: DnsOptions,
+}
+
 impl SourceKind {
     /// Every source, in the order compact reports them.
-    pub const ALL: &'static [SourceKind] = &[SourceKind::Vpcflow, SourceKind::Cloudtrail];
+    pub const ALL: &'static [SourceKind] =
+        &[SourceKind::Vpcflow, SourceKind::Cloudtrail, SourceKind::Dns];
 
     /// The implementation of this source.
     pub fn source(self) -> &'static dyn Source {
         match self {
             SourceKind::Vpcflow => &crate::formats::vpcflow::VpcFlow,
             SourceKind::Cloudtrail => &CloudTrail,
+            SourceKind::Dns => &DnsCaptures,
         }
     }
 
@@ -63,6 +73,7 @@ impl SourceKind {
         match self {
             SourceKind::Vpcflow => "vpcflow",
             SourceKind::Cloudtrail => "cloudtrail",
+            SourceKind::Dns => "dns",
         }
     }
 
@@ -89,7 +100,7 @@ pub enum Class {
 
 /// Classifies an object by its key: AWS's delivery layout (`AWSLogs/…/CloudTrail/…`,
 /// `…/vpcflowlogs/…`), then the extension (`.json`, `.ndjson`, `.jsonl` → CloudTrail; `.log`,
-/// `.txt` → flow logs; with or without `.gz`).
+/// `.txt` → flow logs; `.pcap`, `.pcapng`, `.cap` → DNS captures; with or without `.gz`).
 pub fn classify_key(key: &str) -> Class {
     let folders: Vec<&str> = key.split('/').collect();
     let folders = &folders[..folders.len().saturating_sub(1)];
@@ -117,6 +128,12 @@ pub fn classify_key(key: &str) -> Class {
     if [".log", ".txt"].iter().any(|ext| name.ends_with(ext)) {
         return Class::Source(SourceKind::Vpcflow);
     }
+    if [".pcap", ".pcapng", ".cap"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+    {
+        return Class::Source(SourceKind::Dns);
+    }
     Class::Unknown
 }
 
@@ -124,7 +141,8 @@ pub fn classify_key(key: &str) -> Class {
 pub const SNIFF_BYTES: u64 = 4096;
 
 /// The source of an object whose key says nothing, from its first bytes (gzip or plain): JSON is
-/// CloudTrail, anything else is read as flow logs (whose reader says what is wrong with it).
+/// CloudTrail, a pcap or pcapng magic is a DNS capture, anything else is read as flow logs (whose
+/// reader says what is wrong with it).
 pub fn sniff(head: &[u8]) -> SourceKind {
     let mut text = Vec::new();
     let head = if head.starts_with(&[0x1f, 0x8b]) {
@@ -136,6 +154,9 @@ pub fn sniff(head: &[u8]) -> SourceKind {
     } else {
         head
     };
+    if crate::formats::dns::capture::is_capture_magic(head) {
+        return SourceKind::Dns;
+    }
     let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
     match head.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') | Some(b'[') => SourceKind::Cloudtrail,
@@ -160,7 +181,7 @@ impl Source for CloudTrail {
         &self,
         _window: Window,
         fetched: Vec<Fetched>,
-        _parse: &ParseOptions,
+        _opts: &ReadOptions,
         progress: Option<&ProgressHook>,
     ) -> Result<Merged> {
         let outcomes: Vec<std::result::Result<cloudtrail::ReadObject, String>> = fetched
@@ -200,6 +221,71 @@ impl Source for CloudTrail {
         }
         let partitions = cloudtrail::merge(objects)?;
         Ok(Merged { partitions, report })
+    }
+}
+
+/// DNS captures (`formats::dns`): one row per query joined with its response, partitioned by day
+/// and capture server.
+pub struct DnsCaptures;
+
+impl Source for DnsCaptures {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Dns
+    }
+
+    fn dataset(&self) -> &'static str {
+        dns::DATASET
+    }
+
+    fn merge(
+        &self,
+        _window: Window,
+        fetched: Vec<Fetched>,
+        opts: &ReadOptions,
+        progress: Option<&ProgressHook>,
+    ) -> Result<Merged> {
+        let outcomes: Vec<std::result::Result<dns::ReadCapture, String>> = fetched
+            .par_iter()
+            .map(|(object, body)| {
+                let body = body.as_ref().map_err(Clone::clone)?;
+                let read =
+                    dns::read_object(&object.key, body, &opts.dns).map_err(|e| e.to_string());
+                if let Some(hook) = progress {
+                    (hook.0)(
+                        object.size,
+                        read.as_ref().map_or(0, |r| r.rows.len() as u64),
+                    );
+                }
+                read
+            })
+            .collect();
+        let mut report = BatchReport::default();
+        let mut rows = Vec::new();
+        for ((object, _), outcome) in fetched.into_iter().zip(outcomes) {
+            report.bytes_in += object.size;
+            match outcome {
+                Ok(read) => {
+                    report.records_in += read.queries + read.responses;
+                    report.decoded_bytes += object.size;
+                    if read.stats.truncated {
+                        report.truncated.push(object.key.clone());
+                    }
+                    report.skipped_records += read.stats.skipped_packets + read.malformed;
+                    if read.rows.is_empty() {
+                        report.empty.push(object.key.clone());
+                    }
+                    rows.extend(read.rows);
+                }
+                Err(reason) => {
+                    tracing::warn!(key = %object.key, %reason, "object quarantined");
+                    report.quarantined.push(Quarantined { object, reason });
+                }
+            }
+        }
+        Ok(Merged {
+            partitions: dns::merge(rows)?,
+            report,
+        })
     }
 }
 

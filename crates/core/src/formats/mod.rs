@@ -2,4 +2,5 @@
 
 pub mod cloudtrail;
 pub mod decode;
+pub mod dns;
 pub mod vpcflow;

@@ -17,7 +17,7 @@ use crate::batch::SourceKind;
 use crate::error::Result;
 use crate::exec::{BatchReport, ProgressHook, Quarantined};
 use crate::merge::{Finish, merge_frames};
-use crate::source::{Fetched, Merged, Source};
+use crate::source::{Fetched, Merged, ReadOptions, Source};
 use crate::window::Window;
 
 /// The dataset folder under the output prefix.
@@ -40,10 +40,10 @@ impl Source for VpcFlow {
         &self,
         window: Window,
         fetched: Vec<Fetched>,
-        parse: &ParseOptions,
+        opts: &ReadOptions,
         progress: Option<&ProgressHook>,
     ) -> Result<Merged> {
-        let (df, report) = merge_fetched(fetched, parse, progress)?;
+        let (df, report) = merge_fetched(fetched, &opts.vpcflow, progress)?;
         Ok(Merged {
             partitions: df.map(|df| (window.partition(), df)).into_iter().collect(),
             report,
