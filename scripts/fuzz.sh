@@ -9,12 +9,13 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 work="${FLOWMERGE_FUZZ_DIR:-$HOME/.cache/flowmerge/fuzz}"
 real="${FLOWMERGE_REALDATA:-../shared/realdata}"
 export CARGO_TARGET_DIR="$work/target"
-for target in vpcflow_parse cloudtrail_read source_sniff; do
+for target in vpcflow_parse cloudtrail_read dns_capture source_sniff; do
   corpus="$work/corpus/$target"
   mkdir -p "$corpus"
   case "$target" in
     vpcflow_parse) seeds="$real/vpcflow" ;;
     cloudtrail_read) seeds="$real/cloudtrail" ;;
+    dns_capture) seeds="$real/dns_pcap" ;;
     *) seeds="$real" ;;
   esac
   [ -d "$seeds" ] && find "$seeds" -type f -size -256k -exec cp -n {} "$corpus/" \;

@@ -579,6 +579,86 @@ fn cloudtrail_uploads_go_through_mapper_and_merger_into_their_own_table() {
     }
 }
 
+/// DNS queries in a capture as tshark counts them (UDP or TCP port 53).
+fn tshark_queries(file: &Path) -> usize {
+    let out = Command::new("tshark")
+        .args(["-r", file.to_str().unwrap(), "-Y"])
+        .arg("dns && dns.flags.response == 0 && (udp.port == 53 || tcp.port == 53)")
+        .output()
+        .expect("tshark (scripts/test.sh installs it)");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn dns_captures_go_through_mapper_and_merger_into_their_own_table() {
+    let mut s = bootstrap("dns");
+    let root = s.dir.path().join("captures");
+    let real = realdata_cloudtrail().parent().unwrap().join("dns_pcap");
+    let mut raw = Vec::new();
+    let mut queries = 0;
+    for (server, file) in [
+        ("ns1.example", "dnscap/dns.pcap"),
+        ("ns1.example", "dnscap/dnso1tcp.pcap"),
+        ("ns2.example", "pcapplusplus/DnsPackets.pcap"),
+        ("ns2.example", "pcapplusplus/many_interfaces-1.pcapng"),
+    ] {
+        let to = root.join("dns").join(server).join(file.replace('/', "-"));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(real.join(file), &to).unwrap();
+        queries += tshark_queries(&to);
+        raw.push(to);
+    }
+    let mapper = s.start("mapper", &[]);
+    let merger = s.start("merger", &[]);
+    s.upload(&root, &raw);
+    // Polls until the table holds a row per query (rows without a query would be -2 rows).
+    let start = Instant::now();
+    let (rows, servers) = loop {
+        let got = s.download(
+            "flows/dns",
+            &s.dir
+                .path()
+                .join(format!("dns-{}", start.elapsed().as_millis())),
+        );
+        let mut rows = 0;
+        let mut servers = std::collections::BTreeSet::new();
+        for (key, body) in got.iter().filter(|(k, _)| k.ends_with(".parquet")) {
+            use polars::prelude::SerReader as _;
+            let df = polars::prelude::ParquetReader::new(std::io::Cursor::new(body.to_vec()))
+                .finish()
+                .unwrap();
+            rows += df.height();
+            servers.insert(
+                key.split("/server=")
+                    .nth(1)
+                    .unwrap()
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        if rows >= queries || start.elapsed() > DEADLINE {
+            break (rows, servers);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(
+        rows,
+        queries,
+        "one row per query tshark counts\n{}",
+        s.logs()
+    );
+    assert_eq!(
+        servers.into_iter().collect::<Vec<_>>(),
+        ["ns1.example", "ns2.example"]
+    );
+    for w in [mapper, merger] {
+        s.sigterm(w);
+        assert_eq!(s.wait_exit(w, Duration::from_secs(30)), 0, "{}", s.logs());
+    }
+}
+
 #[test]
 fn sigterm_flushes_the_batches_a_mapper_holds() {
     let mut s = bootstrap("sigterm-flush");

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytesize::ByteSize;
 use flowmerge_core::BatchLimits;
+use flowmerge_core::formats::dns::DnsOptions;
 use flowmerge_core::formats::vpcflow::ParseOptions;
 use flowmerge_core::store::split_s3_url;
 use flowmerge_core::window::window_size;
@@ -185,6 +186,27 @@ pub const VARIABLES: &[Var] = &[
         None,
         Kind::Text,
         "field list for objects without a header line (as `compact --format`); unset: the default v2 format",
+    ),
+    var(
+        "FLOWMERGE_DNS_PORTS",
+        Merger,
+        Some("53"),
+        Kind::Text,
+        "DNS captures: UDP and TCP ports DNS is read on, comma-separated",
+    ),
+    var(
+        "FLOWMERGE_DNS_TIMEOUT",
+        Merger,
+        Some("2s"),
+        Kind::Duration,
+        "DNS captures: how long (capture time) a query waits for its response before it is a `dns_rcode` -1 row",
+    ),
+    var(
+        "FLOWMERGE_DNS_SERVER_FOLDER",
+        Merger,
+        Some("dns"),
+        Kind::Text,
+        "DNS captures: the key folder whose child names the capture server (`…/dns/<server>/…`)",
     ),
     var(
         "FLOWMERGE_DRAIN_TIMEOUT",
@@ -364,6 +386,8 @@ pub struct MergerConfig {
     /// Objects fetched at once per job.
     pub fetch_concurrency: usize,
     pub parse: ParseOptions,
+    /// How DNS captures are read.
+    pub dns: DnsOptions,
     /// On SIGTERM, how long the job in hand may run before it is released.
     pub drain_timeout: Duration,
 }
@@ -398,6 +422,10 @@ struct MergerVars {
     merger_concurrency: usize,
     fetch_concurrency: usize,
     format: Option<String>,
+    dns_ports: String,
+    #[serde(with = "humantime_serde")]
+    dns_timeout: std::time::Duration,
+    dns_server_folder: String,
     #[serde(with = "humantime_serde")]
     drain_timeout: std::time::Duration,
 }
@@ -509,11 +537,20 @@ impl Env {
                 var: "FLOWMERGE_FORMAT",
                 reason: e.to_string(),
             })?;
+        let ports = DnsOptions::parse_ports(&w.dns_ports).map_err(|reason| AwsError::Config {
+            var: "FLOWMERGE_DNS_PORTS",
+            reason,
+        })?;
         Ok(MergerConfig {
             common: self.common()?,
             concurrency: w.merger_concurrency,
             fetch_concurrency: w.fetch_concurrency,
             parse,
+            dns: DnsOptions {
+                ports,
+                timeout_ns: w.dns_timeout.as_nanos().min(i64::MAX as u128) as i64,
+                server_folder: w.dns_server_folder,
+            },
             drain_timeout: w.drain_timeout,
         })
     }

@@ -259,7 +259,7 @@ impl Merger {
         let output = self.store(&self.cfg.common.output.bucket)?;
         let opts = ExecOptions {
             parse: self.cfg.parse.clone(),
-            dns: Default::default(),
+            dns: self.cfg.dns.clone(),
             fetch_concurrency: self.cfg.fetch_concurrency,
             output_prefix: self.cfg.common.output.prefix.clone(),
             progress: None,

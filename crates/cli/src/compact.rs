@@ -15,6 +15,7 @@ use flowmerge_core::claim::claim_batch;
 use flowmerge_core::exec::{
     BatchReport, ExecOptions, Executed, ProgressHook, execute, list_objects,
 };
+use flowmerge_core::formats::dns::DnsOptions;
 use flowmerge_core::formats::vpcflow::ParseOptions;
 use flowmerge_core::ports::{ClaimLedger, JobQueue};
 use flowmerge_core::source::{Class, SNIFF_BYTES, classify_key, sniff};
@@ -40,6 +41,13 @@ fn positive(text: &str) -> std::result::Result<usize, String> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("{text:?} is not a whole number of at least 1")),
     }
+}
+
+/// `--dns-timeout`: a duration with its unit, in nanoseconds.
+fn duration_ns(text: &str) -> std::result::Result<i64, String> {
+    flowmerge_core::window::parse_duration(text)
+        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+        .map_err(|e| e.to_string())
 }
 
 fn positive_u64(text: &str) -> std::result::Result<u64, String> {
@@ -78,6 +86,16 @@ pub struct CompactArgs {
     /// Most raw bytes in one batch, in MiB.
     #[arg(long, default_value_t = BatchLimits::default().max_bytes / (1024 * 1024), value_parser = positive_u64)]
     pub batch_max_mib: u64,
+    /// DNS captures: UDP and TCP ports DNS is read on, comma-separated.
+    #[arg(long, default_value = "53", value_parser = |t: &str| DnsOptions::parse_ports(t), value_name = "PORTS")]
+    pub dns_ports: std::vec::Vec<u16>,
+    /// DNS captures: how long (capture time) a query waits for its response before it becomes a
+    /// `dns_rcode` -1 row.
+    #[arg(long, default_value = "2s", value_parser = duration_ns, value_name = "DURATION")]
+    pub dns_timeout: i64,
+    /// DNS captures: the key folder whose child names the capture server (`…/dns/<server>/…`).
+    #[arg(long, default_value = "dns", value_name = "NAME")]
+    pub dns_server_folder: String,
     /// Try every quarantined object again (objects quarantined under other reading options,
     /// such as another --format, are tried again without it).
     #[arg(long)]
@@ -122,6 +140,10 @@ pub struct Summary {
     pub empty: Vec<String>,
     /// Keys of the skipped objects, with why.
     pub skipped: Vec<String>,
+    /// Records of read objects that are not data (non-DNS packets, malformed DNS messages).
+    pub records_skipped: u64,
+    /// Captures that end inside a packet (cut off); every complete packet was read.
+    pub truncated: Vec<String>,
     /// Files written per table (`vpcflowlogs`, `cloudtrail`).
     pub tables: std::collections::BTreeMap<String, u64>,
     pub failures: Vec<String>,
@@ -146,6 +168,8 @@ impl Summary {
         self.decoded_bytes += r.decoded_bytes;
         self.bytes_out += r.bytes_out;
         self.objects_skipped += r.skipped.len() as u64;
+        self.records_skipped += r.skipped_records;
+        self.truncated.extend(r.truncated.iter().cloned());
         self.skipped.extend(
             r.skipped
                 .iter()
@@ -272,7 +296,11 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     let producing = Arc::new(AtomicBool::new(true));
     let exec = ExecOptions {
         parse,
-        dns: Default::default(),
+        dns: DnsOptions {
+            ports: args.dns_ports.clone(),
+            timeout_ns: args.dns_timeout,
+            server_folder: args.dns_server_folder.clone(),
+        },
         fetch_concurrency: args.fetch_concurrency,
         output_prefix: output.prefix.clone(),
         progress: Some(progress_hook(&progress, total_objects)),
@@ -676,6 +704,18 @@ pub fn render(s: &Summary) -> String {
             .map(|(t, n)| format!("{t} ({n} files)"))
             .collect();
         line(format!("  tables        {}", tables.join(", ")));
+    }
+    if s.records_skipped > 0 {
+        line(format!(
+            "  records skipped {} (packets that are not DNS, malformed DNS messages)",
+            s.records_skipped
+        ));
+    }
+    if !s.truncated.is_empty() {
+        line("captures cut off inside a packet (every complete packet was read):".into());
+        for k in &s.truncated {
+            line(format!("  {k}"));
+        }
     }
     if !s.skipped.is_empty() {
         line(format!("skipped objects (not data): {}", s.skipped.len()));

@@ -30,6 +30,8 @@ pub struct DnsOptions {
     pub ports: Vec<u16>,
     /// How long a query waits for its response, in capture time.
     pub timeout_ns: i64,
+    /// The folder whose child names the capture server (`dns` in `…/dns/<server>/…`).
+    pub server_folder: String,
 }
 
 impl Default for DnsOptions {
@@ -37,19 +39,42 @@ impl Default for DnsOptions {
         Self {
             ports: vec![53],
             timeout_ns: 2_000_000_000,
+            server_folder: "dns".into(),
         }
     }
 }
 
-/// The capture server of an object: the path segment after the first `dns/` folder (ENTRADA's
-/// `input/<server>/`), else the folder holding the file, else `unknown`. Characters other than
-/// letters, digits, `.`, `-` and `_` become `_` (it is a partition value).
-pub fn server_of(key: &str) -> String {
+impl DnsOptions {
+    /// Ports from a comma-separated list (`53,5353`).
+    pub fn parse_ports(text: &str) -> Result<Vec<u16>, String> {
+        let ports: Result<Vec<u16>, String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("{p:?} is not a port (1-65535)"))
+            })
+            .collect();
+        match ports {
+            Ok(p) if p.is_empty() => Err("no port given (example: 53,5353)".into()),
+            other => other,
+        }
+    }
+}
+
+/// The capture server of an object: the path segment after the first `folder` folder (`dns`
+/// by default, as ENTRADA's `input/<server>/`), else the folder holding the file, else
+/// `unknown`. Characters other than letters, digits, `.`, `-` and `_` become `_` (it is a
+/// partition value).
+pub fn server_of(key: &str, folder: &str) -> String {
     let parts: Vec<&str> = key.split('/').collect();
     let folders = &parts[..parts.len().saturating_sub(1)];
     let server = folders
         .iter()
-        .position(|p| p.eq_ignore_ascii_case("dns"))
+        .position(|p| p.eq_ignore_ascii_case(folder))
         .and_then(|i| folders.get(i + 1))
         .or(folders.last())
         .copied()
@@ -296,7 +321,7 @@ pub fn read_object(
 type JoinKey = (IpAddr, u16, u16, Option<String>);
 
 fn join(key: &str, wires: Vec<Wire>, stats: CaptureStats, opts: &DnsOptions) -> ReadCapture {
-    let server = server_of(key);
+    let server = server_of(key, &opts.server_folder);
     let mut out = ReadCapture {
         stats,
         ..ReadCapture::default()
@@ -600,12 +625,16 @@ mod tests {
     #[test]
     fn servers_come_from_the_key() {
         assert_eq!(
-            server_of("captures/dns/ns1.example/2026/x.pcap"),
+            server_of("captures/dns/ns1.example/2026/x.pcap", "dns"),
             "ns1.example"
         );
-        assert_eq!(server_of("ns2/x.pcap.gz"), "ns2");
-        assert_eq!(server_of("x.pcap"), "unknown");
-        assert_eq!(server_of("dns/ns 3/x.pcap"), "ns_3");
+        assert_eq!(server_of("ns2/x.pcap.gz", "dns"), "ns2");
+        assert_eq!(server_of("x.pcap", "dns"), "unknown");
+        assert_eq!(server_of("dns/ns 3/x.pcap", "dns"), "ns_3");
+        assert_eq!(server_of("input/ns4/2026/x.pcap", "input"), "ns4");
+        assert_eq!(DnsOptions::parse_ports("53, 5353"), Ok(vec![53, 5353]));
+        assert!(DnsOptions::parse_ports("53,x").is_err());
+        assert!(DnsOptions::parse_ports("").is_err());
     }
 
     #[test]
