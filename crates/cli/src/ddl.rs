@@ -201,18 +201,14 @@ pub fn render(args: &DdlArgs) -> Result<String> {
         bail!("--output {base}: give the location Athena reads, e.g. s3://bucket/prefix");
     }
     let location = format!("{base}/{}/", spec.dataset);
-    let cols = spec
-        .columns
-        .iter()
-        .map(|c| format!("  `{}` {}", c.name, c.ty))
-        .collect::<Vec<_>>()
-        .join(",\n");
-    let parts = spec
-        .partition_keys
-        .iter()
-        .map(|c| format!("`{}` {}", c.name, c.ty))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let listed = |cols: &[NameType], indent: &str, sep: &str| {
+        cols.iter()
+            .map(|c| format!("{indent}`{}` {}", c.name, c.ty))
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
+    let cols = listed(&spec.columns, "  ", ",\n");
+    let parts = listed(&spec.partition_keys, "", ", ");
     let props = spec
         .parameters
         .iter()

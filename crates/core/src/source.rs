@@ -164,6 +164,41 @@ pub fn sniff(head: &[u8]) -> SourceKind {
     }
 }
 
+/// Reads fetched objects in parallel with `read`, telling `progress` of each (its bytes and
+/// `records` of what was read). Returns what was read per object, and a report with the raw bytes
+/// and the quarantined objects (those that could not be fetched as gone, or not read).
+fn read_each<T: Send>(
+    fetched: Vec<Fetched>,
+    progress: Option<&ProgressHook>,
+    read: impl Fn(&ObjectRef, &[u8]) -> std::result::Result<T, String> + Sync,
+    records: impl Fn(&T) -> u64 + Sync,
+) -> (Vec<(ObjectRef, T)>, BatchReport) {
+    let outcomes: Vec<std::result::Result<T, String>> = fetched
+        .par_iter()
+        .map(|(object, body)| {
+            let body = body.as_ref().map_err(Clone::clone)?;
+            let got = read(object, body);
+            if let Some(hook) = progress {
+                (hook.0)(object.size, got.as_ref().map_or(0, &records));
+            }
+            got
+        })
+        .collect();
+    let mut report = BatchReport::default();
+    let mut ok = Vec::with_capacity(outcomes.len());
+    for ((object, _), outcome) in fetched.into_iter().zip(outcomes) {
+        report.bytes_in += object.size;
+        match outcome {
+            Ok(t) => ok.push((object, t)),
+            Err(reason) => {
+                tracing::warn!(key = %object.key, %reason, "object quarantined");
+                report.quarantined.push(Quarantined { object, reason });
+            }
+        }
+    }
+    (ok, report)
+}
+
 /// CloudTrail (`formats::cloudtrail`): one row per event, each `eventID` once, partitioned by
 /// the day of its own time.
 pub struct CloudTrail;
@@ -184,40 +219,22 @@ impl Source for CloudTrail {
         _opts: &ReadOptions,
         progress: Option<&ProgressHook>,
     ) -> Result<Merged> {
-        let outcomes: Vec<std::result::Result<cloudtrail::ReadObject, String>> = fetched
-            .par_iter()
-            .map(|(object, body)| {
-                let body = body.as_ref().map_err(Clone::clone)?;
-                let read = cloudtrail::read_object(&object.key, body).map_err(|e| e.to_string());
-                if let Some(hook) = progress {
-                    (hook.0)(
-                        object.size,
-                        read.as_ref().map_or(0, |r| r.events.len() as u64),
-                    );
-                }
-                read
-            })
-            .collect();
-        let mut report = BatchReport::default();
+        let (read, mut report) = read_each(
+            fetched,
+            progress,
+            |o, body| cloudtrail::read_object(&o.key, body).map_err(|e| e.to_string()),
+            |r| r.events.len() as u64,
+        );
         let mut objects = Vec::new();
-        for ((object, _), outcome) in fetched.into_iter().zip(outcomes) {
-            report.bytes_in += object.size;
-            match outcome {
-                Ok(read) => {
-                    report.records_in += read.events.len() as u64;
-                    report.decoded_bytes += read.decoded_bytes;
-                    if read.skipped {
-                        report.skipped.push(object.key.clone());
-                    } else if read.events.is_empty() {
-                        report.empty.push(object.key.clone());
-                    }
-                    objects.push((object.key, read.events));
-                }
-                Err(reason) => {
-                    tracing::warn!(key = %object.key, %reason, "object quarantined");
-                    report.quarantined.push(Quarantined { object, reason });
-                }
+        for (object, read) in read {
+            report.records_in += read.events.len() as u64;
+            report.decoded_bytes += read.decoded_bytes;
+            if read.skipped {
+                report.skipped.push(object.key.clone());
+            } else if read.events.is_empty() {
+                report.empty.push(object.key.clone());
             }
+            objects.push((object.key, read.events));
         }
         let partitions = cloudtrail::merge(objects)?;
         Ok(Merged { partitions, report })
@@ -244,43 +261,24 @@ impl Source for DnsCaptures {
         opts: &ReadOptions,
         progress: Option<&ProgressHook>,
     ) -> Result<Merged> {
-        let outcomes: Vec<std::result::Result<dns::ReadCapture, String>> = fetched
-            .par_iter()
-            .map(|(object, body)| {
-                let body = body.as_ref().map_err(Clone::clone)?;
-                let read =
-                    dns::read_object(&object.key, body, &opts.dns).map_err(|e| e.to_string());
-                if let Some(hook) = progress {
-                    (hook.0)(
-                        object.size,
-                        read.as_ref().map_or(0, |r| r.rows.len() as u64),
-                    );
-                }
-                read
-            })
-            .collect();
-        let mut report = BatchReport::default();
+        let (read, mut report) = read_each(
+            fetched,
+            progress,
+            |o, body| dns::read_object(&o.key, body, &opts.dns).map_err(|e| e.to_string()),
+            |r| r.rows.len() as u64,
+        );
         let mut rows = Vec::new();
-        for ((object, _), outcome) in fetched.into_iter().zip(outcomes) {
-            report.bytes_in += object.size;
-            match outcome {
-                Ok(read) => {
-                    report.records_in += read.queries + read.responses;
-                    report.decoded_bytes += object.size;
-                    if read.stats.truncated {
-                        report.truncated.push(object.key.clone());
-                    }
-                    report.skipped_records += read.stats.skipped_packets + read.malformed;
-                    if read.rows.is_empty() {
-                        report.empty.push(object.key.clone());
-                    }
-                    rows.extend(read.rows);
-                }
-                Err(reason) => {
-                    tracing::warn!(key = %object.key, %reason, "object quarantined");
-                    report.quarantined.push(Quarantined { object, reason });
-                }
+        for (object, read) in read {
+            report.records_in += read.queries + read.responses;
+            report.decoded_bytes += object.size;
+            if read.stats.truncated {
+                report.truncated.push(object.key.clone());
             }
+            report.skipped_records += read.stats.skipped_packets + read.malformed;
+            if read.rows.is_empty() {
+                report.empty.push(object.key.clone());
+            }
+            rows.extend(read.rows);
         }
         Ok(Merged {
             partitions: dns::merge(rows)?,

@@ -1,6 +1,8 @@
 //! CloudTrail reading, checked from outside the module: every real sample is read, and every
 //! event is rebuilt from its output row and compared with the record as delivered.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -9,17 +11,7 @@ use polars::prelude::*;
 use serde_json::{Map, Value};
 
 fn realdata() -> PathBuf {
-    let dir = std::env::var_os("FLOWMERGE_REALDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/realdata")
-        });
-    assert!(
-        dir.join("cloudtrail").is_dir(),
-        "real samples not found at {} (set FLOWMERGE_REALDATA)",
-        dir.display()
-    );
-    dir.join("cloudtrail")
+    common::realdata("cloudtrail")
 }
 
 /// The records of a file as its producer wrote them, read independently of the module.

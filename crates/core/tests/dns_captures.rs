@@ -7,6 +7,8 @@
 // The capture writer's helpers take a packet's fields as they are: a struct would only rename them.
 #![allow(clippy::too_many_arguments)]
 
+mod common;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,17 +18,7 @@ use flowmerge_core::formats::dns::{DnsOptions, merge, read_object};
 use polars::prelude::*;
 
 fn realdata() -> PathBuf {
-    let dir = std::env::var_os("FLOWMERGE_REALDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/realdata")
-        });
-    assert!(
-        dir.join("dns_pcap").is_dir(),
-        "real samples not found at {}",
-        dir.display()
-    );
-    dir.join("dns_pcap")
+    common::realdata("dns_pcap")
 }
 
 /// tshark's count of DNS messages on port 53, queries or responses.

@@ -1,6 +1,8 @@
 //! The parser against the AWS VPC user guide's "Flow log record examples" and against every real
 //! sample in ../shared/realdata/vpcflow.
 
+mod common;
+
 use std::path::PathBuf;
 
 use flowmerge_core::formats::vpcflow::{
@@ -168,17 +170,7 @@ fn aws_example_service_name_traffic_path_and_flow_direction() {
 // ---- real samples ----
 
 fn realdata() -> PathBuf {
-    let dir = std::env::var_os("FLOWMERGE_REALDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/realdata")
-        });
-    assert!(
-        dir.join("vpcflow").is_dir(),
-        "real samples not found at {} (set FLOWMERGE_REALDATA)",
-        dir.display()
-    );
-    dir.join("vpcflow")
+    common::realdata("vpcflow")
 }
 
 /// Field lists of the header-less custom samples, from their sources.
