@@ -205,6 +205,9 @@ export class FlowmergeStack extends Stack {
       FLOWMERGE_MERGER_CONCURRENCY: '1',
       FLOWMERGE_FETCH_CONCURRENCY: '16',
       FLOWMERGE_DRAIN_TIMEOUT: '20s',
+      FLOWMERGE_DNS_PORTS: '53',
+      FLOWMERGE_DNS_TIMEOUT: '2s',
+      FLOWMERGE_DNS_SERVER_FOLDER: 'dns',
     };
 
     const mapper = this.service('Mapper', {

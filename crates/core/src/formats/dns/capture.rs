@@ -22,7 +22,8 @@ const LINK_IPV4: i32 = 228;
 const LINK_IPV6: i32 = 229;
 const LINK_SLL2: i32 = 276;
 
-/// Fragmented datagrams being reassembled at once; beyond this the oldest state is dropped.
+/// Fragments pending reassembly before stale ones (older than the timeout) are dropped; at twice
+/// this, all pending reassembly state is dropped.
 const MAX_FRAGMENT_STREAMS: usize = 4096;
 /// Capture time after which an unfinished reassembly (IP or TCP) is dropped, in nanoseconds.
 const REASSEMBLY_TIMEOUT_NS: i64 = 30_000_000_000;
@@ -418,11 +419,16 @@ pub fn read_capture(data: &[u8], ports: &[u16]) -> Result<(Vec<Wire>, CaptureSta
                     }
                 }
                 Ok(None) => {
+                    // Fragments pending since the last reassembly finished. Past the bound the
+                    // pool is emptied: endless fragments that never complete cannot grow it.
                     fragment_streams += 1;
                     if fragment_streams > MAX_FRAGMENT_STREAMS {
                         let cutoff = frame.ts_ns - REASSEMBLY_TIMEOUT_NS;
                         defrag.retain(|t| *t >= cutoff);
-                        fragment_streams = MAX_FRAGMENT_STREAMS / 2;
+                        if fragment_streams > 2 * MAX_FRAGMENT_STREAMS {
+                            defrag.retain(|_| false);
+                            fragment_streams = 0;
+                        }
                     }
                     continue;
                 }
