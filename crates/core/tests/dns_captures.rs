@@ -610,7 +610,7 @@ fn observed(key: &str, raw: &[u8]) -> (Vec<Expected>, DataFrame) {
     let read =
         read_object(key, raw, &DnsOptions::default()).unwrap_or_else(|e| panic!("{key}: {e}"));
     assert!(
-        read.stats.skipped_packets >= 2,
+        read.stats.skipped_packets >= 1,
         "noise counted: {:?}",
         read.stats
     );
@@ -661,6 +661,10 @@ fn generated_captures_give_exactly_the_generated_rows_in_every_container() {
         ("dns/ns1/a-ns.pcap", capture.pcap(true)),
         ("dns/ns1/a.pcapng", capture.pcapng()),
         ("dns/ns1/a.pcap.gz", gz.clone()),
+        ("dns/ns1/a-be.pcap", capture.pcap_as(true, true, 1)),
+        ("dns/ns1/a-raw.pcap", capture.pcap_as(false, false, 101)),
+        ("dns/ns1/a-null.pcap", capture.pcap_as(false, false, 0)),
+        ("dns/ns1/a-sll2.pcap", capture.pcap_as(false, true, 276)),
     ] {
         let (got, df) = observed(name, &raw);
         assert_eq!(got, want, "{name}");
