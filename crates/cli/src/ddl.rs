@@ -105,7 +105,8 @@ fn nt(name: &str, ty: &str) -> NameType {
 /// The table of a source, its projection starting in `first_year`; `servers` names the DNS
 /// capture servers for an `enum` projection (empty: `injected`).
 pub fn spec(source: SourceKind, first_year: u32, servers: &[String]) -> TableSpec {
-    let (name, dataset, columns, column, format, range_start, unit) = match source {
+    let typed = |cols: Vec<(&str, &str)>| cols.into_iter().map(|(c, t)| nt(c, t)).collect();
+    let (name, dataset, columns): (&str, &str, Vec<NameType>) = match source {
         SourceKind::Vpcflow => (
             "vpc_flow_logs",
             flowmerge_core::formats::vpcflow::DATASET,
@@ -113,31 +114,28 @@ pub fn spec(source: SourceKind, first_year: u32, servers: &[String]) -> TableSpe
                 .iter()
                 .map(|f| nt(f.column, athena_type(f.ty)))
                 .chain([nt(MERGED_RECORDS, "bigint")])
-                .collect::<Vec<_>>(),
+                .collect(),
+        ),
+        SourceKind::Cloudtrail => (
+            "cloudtrail_logs",
+            cloudtrail::DATASET,
+            typed(cloudtrail::athena_columns()),
+        ),
+        SourceKind::Dns => (
+            "dns_queries",
+            flowmerge_core::formats::dns::DATASET,
+            typed(flowmerge_core::formats::dns::athena_columns()),
+        ),
+    };
+    // Flow logs are partitioned by hour, the other tables by day.
+    let (column, format, range_start, unit) = match source {
+        SourceKind::Vpcflow => (
             "partition_hour",
             "'year='yyyy'/month='MM'/day='dd'/hour='HH",
             format!("year={first_year}/month=01/day=01/hour=00"),
             "HOURS",
         ),
-        SourceKind::Cloudtrail => (
-            "cloudtrail_logs",
-            cloudtrail::DATASET,
-            cloudtrail::athena_columns()
-                .into_iter()
-                .map(|(c, t)| nt(c, t))
-                .collect(),
-            "partition_day",
-            "'year='yyyy'/month='MM'/day='dd",
-            format!("year={first_year}/month=01/day=01"),
-            "DAYS",
-        ),
-        SourceKind::Dns => (
-            "dns_queries",
-            flowmerge_core::formats::dns::DATASET,
-            flowmerge_core::formats::dns::athena_columns()
-                .into_iter()
-                .map(|(c, t)| nt(c, t))
-                .collect(),
+        SourceKind::Cloudtrail | SourceKind::Dns => (
             "partition_day",
             "'year='yyyy'/month='MM'/day='dd",
             format!("year={first_year}/month=01/day=01"),

@@ -53,12 +53,6 @@ impl BatchState {
             _ => return None,
         })
     }
-
-    /// Whether the batch's job is (or was) durably on its way: nothing is left to do for it
-    /// on the claim side.
-    pub fn is_settled(self) -> bool {
-        matches!(self, Self::Queued | Self::Committed | Self::Empty)
-    }
 }
 
 /// A batch as the claim side of a ledger records it.

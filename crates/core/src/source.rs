@@ -32,8 +32,6 @@ pub struct Merged {
 
 /// One kind of log.
 pub trait Source: Send + Sync {
-    fn kind(&self) -> SourceKind;
-
     /// The table's folder under the output prefix.
     fn dataset(&self) -> &'static str;
 
@@ -204,10 +202,6 @@ fn read_each<T: Send>(
 pub struct CloudTrail;
 
 impl Source for CloudTrail {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Cloudtrail
-    }
-
     fn dataset(&self) -> &'static str {
         cloudtrail::DATASET
     }
@@ -246,10 +240,6 @@ impl Source for CloudTrail {
 pub struct DnsCaptures;
 
 impl Source for DnsCaptures {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Dns
-    }
-
     fn dataset(&self) -> &'static str {
         dns::DATASET
     }
@@ -270,7 +260,7 @@ impl Source for DnsCaptures {
         let mut rows = Vec::new();
         for (object, read) in read {
             report.records_in += read.queries + read.responses;
-            report.decoded_bytes += object.size;
+            report.decoded_bytes += read.decoded_bytes;
             if read.stats.truncated {
                 report.truncated.push(object.key.clone());
             }

@@ -213,6 +213,8 @@ pub struct Row {
     /// Nanoseconds since the epoch (query time, or the response's for a -2 row).
     time_ns: i64,
     pair: Pair,
+    /// `dns_domainname`, looked up once: rows are sorted by it and it is a column.
+    domain: Option<String>,
     server: String,
     pcap_file: String,
 }
@@ -225,6 +227,16 @@ enum Pair {
     Unanswered(Box<Dns>),
     /// No query: `dns_rcode` -2.
     Unsolicited(Box<Dns>),
+}
+
+impl Pair {
+    /// The query, or the lone response.
+    fn main(&self) -> &Dns {
+        match self {
+            Pair::Joined(q, _) | Pair::Unanswered(q) => q,
+            Pair::Unsolicited(r) => r,
+        }
+    }
 }
 
 impl Row {
@@ -244,10 +256,7 @@ impl Row {
 
     /// The message that gives the row its question and client side.
     fn main(&self) -> &Dns {
-        match &self.pair {
-            Pair::Joined(q, _) | Pair::Unanswered(q) => q,
-            Pair::Unsolicited(r) => r,
-        }
+        self.pair.main()
     }
 
     fn rcode(&self) -> i32 {
@@ -269,11 +278,11 @@ impl Row {
             self.server
         )
     }
+}
 
-    fn domainname(&self) -> Option<String> {
-        let q = self.main().qname.as_deref()?;
-        psl::domain_str(q).map(str::to_owned)
-    }
+/// The registered domain of a name, by the public suffix list.
+fn domainname(qname: Option<&str>) -> Option<String> {
+    psl::domain_str(qname?).map(str::to_owned)
 }
 
 /// What a capture held.
@@ -285,6 +294,8 @@ pub struct ReadCapture {
     pub malformed: u64,
     pub queries: u64,
     pub responses: u64,
+    /// Bytes of the capture after decompression.
+    pub decoded_bytes: u64,
 }
 
 impl ReadCapture {
@@ -314,7 +325,9 @@ pub fn read_object(
     crate::formats::decode::with_text(key, raw, |data| {
         let (wires, stats) = read_capture(data, &opts.ports)
             .map_err(|e| crate::error::ParseError::whole(key, e.to_string()))?;
-        Ok(join(key, wires, stats, opts))
+        let mut read = join(key, wires, stats, opts);
+        read.decoded_bytes = data.len() as u64;
+        Ok(read)
     })
 }
 
@@ -329,17 +342,12 @@ fn join(key: &str, wires: Vec<Wire>, stats: CaptureStats, opts: &DnsOptions) -> 
     let mut open: HashMap<JoinKey, VecDeque<Dns>> = HashMap::new();
     // Queries in arrival order, for timeouts: (time, key).
     let mut order: VecDeque<(i64, JoinKey)> = VecDeque::new();
-    let row = |pair: Pair| {
-        let time_ns = match &pair {
-            Pair::Joined(q, _) | Pair::Unanswered(q) => q.wire.ts_ns,
-            Pair::Unsolicited(r) => r.wire.ts_ns,
-        };
-        Row {
-            time_ns,
-            pair,
-            server: server.clone(),
-            pcap_file: key.to_owned(),
-        }
+    let row = |pair: Pair| Row {
+        time_ns: pair.main().wire.ts_ns,
+        domain: domainname(pair.main().qname.as_deref()),
+        pair,
+        server: server.clone(),
+        pcap_file: key.to_owned(),
     };
     let expire = |now: i64,
                   open: &mut HashMap<JoinKey, VecDeque<Dns>>,
@@ -495,7 +503,7 @@ fn cell(r: &Row, column: &str) -> Cell {
     match column {
         "dns_id" => i(Some(m.id as i64)),
         "dns_qname" => Cell::Str(m.qname.clone()),
-        "dns_domainname" => Cell::Str(r.domainname()),
+        "dns_domainname" => Cell::Str(r.domain.clone()),
         "dns_tld" => Cell::Str(
             m.qname
                 .as_deref()
@@ -564,7 +572,15 @@ pub fn merge(rows: Vec<Row>) -> PolarsResult<Vec<(String, DataFrame)>> {
             let mut keyed: Vec<(Option<String>, i64, String, u64, Row)> = rows
                 .drain(..)
                 .enumerate()
-                .map(|(i, r)| (r.domainname(), r.time_ns, r.pcap_file.clone(), i as u64, r))
+                .map(|(i, r)| {
+                    (
+                        r.domain.clone(),
+                        r.time_ns,
+                        r.pcap_file.clone(),
+                        i as u64,
+                        r,
+                    )
+                })
                 .collect();
             // Domain, time, then file and position: a total order, so a retry writes the same bytes.
             keyed.sort_by(|a, b| (&a.0, a.1, &a.2, a.3).cmp(&(&b.0, b.1, &b.2, b.3)));

@@ -13,7 +13,6 @@ use rayon::prelude::*;
 pub use combine::{Combiner, ObjectStats, combine_object};
 pub use parse::{ParseOptions, ParsedObject, parse_object, parse_text};
 
-use crate::batch::SourceKind;
 use crate::error::Result;
 use crate::exec::{BatchReport, ProgressHook, Quarantined};
 use crate::merge::{Finish, merge_frames};
@@ -28,10 +27,6 @@ pub const DATASET: &str = "vpcflowlogs";
 pub struct VpcFlow;
 
 impl Source for VpcFlow {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Vpcflow
-    }
-
     fn dataset(&self) -> &'static str {
         DATASET
     }
