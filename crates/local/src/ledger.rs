@@ -313,18 +313,16 @@ fn now() -> i64 {
 
 impl SqliteLedger {
     /// The objects of `candidates` (by key and etag) that no batch has claimed yet.
-    pub async fn unclaimed(&self, candidates: Vec<ObjectRef>) -> Result<Vec<ObjectRef>, Error> {
-        self.with(move |c| {
-            let mut st = c.prepare_cached("SELECT 1 FROM objects WHERE key = ?1 AND etag = ?2")?;
-            let mut out = Vec::new();
-            for o in candidates {
-                if !st.exists(params![o.key, etag_of(&o)])? {
-                    out.push(o);
-                }
-            }
-            Ok(out)
-        })
-        .await
+    pub async fn unclaimed(
+        &self,
+        candidates: Vec<ObjectRef>,
+    ) -> Result<Vec<ObjectRef>, LedgerError> {
+        let owners = self.claims("", &candidates).await?;
+        Ok(candidates
+            .into_iter()
+            .zip(owners)
+            .filter_map(|(o, by)| by.is_none().then_some(o))
+            .collect())
     }
 
     /// Work a crash left behind, to run again under the same ids: batches sealed or queued but
