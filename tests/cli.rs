@@ -602,21 +602,32 @@ fn regex_like_hour(p: &str) -> bool {
 /// `flowmerge ddl --format json` prints, and say what the SQL DDL says.
 #[test]
 fn the_cdk_table_definitions_match_flowmerge_ddl() {
-    for source in ["vpcflow", "cloudtrail", "dns"] {
-        let (code, json, err) = flowmerge(&[
+    for (source, monthly, file) in [
+        ("vpcflow", None, "vpcflow"),
+        ("cloudtrail", None, "cloudtrail"),
+        ("dns", None, "dns"),
+        ("cloudtrail", Some("--monthly"), "cloudtrail-monthly"),
+    ] {
+        let mut args = vec![
             "ddl", "--output", "s3://b/p", "--source", source, "--format", "json",
-        ]);
+        ];
+        args.extend(monthly);
+        let (code, json, err) = flowmerge(&args);
         assert_eq!(code, 0, "{err}");
         let table_json = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(format!("../../infra-cdk/lib/{source}-table.json"));
+            .join(format!("../../infra-cdk/lib/{file}-table.json"));
         let file = std::fs::read_to_string(&table_json).unwrap();
         let spec: serde_json::Value = serde_json::from_str(&file).unwrap();
         let printed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(
-            spec, printed,
-            "{source}: regenerate with `flowmerge ddl --output s3://b/p --source {source} --format json > infra-cdk/lib/{source}-table.json`"
+            spec,
+            printed,
+            "{file}: regenerate with `flowmerge ddl --output s3://b/p --source {source} {} --format json > infra-cdk/lib/{file}-table.json`",
+            monthly.unwrap_or_default()
         );
-        let (code, ddl, err) = flowmerge(&["ddl", "--output", "s3://b/p", "--source", source]);
+        let mut args = vec!["ddl", "--output", "s3://b/p", "--source", source];
+        args.extend(monthly);
+        let (code, ddl, err) = flowmerge(&args);
         assert_eq!(code, 0, "{err}");
         let columns: Vec<(String, String)> = ddl
             .lines()

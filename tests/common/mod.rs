@@ -188,6 +188,10 @@ pub fn text_of(v: AnyValue) -> String {
         AnyValue::Null => "-".into(),
         AnyValue::String(s) => s.into(),
         AnyValue::StringOwned(s) => s.to_string(),
+        // Displaying a zoned time needs polars' `timezones` feature: the number says as much.
+        AnyValue::Datetime(t, unit, _) | AnyValue::DatetimeOwned(t, unit, _) => {
+            format!("{t}{unit}")
+        }
         other => other.to_string(),
     }
 }
@@ -196,12 +200,15 @@ pub fn text_of(v: AnyValue) -> String {
 pub fn observed(out: &Path) -> HashMap<Key, Totals> {
     let mut m = HashMap::new();
     for f in parquet_files(out) {
-        let window = f.file_name().unwrap().to_str().unwrap()[..14].to_string();
+        // The window is the `window_start` column; files of earlier releases lack it and name
+        // their window in the file name instead.
+        let named = f.file_name().unwrap().to_str().unwrap()[..14].to_string();
         let df = read_parquet(&f);
         let cols = df.columns();
         for i in 0..df.height() {
             let mut key = Vec::new();
             let mut t = Totals::default();
+            let mut window = named.clone();
             for c in cols {
                 let name = c.name().as_str();
                 let v = c.get(i).unwrap();
@@ -213,6 +220,12 @@ pub fn observed(out: &Path) -> HashMap<Key, Totals> {
                     "end" => t.end = number(&v),
                     "tcp_flags" => t.tcp_flags = number(&v),
                     "merged_records" => t.records = v.extract::<i64>().unwrap(),
+                    "window_start" => {
+                        window = chrono::DateTime::from_timestamp(v.extract::<i64>().unwrap(), 0)
+                            .unwrap()
+                            .format("%Y%m%dT%H%MZ")
+                            .to_string()
+                    }
                     n if METRICS.contains(&n) => {}
                     n => {
                         let v = text_of(v);

@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use flowmerge_core::SourceKind;
 use flowmerge_core::formats::cloudtrail;
-use flowmerge_core::formats::vpcflow::fields::{FIELDS, FieldType, MERGED_RECORDS};
+use flowmerge_core::formats::vpcflow::fields::{FIELDS, FieldType, MERGED_RECORDS, WINDOW_START};
 use serde::Serialize;
 
 #[derive(Args, Debug)]
@@ -33,6 +33,10 @@ pub struct DdlArgs {
     /// them; otherwise `injected` (every query then names its server(s) in WHERE).
     #[arg(long, value_delimiter = ',')]
     pub servers: Vec<String>,
+    /// CloudTrail only: the monthly table `flowmerge rollup --level month --into PREFIX` writes
+    /// (`--output` is then that PREFIX), partitioned by month.
+    #[arg(long)]
+    pub monthly: bool,
     /// `sql` (Athena DDL) or `json` (the table as the CDK app reads it).
     #[arg(long, value_enum, default_value_t = DdlFormat::Sql)]
     pub format: DdlFormat,
@@ -104,7 +108,7 @@ fn nt(name: &str, ty: &str) -> NameType {
 
 /// The table of a source, its projection starting in `first_year`; `servers` names the DNS
 /// capture servers for an `enum` projection (empty: `injected`).
-pub fn spec(source: SourceKind, first_year: u32, servers: &[String]) -> TableSpec {
+pub fn spec(source: SourceKind, first_year: u32, servers: &[String], monthly: bool) -> TableSpec {
     let typed = |cols: Vec<(&str, &str)>| cols.into_iter().map(|(c, t)| nt(c, t)).collect();
     let (name, dataset, columns): (&str, &str, Vec<NameType>) = match source {
         SourceKind::Vpcflow => (
@@ -113,7 +117,7 @@ pub fn spec(source: SourceKind, first_year: u32, servers: &[String]) -> TableSpe
             FIELDS
                 .iter()
                 .map(|f| nt(f.column, athena_type(f.ty)))
-                .chain([nt(MERGED_RECORDS, "bigint")])
+                .chain([nt(WINDOW_START, "bigint"), nt(MERGED_RECORDS, "bigint")])
                 .collect(),
         ),
         SourceKind::Cloudtrail => (
@@ -127,8 +131,21 @@ pub fn spec(source: SourceKind, first_year: u32, servers: &[String]) -> TableSpe
             typed(flowmerge_core::formats::dns::athena_columns()),
         ),
     };
-    // Flow logs are partitioned by hour, the other tables by day.
+    let (name, dataset) = match monthly {
+        true => (
+            "cloudtrail_logs_monthly",
+            flowmerge_core::rollup::MONTHLY_DATASET,
+        ),
+        false => (name, dataset),
+    };
+    // Flow logs are partitioned by hour, the other tables by day, the monthly table by month.
     let (column, format, range_start, unit) = match source {
+        _ if monthly => (
+            "partition_month",
+            "'year='yyyy'/month='MM",
+            format!("year={first_year}/month=01"),
+            "MONTHS",
+        ),
         SourceKind::Vpcflow => (
             "partition_hour",
             "'year='yyyy'/month='MM'/day='dd'/hour='HH",
@@ -170,7 +187,9 @@ pub fn spec(source: SourceKind, first_year: u32, servers: &[String]) -> TableSpe
     parameters.push(("storage.location.template".into(), template));
     TableSpec {
         comment: format!(
-            "The Athena/Glue table over flowmerge's {source} output, as `flowmerge ddl --source {source} --format json` prints it (a test keeps this file equal to that output)."
+            "The Athena/Glue table over flowmerge's {source}{} output, as `flowmerge ddl --source {source}{} --format json` prints it (a test keeps this file equal to that output).",
+            if monthly { " monthly" } else { "" },
+            if monthly { " --monthly" } else { "" }
         ),
         name: name.into(),
         dataset: dataset.into(),
@@ -190,7 +209,17 @@ fn literal(text: &str) -> String {
 }
 
 pub fn render(args: &DdlArgs) -> Result<String> {
-    let spec = spec(args.source.into(), args.first_year, &args.servers);
+    if args.monthly && args.source != SourceArg::Cloudtrail {
+        return Err(crate::usage(
+            "--monthly is the CloudTrail monthly table: add --source cloudtrail",
+        ));
+    }
+    let spec = spec(
+        args.source.into(),
+        args.first_year,
+        &args.servers,
+        args.monthly,
+    );
     if args.format == DdlFormat::Json {
         return Ok(serde_json::to_string_pretty(&spec)? + "\n");
     }

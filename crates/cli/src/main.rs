@@ -4,6 +4,7 @@ mod aws;
 mod compact;
 mod ddl;
 mod generate;
+mod rollup;
 mod store;
 
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ struct Cli {
 enum Command {
     /// Merge raw flow logs from INPUT into partitioned Parquet under OUTPUT (incremental).
     Compact(compact::CompactArgs),
+    /// Compact closed partitions of OUTPUT's tables into one file each (or parts).
+    Rollup(rollup::RollupArgs),
     /// Generate realistic raw flow log objects in AWS's layout.
     Gen(generate::GenArgs),
     /// Print the Athena CREATE TABLE for compact's output.
@@ -116,6 +119,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(EXIT_QUARANTINED)
             } else {
                 ExitCode::SUCCESS
+            })
+        }
+        Command::Rollup(args) => {
+            let json = args.json;
+            let summary = rollup::run(args).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", rollup::render(&summary));
+            }
+            Ok(match summary.failures.is_empty() {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::from(EXIT_FAILURE),
             })
         }
         Command::Gen(args) => {

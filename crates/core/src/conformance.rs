@@ -12,10 +12,13 @@ use std::time::Duration;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::batch::{Batch, ObjectRef};
+use crate::batch::{Batch, ObjectRef, SourceKind};
 use crate::exec::{ExecOptions, Executed, execute};
 use crate::formats::vpcflow::ParseOptions;
-use crate::ports::{BatchRecord, BatchState, Claim, ClaimLedger, CommitLedger, Delivery, JobQueue};
+use crate::ports::{
+    BatchRecord, BatchState, Claim, ClaimLedger, CommitLedger, Delivery, JobQueue, RollupLedger,
+    RollupRecord, RollupState,
+};
 use crate::store::key_path;
 use crate::window::Window;
 
@@ -454,5 +457,101 @@ pub async fn claim_ledger_conformance(ledger: &dyn ClaimLedger, scope: &str) {
     assert_eq!(
         retry.claims,
         vec![Claim::Taken(f.id.clone()), Claim::Taken(b.id.clone())]
+    );
+}
+
+/// The rollup side of a ledger: a partition's lease is exclusive until it runs out or is
+/// released, and the partition's rollup record is written only under the lease and read back
+/// whole. `scope` makes partition names unique (adapters may share a table between tests).
+pub async fn rollup_ledger_conformance(ledger: &dyn RollupLedger, scope: &str) {
+    let t = 1_800_000_000;
+    let p = format!("{scope}/vpcflowlogs/year=2027/month=01/day=15/hour=08");
+    let rec = |state| RollupRecord {
+        partition: p.clone(),
+        id: "0123456789abcdef".into(),
+        state,
+        source: SourceKind::Vpcflow,
+        outputs: vec!["rollup-0123456789abcdef-0000.parquet".into()],
+        // A day of five-minute files, and late ones: the record must hold them all.
+        replaced: (0..300)
+            .map(|i| format!("20270115T08{:02}Z-{i:016x}.parquet", i % 60))
+            .collect(),
+        inputs: 300,
+        rows: 12_345,
+    };
+    let lease = |owner: &'static str, until: i64, now: i64| {
+        let p = p.clone();
+        async move { ledger.lease_partition(&p, owner, until, now).await.unwrap() }
+    };
+    assert_eq!(lease("a", t + 60, t).await, Some(None), "a new partition");
+    assert_eq!(lease("b", t + 60, t + 1).await, None, "held by a");
+    assert_eq!(lease("a", t + 120, t + 2).await, Some(None), "renewed by a");
+    assert!(
+        !ledger
+            .put_rollup(&rec(RollupState::Writing), "b", t + 3)
+            .await
+            .unwrap(),
+        "a stranger may not write the record"
+    );
+    assert!(
+        ledger
+            .put_rollup(&rec(RollupState::Writing), "a", t + 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        ledger
+            .put_rollup(&rec(RollupState::Committed), "a", t + 4)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        lease("a", t + 120, t + 5).await,
+        Some(Some(rec(RollupState::Committed))),
+        "the record, whole"
+    );
+    ledger.release_partition(&p, "b").await.unwrap();
+    assert_eq!(
+        lease("b", t + 200, t + 6).await,
+        None,
+        "only a releases a's lease"
+    );
+    ledger.release_partition(&p, "a").await.unwrap();
+    assert_eq!(
+        lease("b", t + 200, t + 7).await,
+        Some(Some(rec(RollupState::Committed))),
+        "released: b takes it and sees a's rollup"
+    );
+    // b's lease runs out at t + 200: a may take the partition over, and b can write no more.
+    assert_eq!(
+        lease("a", t + 400, t + 200).await.map(|r| r.is_some()),
+        Some(true)
+    );
+    assert!(
+        !ledger
+            .put_rollup(&rec(RollupState::Done), "b", t + 201)
+            .await
+            .unwrap(),
+        "b's lease is over"
+    );
+    assert!(
+        !ledger
+            .put_rollup(&rec(RollupState::Done), "a", t + 400)
+            .await
+            .unwrap(),
+        "a lease is over at its end"
+    );
+    assert_eq!(
+        lease("a", t + 500, t + 401).await,
+        Some(Some(rec(RollupState::Committed)))
+    );
+    let other = format!("{scope}/dns/year=2027/month=01/day=15/server=ns1");
+    assert_eq!(
+        ledger
+            .lease_partition(&other, "b", t + 500, t + 402)
+            .await
+            .unwrap(),
+        Some(None),
+        "leases are per partition"
     );
 }

@@ -26,6 +26,9 @@ pub enum Error {
     Ledger(String),
     #[error("invalid {what}: {reason}")]
     Invalid { what: &'static str, reason: String },
+    /// A rollup could not read one of its own inputs.
+    #[error("rollup: {0}")]
+    Rollup(String),
     #[error("task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }

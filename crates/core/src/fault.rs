@@ -8,7 +8,8 @@ pub const FAULT_EXIT_CODE: i32 = 86;
 /// `flowmerge compact`: after-claim, then the batch protocol's (`exec::execute`). Mapper:
 /// after-manifest, after-claim, after-seal, after-send, before-delete. The batch protocol, for
 /// compact and the merger alike: after-write, before-commit, after-commit (for the merger: before
-/// deleting the job).
+/// deleting the job). A rollup (`rollup::run_partition`): rollup-after-write, rollup-after-commit,
+/// rollup-during-deletes (after the first delete).
 pub const STEPS: &[&str] = &[
     "after-manifest",
     "after-claim",
@@ -18,6 +19,9 @@ pub const STEPS: &[&str] = &[
     "after-write",
     "before-commit",
     "after-commit",
+    "rollup-after-write",
+    "rollup-after-commit",
+    "rollup-during-deletes",
 ];
 
 /// Exits the process if `FLOWMERGE_FAULT` names this step.

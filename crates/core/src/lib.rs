@@ -12,6 +12,7 @@ pub mod job;
 pub mod layout;
 pub mod merge;
 pub mod ports;
+pub mod rollup;
 pub mod source;
 pub mod store;
 pub mod window;

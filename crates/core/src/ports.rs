@@ -152,6 +152,89 @@ pub trait CommitLedger: Send + Sync {
     async fn commit_batch(&self, report: &BatchReport) -> Result<(), LedgerError>;
 }
 
+/// Where a partition's current rollup is (docs/contracts.md §7): writing → committed → done, or
+/// writing → aborted when a crash left its outputs unrecorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollupState {
+    /// Its outputs may be (partly) written; nothing may read them as data yet.
+    Writing,
+    /// Its outputs are whole and recorded: the files it replaces are deleted next.
+    Committed,
+    /// The files it replaced are gone.
+    Done,
+    /// Given up (a crash, or a lease lost before the commit): its outputs were deleted.
+    Aborted,
+}
+
+impl RollupState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Writing => "writing",
+            Self::Committed => "committed",
+            Self::Done => "done",
+            Self::Aborted => "aborted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "writing" => Self::Writing,
+            "committed" => Self::Committed,
+            "done" => Self::Done,
+            "aborted" => Self::Aborted,
+            _ => return None,
+        })
+    }
+}
+
+/// A partition's current rollup, as the ledger holds it: one per partition, replaced by the next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollupRecord {
+    /// The folder the rollup writes into (its key below the store's root), e.g.
+    /// `out/vpcflowlogs/year=2026/month=11/day=01/hour=00`.
+    pub partition: String,
+    /// The rollup's id: a hash of its inputs and options; its files are `rollup-<id>-NNNN.parquet`.
+    pub id: String,
+    pub state: RollupState,
+    pub source: SourceKind,
+    /// File names (in `partition`) of the files written.
+    pub outputs: Vec<String>,
+    /// File names (in `partition`) of the files the outputs replace: deleted after the commit.
+    pub replaced: Vec<String>,
+    /// Input files read, rows written.
+    pub inputs: u64,
+    pub rows: u64,
+}
+
+/// The rollup side of a ledger: a lease per partition, so that one partition is never rolled up
+/// twice at once, and the partition's current rollup, written under that lease. Implemented by
+/// SQLite and DynamoDB, both held to [`crate::conformance::rollup_ledger_conformance`].
+#[async_trait]
+pub trait RollupLedger: Send + Sync {
+    /// Leases `partition` to `owner` until `lease_until` (Unix seconds) if it is free, its lease
+    /// is over at `now`, or `owner` holds it already. `Ok(None)`: someone else holds it. Otherwise
+    /// the partition's current rollup, if it ever had one.
+    async fn lease_partition(
+        &self,
+        partition: &str,
+        owner: &str,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<Option<Option<RollupRecord>>, LedgerError>;
+
+    /// Records `rec` as its partition's current rollup, provided `owner` holds the partition's
+    /// lease at `now`; false (and nothing written) otherwise.
+    async fn put_rollup(
+        &self,
+        rec: &RollupRecord,
+        owner: &str,
+        now: i64,
+    ) -> Result<bool, LedgerError>;
+
+    /// Ends `owner`'s lease of the partition (nothing if it is not `owner`'s).
+    async fn release_partition(&self, partition: &str, owner: &str) -> Result<(), LedgerError>;
+}
+
 pub type QueueError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A job received from a [`JobQueue`]: invisible to other receivers until it is acknowledged,

@@ -8,7 +8,7 @@
 use std::io::Read;
 
 use bytes::Bytes;
-use polars::prelude::DataFrame;
+use polars::prelude::*;
 use rayon::prelude::*;
 
 use crate::batch::{ObjectRef, SourceKind};
@@ -44,6 +44,32 @@ pub trait Source: Send + Sync {
         opts: &ReadOptions,
         progress: Option<&ProgressHook>,
     ) -> Result<Merged>;
+
+    /// Merges the rows of one partition's files again, for a rollup: `files` pairs each file's
+    /// name with its rows, in name order. The result keeps the source's output contract (columns,
+    /// types, sort) and is a pure function of its input.
+    fn remerge(&self, files: Vec<(String, DataFrame)>, opts: &RemergeOptions) -> Result<DataFrame>;
+}
+
+/// How a rollup merges rows again.
+#[derive(Clone, Debug, Default)]
+pub struct RemergeOptions {
+    /// Flow logs: rows merge within windows of this many seconds instead of their own.
+    pub merge_window: Option<i64>,
+}
+
+/// The frames stacked in order, with the columns of `order` in that order (a column a file lacks
+/// is null).
+pub(crate) fn stack(
+    files: Vec<(String, DataFrame)>,
+    order: &[(&str, &str)],
+) -> PolarsResult<LazyFrame> {
+    let frames: Vec<LazyFrame> = files.into_iter().map(|(_, df)| df.lazy()).collect();
+    let stacked = match frames.len() {
+        1 => frames.into_iter().next().unwrap_or_default(),
+        _ => concat_lf_diagonal(frames, UnionArgs::default())?,
+    };
+    Ok(stacked.select(order.iter().map(|(c, _)| col(*c)).collect::<Vec<_>>()))
 }
 
 /// How each source reads its objects.
@@ -233,6 +259,24 @@ impl Source for CloudTrail {
         let partitions = cloudtrail::merge(objects)?;
         Ok(Merged { partitions, report })
     }
+
+    /// Each `eventid` once across the files (the first by file name wins), sorted as a batch is.
+    fn remerge(&self, files: Vec<(String, DataFrame)>, _: &RemergeOptions) -> Result<DataFrame> {
+        let by: Vec<PlSmallStr> = cloudtrail::SORT_COLUMNS
+            .iter()
+            .map(|c| (*c).into())
+            .collect();
+        let n = by.len();
+        Ok(stack(files, &cloudtrail::athena_columns())?
+            .unique_stable_generic(Some(vec![col("eventid")]), UniqueKeepStrategy::First)
+            .sort(
+                by,
+                SortMultipleOptions::default()
+                    .with_maintain_order(true)
+                    .with_order_descending_multi(vec![false; n]),
+            )
+            .collect()?)
+    }
 }
 
 /// DNS captures (`formats::dns`): one row per query joined with its response, partitioned by day
@@ -274,6 +318,23 @@ impl Source for DnsCaptures {
             partitions: dns::merge(rows)?,
             report,
         })
+    }
+
+    /// The files' rows sorted again by domain, time and capture file (stable, so rows of one
+    /// capture keep their order).
+    fn remerge(&self, files: Vec<(String, DataFrame)>, _: &RemergeOptions) -> Result<DataFrame> {
+        let by: Vec<PlSmallStr> = ["dns_domainname", "time", "pcap_file"]
+            .into_iter()
+            .map(PlSmallStr::from)
+            .collect();
+        Ok(stack(files, &dns::athena_columns())?
+            .sort(
+                by,
+                SortMultipleOptions::default()
+                    .with_maintain_order(true)
+                    .with_order_descending_multi(vec![false; 3]),
+            )
+            .collect()?)
     }
 }
 

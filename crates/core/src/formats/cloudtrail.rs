@@ -380,6 +380,15 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     Ok(t)
 }
 
+/// The columns rows are sorted by (account, service, name, time, id), in batches and rollups.
+pub const SORT_COLUMNS: &[&str] = &[
+    "recipientaccountid",
+    "eventsource",
+    "eventname",
+    "eventtime",
+    "eventid",
+];
+
 /// Events of a batch's objects merged: each `eventID` once, rows grouped by the day of their
 /// time and sorted. `objects` pairs each object's key with its events.
 pub fn merge(objects: Vec<(String, Vec<Event>)>) -> PolarsResult<Vec<(String, DataFrame)>> {

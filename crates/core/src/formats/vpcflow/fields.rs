@@ -139,6 +139,10 @@ pub const FIELDS: &[Field] = &[
 /// Column added by the merge: how many raw records an output row stands for.
 pub const MERGED_RECORDS: &str = "merged_records";
 
+/// Column added by the merge: the start of the row's window (Unix seconds). A key: rows merge
+/// only within one window, in a batch and again in a rollup.
+pub const WINDOW_START: &str = "window_start";
+
 /// The default (v2) format, used for a file without a header that has 14 fields.
 pub const DEFAULT_V2: &[&str] = &[
     "version",
@@ -173,10 +177,13 @@ pub fn column_name(field_name: &str) -> String {
 }
 
 /// Position of a column in the canonical output order: documented fields first in catalogue
-/// order, then unknown (string) columns by name, then `merged_records`.
+/// order, then unknown (string) columns by name, then `window_start` and `merged_records`.
 pub fn column_rank(column: &str) -> (usize, &str) {
     if column == MERGED_RECORDS {
         return (usize::MAX, column);
+    }
+    if column == WINDOW_START {
+        return (usize::MAX - 1, "");
     }
     match FIELDS.iter().position(|f| f.column == column) {
         Some(i) => (i, ""),

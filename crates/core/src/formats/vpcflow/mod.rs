@@ -16,7 +16,7 @@ pub use parse::{ParseOptions, ParsedObject, parse_object, parse_text};
 use crate::error::Result;
 use crate::exec::{BatchReport, ProgressHook, Quarantined};
 use crate::merge::{Finish, merge_frames};
-use crate::source::{Fetched, Merged, ReadOptions, Source};
+use crate::source::{Fetched, Merged, ReadOptions, RemergeOptions, Source};
 use crate::window::Window;
 
 /// The dataset folder under the output prefix.
@@ -39,11 +39,70 @@ impl Source for VpcFlow {
         progress: Option<&ProgressHook>,
     ) -> Result<Merged> {
         let (df, report) = merge_fetched(fetched, &opts.vpcflow, progress)?;
+        let df = df
+            .map(|df| with_window_start(df, window.start))
+            .transpose()?;
         Ok(Merged {
             partitions: df.map(|df| (window.partition(), df)).into_iter().collect(),
             report,
         })
     }
+
+    /// Rows of the same key and window merge again (a late batch's rows join the first
+    /// batch's), through the same plan as a batch's.
+    fn remerge(&self, files: Vec<(String, DataFrame)>, opts: &RemergeOptions) -> Result<DataFrame> {
+        let frames = files
+            .into_iter()
+            .map(|(name, df)| Self::windowed(&name, df, opts.merge_window))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(merge_frames(frames, Finish::Final)?)
+    }
+}
+
+impl VpcFlow {
+    /// A file's rows with their `window_start` (files of earlier releases name it only in their
+    /// file name), moved to windows of `merge_window` seconds if asked.
+    fn windowed(name: &str, df: DataFrame, merge_window: Option<i64>) -> Result<DataFrame> {
+        let df = match df.get_column_index(fields::WINDOW_START) {
+            Some(_) => df,
+            None => {
+                let start = name
+                    .get(..14)
+                    .and_then(crate::rollup::window_of_stamp)
+                    .ok_or_else(|| {
+                        crate::Error::Rollup(format!(
+                            "{name}: no window_start column and no window in the file name"
+                        ))
+                    })?;
+                with_window_start(df, start)?
+            }
+        };
+        // Window starts are Unix seconds after 1970: the remainder floors them.
+        Ok(match merge_window {
+            None => df,
+            Some(w) => df
+                .lazy()
+                .with_column(
+                    (col(fields::WINDOW_START) - col(fields::WINDOW_START) % lit(w))
+                        .alias(fields::WINDOW_START),
+                )
+                .collect()?,
+        })
+    }
+}
+
+/// Adds the `window_start` column (every row of a batch has its window) in its canonical place,
+/// just before `merged_records`. It is added after the merge, not before, so that the batch's
+/// hash aggregation does not hash a constant.
+pub fn with_window_start(mut df: DataFrame, start: i64) -> PolarsResult<DataFrame> {
+    let column = Int64Chunked::full(fields::WINDOW_START.into(), start, df.height()).into_column();
+    let at = df
+        .get_column_names()
+        .iter()
+        .position(|n| fields::column_rank(n.as_str()) > fields::column_rank(fields::WINDOW_START))
+        .unwrap_or(df.width());
+    df.insert_column(at, column)?;
+    Ok(df)
 }
 
 /// Parses fetched objects in parallel, quarantining the bad ones, and merges everything. Each

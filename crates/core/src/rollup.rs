@@ -1,0 +1,698 @@
+//! Rollup: the second stage. Batches leave a small Parquet file per window in each partition;
+//! once a partition is *closed* (its time is over and its newest file is older than the minimum
+//! age) its files are rewritten into one file — or parts of at most the target size — through
+//! the source's own merge ([`crate::source::Source::remerge`]), and the files it replaces are
+//! deleted. CloudTrail's closed months can also be aggregated into a table of their own
+//! ([`Level::Month`]), the rolled-up day partitions staying where they are.
+//!
+//! The protocol (docs/contracts.md §7), under a lease on the partition in the ledger:
+//! 1. finish the partition's current rollup if a crash interrupted it: a `committed` one has the
+//!    files it replaces deleted, a `writing` one has its outputs deleted and is `aborted`;
+//! 2. list the partition: files of committed (or forgotten) batches and of rollups are data,
+//!    files of batches still in flight are left for the next run;
+//! 3. record the rollup as `writing` (id, outputs, replaced), write its outputs, record it
+//!    `committed`, delete the files it replaces, record it `done`.
+//!
+//! The output names are a function of the inputs, so a run after a crash at any step gives the
+//! same files, and a second run over a rolled-up partition finds nothing to do.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{NaiveDate, Utc};
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use crate::batch::{BatchId, SourceKind};
+use crate::error::{Error, Result};
+use crate::exec::write_parquet;
+use crate::fault;
+use crate::ports::{BatchState, ClaimLedger, RollupLedger, RollupRecord, RollupState};
+use crate::store::key_path;
+
+/// File names of rollup outputs start with this; batch outputs start with their window stamp.
+pub const ROLLUP_FILE_PREFIX: &str = "rollup-";
+
+/// The folder of the CloudTrail monthly table, below `--into`.
+pub const MONTHLY_DATASET: &str = "cloudtrail_monthly";
+
+/// Which partitions a rollup rewrites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Each partition of the source's own table in place: hours of flow logs, days of CloudTrail
+    /// and DNS.
+    Native,
+    /// CloudTrail months, into the monthly table (`<into>/cloudtrail_monthly/year=/month=/`).
+    Month,
+}
+
+impl Level {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "native" | "hour" | "day" => Some(Self::Native),
+            "month" => Some(Self::Month),
+            _ => None,
+        }
+    }
+}
+
+/// How a rollup runs.
+#[derive(Clone, Debug)]
+pub struct RollupOptions {
+    /// The output prefix the tables are under (as for batches).
+    pub output_prefix: String,
+    /// A partition is closed once its time is over and its newest file is older than this.
+    pub min_age_secs: i64,
+    /// Outputs larger than this are split into parts.
+    pub target_size: u64,
+    /// Flow logs: a coarser window that rows merge in (e.g. 3600 for hourly rows).
+    pub merge_window: Option<i64>,
+    /// [`Level::Month`]: the prefix the monthly table goes under.
+    pub monthly_prefix: Option<String>,
+    /// How long a partition's lease lasts; it is renewed before the outputs are written.
+    pub lease_secs: i64,
+    /// Input files fetched at once.
+    pub fetch_concurrency: usize,
+    /// The caller knows that no other runner is alive (`flowmerge rollup` holds a file lock on its
+    /// ledger): leases of others are left over from crashed runs and are taken over at once.
+    pub take_over_leases: bool,
+}
+
+impl Default for RollupOptions {
+    fn default() -> Self {
+        Self {
+            output_prefix: String::new(),
+            min_age_secs: 3600,
+            target_size: 512 * 1024 * 1024,
+            merge_window: None,
+            monthly_prefix: None,
+            lease_secs: 3600,
+            fetch_concurrency: 8,
+            take_over_leases: false,
+        }
+    }
+}
+
+/// One partition to roll up: the job a rollup queue carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionJob {
+    pub v: u32,
+    pub source: SourceKind,
+    pub level: Level,
+    /// The folder written (its key below the store's root).
+    pub partition: String,
+    /// The folder read (recursively): the partition itself, or a month of day partitions.
+    pub input: String,
+}
+
+/// What a rollup of one partition did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollupReport {
+    pub partition: String,
+    pub id: String,
+    pub inputs: u64,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Keys written.
+    pub outputs: Vec<String>,
+    /// Keys deleted (replaced by the outputs).
+    pub deleted: Vec<String>,
+    /// Files of batches still in flight, left for the next run.
+    pub in_flight: u64,
+    /// Files in the partition that flowmerge did not write: never read or deleted.
+    pub foreign: u64,
+    /// Whether an interrupted rollup was finished or undone first.
+    pub recovered: bool,
+}
+
+/// What became of a partition.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RollupOutcome {
+    Rolled(RollupReport),
+    /// Nothing to do (the reason says why); `recovered` if an interrupted rollup was finished.
+    Skipped {
+        reason: &'static str,
+        recovered: bool,
+    },
+    /// Another runner holds the partition's lease.
+    Busy,
+}
+
+/// A Parquet file of ours in a partition.
+#[derive(Clone, Debug)]
+struct File {
+    key: String,
+    name: String,
+    /// The folder it is in.
+    dir: String,
+    size: u64,
+    last_modified: i64,
+}
+
+/// What a file name says it is.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Batch(BatchId),
+    Rollup(String),
+    Foreign,
+}
+
+fn kind_of(name: &str) -> Kind {
+    let Some(stem) = name.strip_suffix(".parquet") else {
+        return Kind::Foreign;
+    };
+    if let Some(rest) = stem.strip_prefix(ROLLUP_FILE_PREFIX) {
+        return match rest.split_once('-') {
+            Some((id, _part)) if !id.is_empty() => Kind::Rollup(id.to_owned()),
+            _ => Kind::Foreign,
+        };
+    }
+    match stem.split_once('-') {
+        Some((stamp, id)) if window_of_stamp(stamp).is_some() && !id.is_empty() => {
+            Kind::Batch(BatchId(id.to_owned()))
+        }
+        _ => Kind::Foreign,
+    }
+}
+
+/// The window start of a batch file's `YYYYMMDDTHHMMZ` stamp.
+pub fn window_of_stamp(stamp: &str) -> Option<i64> {
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%MZ")
+        .ok()
+        .map(|t| t.and_utc().timestamp())
+}
+
+/// The time range `[start, end)` of a Hive partition path (`year=…/month=…[/day=…[/hour=…]]`,
+/// other levels such as `server=` ignored), Unix seconds.
+pub fn partition_range(rel: &str) -> Option<(i64, i64)> {
+    let mut parts: BTreeMap<&str, u32> = BTreeMap::new();
+    for seg in rel.split('/') {
+        if let Some((k, v)) = seg.split_once('=')
+            && matches!(k, "year" | "month" | "day" | "hour")
+        {
+            parts.insert(k, v.parse().ok()?);
+        }
+    }
+    let year = *parts.get("year")? as i32;
+    let month = *parts.get("month")?;
+    let start_of = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
+    match (parts.get("day"), parts.get("hour")) {
+        (Some(&day), hour) => {
+            let s = start_of(NaiveDate::from_ymd_opt(year, month, day)?)?;
+            Some(match hour {
+                Some(&h) if h < 24 => (s + h as i64 * 3600, s + (h as i64 + 1) * 3600),
+                Some(_) => return None,
+                None => (s, s + 86_400),
+            })
+        }
+        (None, _) => {
+            let s = start_of(NaiveDate::from_ymd_opt(year, month, 1)?)?;
+            let next = match month {
+                12 => NaiveDate::from_ymd_opt(year + 1, 1, 1)?,
+                m => NaiveDate::from_ymd_opt(year, m + 1, 1)?,
+            };
+            Some((s, start_of(next)?))
+        }
+    }
+}
+
+fn join(prefix: &str, rel: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    match prefix.is_empty() {
+        true => rel.to_owned(),
+        false => format!("{prefix}/{rel}"),
+    }
+}
+
+/// Our Parquet files under `prefix`, recursively (`_`/`.`-prefixed names and folders skipped).
+async fn list(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<File>> {
+    let metas: Vec<_> = store.list(Some(&key_path(prefix))).try_collect().await?;
+    let mut files: Vec<File> = metas
+        .into_iter()
+        .filter_map(|m| {
+            let key = m.location.to_string();
+            let rel = key.strip_prefix(prefix.trim_matches('/')).unwrap_or(&key);
+            if rel
+                .split('/')
+                .any(|seg| seg.starts_with('_') || seg.starts_with('.'))
+                || !key.ends_with(".parquet")
+            {
+                return None;
+            }
+            let (dir, name) = key.rsplit_once('/').unwrap_or(("", &key));
+            Some(File {
+                name: name.to_owned(),
+                dir: dir.to_owned(),
+                size: m.size,
+                last_modified: m.last_modified.timestamp(),
+                key,
+            })
+        })
+        .collect();
+    files.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(files)
+}
+
+/// The partitions of `source` that look due (closed, and more than one file, or batch files to
+/// re-window): one job each. [`run_partition`] decides for certain, under the partition's lease.
+/// `monthly` is the store of the monthly table ([`Level::Month`]; else unused).
+pub async fn plan(
+    store: &dyn ObjectStore,
+    monthly: &dyn ObjectStore,
+    source: SourceKind,
+    level: Level,
+    opts: &RollupOptions,
+    now: i64,
+) -> Result<Vec<PartitionJob>> {
+    let dataset = source.source().dataset();
+    let table = join(&opts.output_prefix, dataset);
+    let files = list(store, &table).await?;
+    // Group by the folder written: the file's own folder, or its month's monthly folder.
+    let mut groups: BTreeMap<(String, String), Vec<&File>> = BTreeMap::new();
+    for f in &files {
+        let rel = f
+            .dir
+            .strip_prefix(&table)
+            .unwrap_or(&f.dir)
+            .trim_matches('/');
+        let (partition, input) = match level {
+            Level::Native => (f.dir.clone(), f.dir.clone()),
+            Level::Month => {
+                let Some(month) = month_of(rel) else { continue };
+                let into = opts.monthly_prefix.as_deref().unwrap_or("");
+                (
+                    join(into, &format!("{MONTHLY_DATASET}/{month}")),
+                    join(&table, &month),
+                )
+            }
+        };
+        groups.entry((partition, input)).or_default().push(f);
+    }
+    let mut jobs = Vec::new();
+    for ((partition, input), group) in groups {
+        let rel = input.strip_prefix(&table).unwrap_or(&input);
+        let Some((_, end)) = partition_range(rel) else {
+            continue;
+        };
+        let newest = group.iter().map(|f| f.last_modified).max().unwrap_or(0);
+        if !closed(end, newest, opts.min_age_secs, now) {
+            continue;
+        }
+        let due = match level {
+            Level::Native => needs_rollup(group.iter().map(|f| f.name.as_str()), opts.merge_window),
+            // A month is due when any of its files is newer than the monthly output.
+            Level::Month => {
+                let written = list(monthly, &partition).await?;
+                let output = written.iter().map(|f| f.last_modified).min();
+                output.is_none_or(|t| newest >= t)
+            }
+        };
+        if due {
+            jobs.push(PartitionJob {
+                v: 1,
+                source,
+                level,
+                partition,
+                input,
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+/// Whether a partition holding these files is rewritten in place: it holds more than one file
+/// and they are not the parts of one rollup — or, with a merge window, batch files remain.
+fn needs_rollup<'a>(names: impl Iterator<Item = &'a str>, merge_window: Option<i64>) -> bool {
+    let kinds: Vec<Kind> = names.map(kind_of).collect();
+    let rollups: HashSet<&str> = kinds
+        .iter()
+        .filter_map(|k| match k {
+            Kind::Rollup(id) => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let batches = kinds.iter().any(|k| matches!(k, Kind::Batch(_)));
+    let one_rollup = !batches && rollups.len() == 1;
+    (kinds.len() > 1 && !one_rollup) || (merge_window.is_some() && batches)
+}
+
+fn closed(end: i64, newest: i64, min_age: i64, now: i64) -> bool {
+    end.saturating_add(min_age) <= now && newest.saturating_add(min_age) <= now
+}
+
+/// `year=YYYY/month=MM` of a partition path below the table.
+fn month_of(rel: &str) -> Option<String> {
+    let mut it = rel.split('/');
+    let (y, m) = (it.next()?, it.next()?);
+    (y.starts_with("year=") && m.starts_with("month=")).then(|| format!("{y}/{m}"))
+}
+
+/// Rolls up one partition (the protocol in the module's notes): `job.input` is read from `input`,
+/// `job.partition` written in `output` (the same store but for the monthly table, which may live
+/// elsewhere). `owner` names this runner in the lease.
+pub async fn run_partition(
+    input: Arc<dyn ObjectStore>,
+    output: Arc<dyn ObjectStore>,
+    batches: &dyn ClaimLedger,
+    ledger: &dyn RollupLedger,
+    job: &PartitionJob,
+    opts: &RollupOptions,
+    owner: &str,
+) -> Result<RollupOutcome> {
+    let now = || Utc::now().timestamp();
+    let lease = |t: i64| t + opts.lease_secs.max(60);
+    let led = |e: crate::ports::LedgerError| Error::Ledger(e.to_string());
+    // Taking over: as if every other lease were over.
+    let over_at = match opts.take_over_leases {
+        true => i64::MAX,
+        false => now(),
+    };
+    let Some(current) = ledger
+        .lease_partition(&job.partition, owner, lease(now()), over_at)
+        .await
+        .map_err(led)?
+    else {
+        return Ok(RollupOutcome::Busy);
+    };
+    let stores = Stores { input, output };
+    let outcome = roll(&stores, batches, ledger, job, opts, owner, current).await;
+    // The lease is released whatever happened: a failed rollup is retried by the next job.
+    ledger
+        .release_partition(&job.partition, owner)
+        .await
+        .map_err(led)?;
+    outcome
+}
+
+struct Stores {
+    input: Arc<dyn ObjectStore>,
+    output: Arc<dyn ObjectStore>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn roll(
+    stores: &Stores,
+    batches: &dyn ClaimLedger,
+    ledger: &dyn RollupLedger,
+    job: &PartitionJob,
+    opts: &RollupOptions,
+    owner: &str,
+    current: Option<RollupRecord>,
+) -> Result<RollupOutcome> {
+    let now = || Utc::now().timestamp();
+    let led = |e: crate::ports::LedgerError| Error::Ledger(e.to_string());
+    let lost = || Error::Ledger(format!("{}: the partition's lease was lost", job.partition));
+    let put = |rec: RollupRecord| async move {
+        match ledger.put_rollup(&rec, owner, now()).await.map_err(led)? {
+            true => Ok(()),
+            false => Err(lost()),
+        }
+    };
+
+    // 1. An interrupted rollup first.
+    let mut recovered = false;
+    let mut writing_id = None;
+    if let Some(rec) = current {
+        match rec.state {
+            RollupState::Committed => {
+                delete_all(&*stores.output, &job.partition, &rec.replaced).await?;
+                put(RollupRecord {
+                    state: RollupState::Done,
+                    ..rec
+                })
+                .await?;
+                recovered = true;
+            }
+            RollupState::Writing => {
+                delete_all(&*stores.output, &job.partition, &rec.outputs).await?;
+                writing_id = Some(rec.id.clone());
+                put(RollupRecord {
+                    state: RollupState::Aborted,
+                    ..rec
+                })
+                .await?;
+                recovered = true;
+            }
+            RollupState::Done | RollupState::Aborted => {
+                if rec.state == RollupState::Aborted {
+                    writing_id = Some(rec.id);
+                }
+            }
+        }
+    }
+
+    // 2. What is there.
+    let table = join(&opts.output_prefix, job.source.source().dataset());
+    let listed = list(&*stores.input, &job.input).await?;
+    let mut report = RollupReport {
+        partition: job.partition.clone(),
+        recovered,
+        ..Default::default()
+    };
+    let mut inputs = Vec::new();
+    for f in &listed {
+        match kind_of(&f.name) {
+            Kind::Foreign => report.foreign += 1,
+            // Outputs of an abandoned attempt (a runner whose lease ran out) are not data.
+            Kind::Rollup(id) if writing_id.as_deref() == Some(id.as_str()) => {
+                delete_all(&*stores.input, &f.dir, std::slice::from_ref(&f.name)).await?;
+            }
+            Kind::Rollup(_) => inputs.push(f.clone()),
+            Kind::Batch(id) => {
+                let state = batches.batch(&id).await.map_err(led)?.map(|b| b.state);
+                match state {
+                    // A batch the ledger no longer knows (expired, or another ledger's) wrote
+                    // its file long ago: data.
+                    None | Some(BatchState::Committed) => inputs.push(f.clone()),
+                    Some(_) => report.in_flight += 1,
+                }
+            }
+        }
+    }
+    let skipped = |reason| Ok(RollupOutcome::Skipped { reason, recovered });
+    let rel = job.input.strip_prefix(&table).unwrap_or(&job.input);
+    let Some((_, end)) = partition_range(rel) else {
+        return skipped("not a partition path");
+    };
+    let newest = listed.iter().map(|f| f.last_modified).max().unwrap_or(0);
+    if !closed(end, newest, opts.min_age_secs, now()) {
+        return skipped("not closed yet");
+    }
+    if inputs.is_empty() {
+        return skipped("no data");
+    }
+    let id = rollup_id(job, opts, &inputs);
+    let bytes_in: u64 = inputs.iter().map(|f| f.size).sum();
+    let parts = bytes_in.div_ceil(opts.target_size.max(1)).max(1);
+    let outputs: Vec<String> = (0..parts)
+        .map(|i| format!("{ROLLUP_FILE_PREFIX}{id}-{i:04}.parquet"))
+        .collect();
+    let existing: Vec<File> = match job.level {
+        Level::Native => Vec::new(),
+        Level::Month => list(&*stores.output, &job.partition).await?,
+    };
+    let replaced: Vec<String> = match job.level {
+        Level::Native => {
+            if !needs_rollup(inputs.iter().map(|f| f.name.as_str()), opts.merge_window) {
+                return skipped("rolled up already");
+            }
+            inputs.iter().map(|f| f.name.clone()).collect()
+        }
+        Level::Month => {
+            let have: HashSet<&str> = existing.iter().map(|f| f.name.as_str()).collect();
+            if have.len() == outputs.len() && outputs.iter().all(|o| have.contains(o.as_str())) {
+                return skipped("rolled up already");
+            }
+            existing
+                .iter()
+                .map(|f| f.name.clone())
+                .filter(|n| !outputs.contains(n))
+                .collect()
+        }
+    };
+    report.id = id.clone();
+    report.inputs = inputs.len() as u64;
+    report.bytes_in = bytes_in;
+
+    // 3. Read, merge, write, commit, delete.
+    let span =
+        tracing::info_span!("rollup", partition = %job.partition, id = %id, inputs = inputs.len());
+    let frames = read_all(&stores.input, &inputs, opts.fetch_concurrency)
+        .instrument(span.clone())
+        .await?;
+    report.rows_in = frames.iter().map(|(_, df)| df.height() as u64).sum();
+    let source = job.source.source();
+    let remerge = crate::source::RemergeOptions {
+        merge_window: opts.merge_window,
+    };
+    let merged = tokio::task::spawn_blocking(move || source.remerge(frames, &remerge)).await??;
+    report.rows_out = merged.height() as u64;
+    // Renew the lease before writing, so a long read does not let another runner in meanwhile.
+    if ledger
+        .lease_partition(
+            &job.partition,
+            owner,
+            now() + opts.lease_secs.max(60),
+            now(),
+        )
+        .await
+        .map_err(led)?
+        .is_none()
+    {
+        return Err(lost());
+    }
+    let mut rec = RollupRecord {
+        partition: job.partition.clone(),
+        id: id.clone(),
+        state: RollupState::Writing,
+        source: job.source,
+        outputs: outputs.clone(),
+        replaced: replaced.clone(),
+        inputs: inputs.len() as u64,
+        rows: merged.height() as u64,
+    };
+    put(rec.clone()).await?;
+    let height = merged.height();
+    let per_part = height.div_ceil(outputs.len()).max(1);
+    for (i, name) in outputs.iter().enumerate() {
+        let mut part = merged.slice((i * per_part) as i64, per_part);
+        let body = tokio::task::spawn_blocking(move || write_parquet(&mut part)).await??;
+        report.bytes_out += body.len() as u64;
+        let key = format!("{}/{name}", job.partition);
+        stores
+            .output
+            .put(&key_path(&key), PutPayload::from(body))
+            .instrument(span.clone())
+            .await?;
+        report.outputs.push(key);
+    }
+    fault::point("rollup-after-write");
+    rec.state = RollupState::Committed;
+    put(rec.clone()).await?;
+    fault::point("rollup-after-commit");
+    for (i, name) in replaced.iter().enumerate() {
+        delete_all(&*stores.output, &job.partition, std::slice::from_ref(name)).await?;
+        report.deleted.push(format!("{}/{name}", job.partition));
+        if i == 0 {
+            fault::point("rollup-during-deletes");
+        }
+    }
+    rec.state = RollupState::Done;
+    put(rec).await?;
+    tracing::info!(partition = %job.partition, id = %id, inputs = report.inputs, rows = report.rows_out, "rolled up");
+    Ok(RollupOutcome::Rolled(report))
+}
+
+/// A hash of what the rollup reads and how it merges: equal inputs give equal output names.
+fn rollup_id(job: &PartitionJob, opts: &RollupOptions, inputs: &[File]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"flowmerge-rollup-v1\0");
+    h.update(job.partition.as_bytes());
+    h.update([0]);
+    h.update(opts.merge_window.unwrap_or(0).to_be_bytes());
+    h.update(opts.target_size.to_be_bytes());
+    for f in inputs {
+        h.update(f.key.as_bytes());
+        h.update([0]);
+        h.update(f.size.to_be_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Deletes `names` in `dir`; one that is gone already is fine (a retry of the deletes).
+async fn delete_all(store: &dyn ObjectStore, dir: &str, names: &[String]) -> Result<()> {
+    for name in names {
+        match store.delete(&key_path(&format!("{dir}/{name}"))).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads the inputs' rows, in key order. A file that vanished fails the rollup (someone changed
+/// the partition meanwhile): the next run starts over.
+async fn read_all(
+    store: &Arc<dyn ObjectStore>,
+    inputs: &[File],
+    concurrency: usize,
+) -> Result<Vec<(String, DataFrame)>> {
+    futures::stream::iter(inputs.iter().cloned())
+        .map(|f| {
+            let store = Arc::clone(store);
+            async move {
+                let body = store.get(&key_path(&f.key)).await?.bytes().await?;
+                let key = f.key.clone();
+                let df = tokio::task::spawn_blocking(move || {
+                    ParquetReader::new(std::io::Cursor::new(body))
+                        .finish()
+                        .map_err(|e| Error::Rollup(format!("{key}: not readable Parquet: {e}")))
+                })
+                .await??;
+                Ok::<_, Error>((f.name, df))
+            }
+        })
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_paths_give_their_time_range() {
+        let day = 86_400;
+        let nov1 = 1_793_491_200; // 2026-11-01T00:00Z
+        assert_eq!(
+            partition_range("year=2026/month=11/day=01/hour=02"),
+            Some((nov1 + 7200, nov1 + 10_800))
+        );
+        assert_eq!(
+            partition_range("/year=2026/month=11/day=01/server=ns1"),
+            Some((nov1, nov1 + day))
+        );
+        assert_eq!(
+            partition_range("year=2026/month=11"),
+            Some((nov1, nov1 + 30 * day))
+        );
+        assert_eq!(
+            partition_range("year=2026/month=12").map(|r| r.1 - r.0),
+            Some(31 * day)
+        );
+        assert_eq!(partition_range("year=2026/month=13"), None);
+        assert_eq!(partition_range("year=2026/month=11/day=01/hour=24"), None);
+        assert_eq!(partition_range("flat"), None);
+    }
+
+    #[test]
+    fn file_names_say_what_wrote_them() {
+        assert_eq!(
+            kind_of("20261101T0005Z-0123456789abcdef.parquet"),
+            Kind::Batch(BatchId("0123456789abcdef".into()))
+        );
+        assert_eq!(
+            kind_of("rollup-89abcdef01234567-0000.parquet"),
+            Kind::Rollup("89abcdef01234567".into())
+        );
+        assert_eq!(kind_of("part-00000.parquet"), Kind::Foreign);
+        assert_eq!(kind_of("20261101T0005Z-x.csv"), Kind::Foreign);
+        assert_eq!(window_of_stamp("20261101T0005Z"), Some(1_793_491_500));
+    }
+
+    #[test]
+    fn closed_needs_the_time_over_and_the_newest_file_old_enough() {
+        assert!(closed(100, 50, 10, 110));
+        assert!(!closed(100, 50, 10, 109));
+        assert!(!closed(100, 105, 10, 110));
+        assert!(closed(100, 105, 0, 105));
+    }
+}
