@@ -501,3 +501,48 @@ fn rollup_arguments_are_checked_before_anything_is_touched() {
     }
     assert!(files(&out).is_empty(), "nothing written");
 }
+
+#[test]
+fn delete_merged_removes_raw_objects_only_after_their_commit_and_keeps_the_quarantined() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    generate(&raw, "--accounts 2 --minutes 10 --records-per-file 40");
+    let good = files(&raw);
+    let expected = oracle(&good);
+    let bad =
+        good[0].with_file_name("111122223333_vpcflowlogs_us-east-1_fl-bad_20261101T0000Z_x.log");
+    std::fs::write(&bad, "version account-id\nnot a record\n").unwrap();
+    let out = tmp.path().join("out");
+
+    // Killed after the commit, before the deletes: nothing is gone yet.
+    let crashed = Command::new(env!("CARGO_BIN_EXE_flowmerge"))
+        .args(["compact", raw.to_str().unwrap(), out.to_str().unwrap()])
+        .args(["--delete-merged", "--concurrency", "1"])
+        .env("FLOWMERGE_FAULT", "after-commit")
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.code(), Some(86));
+    assert_eq!(
+        files(&raw).len(),
+        good.len() + 1,
+        "no object deleted before its commit"
+    );
+
+    let (code, s) = compact(&raw, &out, &["--delete-merged"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(
+        s["quarantined_remaining"], 1,
+        "the bad object, by the first run: {s}"
+    );
+    assert_eq!(
+        files(&raw),
+        vec![bad.clone()],
+        "only the quarantined object is kept: {s}"
+    );
+    assert_eq!(s["objects_deleted"], good.len(), "{s}");
+    let got = observed(&out);
+    assert_eq!(got.len(), expected.len());
+    for (k, t) in &expected {
+        assert_eq!(got.get(k), Some(t), "totals of {k:?}");
+    }
+}

@@ -17,7 +17,7 @@ use flowmerge_core::exec::{
 };
 use flowmerge_core::formats::dns::DnsOptions;
 use flowmerge_core::formats::vpcflow::ParseOptions;
-use flowmerge_core::ports::{ClaimLedger, JobQueue};
+use flowmerge_core::ports::{BatchState, ClaimLedger, JobQueue};
 use flowmerge_core::source::{Class, SNIFF_BYTES, classify_key, sniff};
 use flowmerge_core::store::key_path;
 use flowmerge_core::window::window_size;
@@ -100,6 +100,11 @@ pub struct CompactArgs {
     /// such as another --format, are tried again without it).
     #[arg(long)]
     pub retry_quarantined: bool,
+    /// Delete each raw object from INPUT once its batch is committed (never before; quarantined
+    /// objects are kept). Objects a crash left between a commit and their delete are deleted by
+    /// the next run.
+    #[arg(long)]
+    pub delete_merged: bool,
     /// Print the summary as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -119,6 +124,8 @@ pub struct Summary {
     pub objects_quarantined: u64,
     /// Objects of INPUT that earlier runs merged: not read again.
     pub objects_already_merged: u64,
+    /// Raw objects deleted from INPUT (`--delete-merged`).
+    pub objects_deleted: u64,
     /// Objects read by this run that held no record.
     pub objects_empty: u64,
     /// Objects that are not data (CloudTrail digest and Insights files, JSON documents without
@@ -265,8 +272,17 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     // Work a crash left behind first, then what is new.
     let pending = ledger.pending().await.map_err(|e| anyhow!(e))?;
     let listed_count = listed.len() as u64;
+    let all_listed = match args.delete_merged {
+        true => listed.clone(),
+        false => Vec::new(),
+    };
     let new = ledger.unclaimed(listed).await.map_err(|e| anyhow!(e))?;
     let objects_already_merged = listed_count - new.len() as u64;
+    // Merged objects that a crash (or a run without --delete-merged) left behind.
+    let leftovers_deleted = match args.delete_merged {
+        true => delete_leftovers(&*input.store, &ledger, all_listed, &new).await?,
+        false => 0,
+    };
     // Each object's source: from its key, or from its first bytes when the key says nothing.
     // Digest and Insights files are not data: counted, never claimed.
     let (by_source, skipped) = sort_by_source(&*input.store, new).await?;
@@ -304,6 +320,7 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
         fetch_concurrency: args.fetch_concurrency,
         output_prefix: output.prefix.clone(),
         progress: Some(progress_hook(&progress, total_objects)),
+        delete_merged: args.delete_merged,
     };
 
     let workers: Vec<_> = (0..args.concurrency)
@@ -397,6 +414,7 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
         output: output.display.clone(),
         output_prefix: output.prefix.clone(),
         objects_already_merged,
+        objects_deleted: leftovers_deleted,
         quarantined_retried,
         objects_skipped: skipped.len() as u64,
         skipped,
@@ -415,6 +433,9 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     }
     progress.finish_and_clear();
     produced?;
+    if args.delete_merged {
+        summary.objects_deleted += summary.objects - summary.objects_quarantined;
+    }
     summary.quarantined_remaining = ledger.quarantined_count().await?;
     summary.output_keys.sort();
     summary.empty.sort();
@@ -438,6 +459,50 @@ async fn run_job(
     execute(Arc::clone(input), Arc::clone(output), ledger, &batch, exec)
         .await
         .map_err(|e| format!("batch {} ({}): {e:#}", batch.id, batch.window))
+}
+
+/// Deletes the objects of `listed` (but those in `new`) whose batch is committed and which were
+/// not quarantined; returns how many.
+async fn delete_leftovers(
+    store: &dyn object_store::ObjectStore,
+    ledger: &SqliteLedger,
+    listed: Vec<ObjectRef>,
+    new: &[ObjectRef],
+) -> Result<u64> {
+    let fresh: std::collections::HashSet<&str> = new.iter().map(|o| o.key.as_str()).collect();
+    let merged: Vec<ObjectRef> = listed
+        .into_iter()
+        .filter(|o| !fresh.contains(o.key.as_str()))
+        .collect();
+    let quarantined: std::collections::HashSet<String> = ledger
+        .quarantined()
+        .await?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let owners = ledger.claims("", &merged).await.map_err(|e| anyhow!(e))?;
+    let mut committed: std::collections::HashMap<String, bool> = Default::default();
+    let mut deleted = Vec::new();
+    for (o, owner) in merged.iter().zip(owners) {
+        let Some(batch) = owner else { continue };
+        if quarantined.contains(&o.key) {
+            continue;
+        }
+        let done = match committed.get(&batch.0) {
+            Some(done) => *done,
+            None => {
+                let rec = ledger.batch(&batch).await.map_err(|e| anyhow!(e))?;
+                let done = rec.is_some_and(|r| r.state == BatchState::Committed);
+                committed.insert(batch.0.clone(), done);
+                done
+            }
+        };
+        if done {
+            deleted.push(o.key.as_str());
+        }
+    }
+    flowmerge_core::exec::delete_keys(store, deleted.iter().copied()).await;
+    Ok(deleted.len() as u64)
 }
 
 /// The table folder of an output key: the first part below the output prefix.

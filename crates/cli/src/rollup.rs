@@ -104,6 +104,9 @@ pub struct Summary {
     pub files_in_flight: u64,
     /// Files flowmerge did not write: never touched.
     pub files_foreign: u64,
+    /// The longest time, in milliseconds, a partition held both a rollup's outputs and the files
+    /// they replace (from the first PUT to the last delete).
+    pub max_exposed_ms: u64,
     pub elapsed_seconds: f64,
     pub output_keys: Vec<String>,
     pub failures: Vec<String>,
@@ -254,6 +257,7 @@ pub async fn run(args: RollupArgs) -> Result<Summary> {
                 summary.bytes_out += r.bytes_out;
                 summary.files_in_flight += r.in_flight;
                 summary.files_foreign += r.foreign;
+                summary.max_exposed_ms = summary.max_exposed_ms.max(r.exposed_ms);
                 summary.output_keys.extend(r.outputs);
             }
             Ok(RollupOutcome::Skipped { recovered, .. }) => {

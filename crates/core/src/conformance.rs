@@ -67,6 +67,7 @@ where
         fetch_concurrency: 2,
         output_prefix: scope.to_owned(),
         progress: None,
+        delete_merged: false,
     };
 
     // A batch with a bad object: merged, the bad object quarantined, committed.

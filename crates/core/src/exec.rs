@@ -38,6 +38,8 @@ pub struct ExecOptions {
     pub output_prefix: String,
     /// Told of every object once it has been read (for progress bars).
     pub progress: Option<ProgressHook>,
+    /// Delete the batch's raw objects (all but the quarantined) once it is committed.
+    pub delete_merged: bool,
 }
 
 /// Called with each object read: its raw bytes and its records (0 if it was quarantined). Called
@@ -122,7 +124,7 @@ pub async fn execute(
     if ledger.is_committed(&batch.id).await.map_err(ledger_error)? {
         return Ok(Executed::AlreadyCommitted);
     }
-    let report = run_batch(input, output, batch, opts).await?;
+    let report = run_batch(Arc::clone(&input), output, batch, opts).await?;
     fault::point("after-write");
     if !report.quarantined.is_empty() {
         ledger
@@ -137,7 +139,32 @@ pub async fn execute(
         .await
         .map_err(ledger_error)?;
     fault::point("after-commit");
+    if opts.delete_merged {
+        delete_merged(&*input, batch, &report).await;
+    }
     Ok(Executed::Merged(report))
+}
+
+/// Deletes a committed batch's raw objects but the quarantined ones. A failure is logged, not
+/// returned: the batch is committed, and the object is only left for the bucket's lifecycle.
+pub async fn delete_merged(input: &dyn ObjectStore, batch: &Batch, report: &BatchReport) {
+    let kept: std::collections::HashSet<&str> = report
+        .quarantined
+        .iter()
+        .map(|q| q.object.key.as_str())
+        .collect();
+    let keys = batch.objects.iter().map(|o| o.key.as_str());
+    delete_keys(input, keys.filter(|k| !kept.contains(k))).await;
+}
+
+/// Deletes raw objects that are merged; one gone already is fine, a failure is logged.
+pub async fn delete_keys<'a>(input: &dyn ObjectStore, keys: impl Iterator<Item = &'a str>) {
+    for key in keys {
+        match input.delete(&key_path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(key, error = %e, "deleting a merged object failed"),
+        }
+    }
 }
 
 fn ledger_error(e: crate::ports::LedgerError) -> crate::Error {

@@ -110,6 +110,15 @@ pub struct PartitionJob {
     pub input: String,
 }
 
+/// A message of the rollup queue: `{"kind":"scan"}` (the schedule's: find the due partitions and
+/// queue a job for each), or one partition's job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RollupJob {
+    Scan,
+    Partition(PartitionJob),
+}
+
 /// What a rollup of one partition did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollupReport {
@@ -130,6 +139,9 @@ pub struct RollupReport {
     pub foreign: u64,
     /// Whether an interrupted rollup was finished or undone first.
     pub recovered: bool,
+    /// Milliseconds from the first output's PUT to the last delete: how long a reader listing
+    /// the partition could see both the outputs and the files they replace.
+    pub exposed_ms: u64,
 }
 
 /// What became of a partition.
@@ -559,31 +571,50 @@ async fn roll(
         rows: merged.height() as u64,
     };
     put(rec.clone()).await?;
+    // Every part is encoded before the first PUT: the window in which a reader may see rows
+    // twice (from the first PUT to the last delete) holds only requests, no encoding.
     let height = merged.height();
     let per_part = height.div_ceil(outputs.len()).max(1);
-    for (i, name) in outputs.iter().enumerate() {
+    let mut bodies = Vec::with_capacity(outputs.len());
+    for i in 0..outputs.len() {
         let mut part = merged.slice((i * per_part) as i64, per_part);
-        let body = tokio::task::spawn_blocking(move || write_parquet(&mut part)).await??;
-        report.bytes_out += body.len() as u64;
-        let key = format!("{}/{name}", job.partition);
-        stores
-            .output
-            .put(&key_path(&key), PutPayload::from(body))
-            .instrument(span.clone())
-            .await?;
-        report.outputs.push(key);
+        bodies.push(tokio::task::spawn_blocking(move || write_parquet(&mut part)).await??);
     }
+    drop(merged);
+    let exposed = std::time::Instant::now();
+    let keys: Vec<String> = outputs
+        .iter()
+        .map(|name| format!("{}/{name}", job.partition))
+        .collect();
+    report.bytes_out = bodies.iter().map(|b| b.len() as u64).sum();
+    let puts: Vec<_> = keys
+        .iter()
+        .zip(bodies)
+        .map(|(key, body)| {
+            let (store, path) = (Arc::clone(&stores.output), key_path(key));
+            async move { store.put(&path, PutPayload::from(body)).await }
+        })
+        .collect();
+    futures::stream::iter(puts)
+        .buffer_unordered(4)
+        .try_collect::<Vec<_>>()
+        .instrument(span.clone())
+        .await?;
+    report.outputs = keys;
     fault::point("rollup-after-write");
     rec.state = RollupState::Committed;
     put(rec.clone()).await?;
     fault::point("rollup-after-commit");
-    for (i, name) in replaced.iter().enumerate() {
-        delete_all(&*stores.output, &job.partition, std::slice::from_ref(name)).await?;
-        report.deleted.push(format!("{}/{name}", job.partition));
-        if i == 0 {
-            fault::point("rollup-during-deletes");
-        }
-    }
+    // The first file alone, so that a crash can be injected between deletes; the rest at once.
+    let (first, rest) = replaced.split_at(replaced.len().min(1));
+    delete_all(&*stores.output, &job.partition, first).await?;
+    fault::point("rollup-during-deletes");
+    delete_all(&*stores.output, &job.partition, rest).await?;
+    report.deleted = replaced
+        .iter()
+        .map(|name| format!("{}/{name}", job.partition))
+        .collect();
+    report.exposed_ms = exposed.elapsed().as_millis() as u64;
     rec.state = RollupState::Done;
     put(rec).await?;
     tracing::info!(partition = %job.partition, id = %id, inputs = report.inputs, rows = report.rows_out, "rolled up");
@@ -606,11 +637,20 @@ fn rollup_id(job: &PartitionJob, opts: &RollupOptions, inputs: &[File]) -> Strin
     hex::encode(&h.finalize()[..8])
 }
 
-/// Deletes `names` in `dir`; one that is gone already is fine (a retry of the deletes).
+/// Deletes `names` in `dir` with the store's bulk delete (S3's DeleteObjects, 1,000 keys a call);
+/// one that is gone already is fine (a retry of the deletes).
 async fn delete_all(store: &dyn ObjectStore, dir: &str, names: &[String]) -> Result<()> {
-    for name in names {
-        match store.delete(&key_path(&format!("{dir}/{name}"))).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+    let paths: Vec<object_store::Result<object_store::path::Path>> = names
+        .iter()
+        .map(|n| Ok(key_path(&format!("{dir}/{n}"))))
+        .collect();
+    let results: Vec<_> = store
+        .delete_stream(futures::stream::iter(paths).boxed())
+        .collect()
+        .await;
+    for r in results {
+        match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
