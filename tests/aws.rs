@@ -501,6 +501,60 @@ fn uploaded_objects_are_merged_once_and_duplicates_add_nothing() {
     }
 }
 
+/// The schedule's scan on the rollup queue: the merger queues a job per due partition and rolls
+/// each up under its lease; every record is still there once, and a second scan changes nothing.
+#[test]
+fn a_scan_on_the_rollup_queue_rolls_closed_partitions_up_in_the_merger() {
+    let mut s = bootstrap("rollup-queue");
+    let (root, raw) = raw_set(s.dir.path(), "17");
+    let mapper = s.start("mapper", &[]);
+    let merger = s.start("merger", &[("FLOWMERGE_ROLLUP_MIN_AGE", "0s")]);
+    s.upload(&root, &raw);
+    s.wait_for_records(total_records(&raw));
+    s.wait_drained();
+    let parquet = |files: &BTreeMap<String, Bytes>| -> BTreeMap<String, Bytes> {
+        files
+            .iter()
+            .filter(|(k, _)| k.ends_with(".parquet"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let before = parquet(&s.download("flows/vpcflowlogs", &s.dir.path().join("before")));
+    assert!(before.len() > 1, "{:?}", before.keys());
+
+    s.send_raw("FLOWMERGE_ROLLUP_QUEUE_URL", r#"{"kind":"scan"}"#);
+    s.wait_queue(
+        "FLOWMERGE_ROLLUP_QUEUE_URL",
+        "rollup jobs done",
+        |(v, f)| v + f == 0,
+    );
+    let rolled_dir = s.dir.path().join("rolled");
+    let rolled = parquet(&s.download("flows/vpcflowlogs", &rolled_dir));
+    let mut per_dir: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+    for k in rolled.keys() {
+        let (dir, _) = k.rsplit_once('/').unwrap();
+        per_dir.entry(dir.to_owned()).or_default().push(k);
+    }
+    for (dir, keys) in &per_dir {
+        assert_eq!(keys.len(), 1, "{dir}: {keys:?}\n{}", s.logs());
+        assert!(keys[0].contains("/rollup-"), "{keys:?}");
+    }
+    assert_conserved(&raw, &rolled_dir);
+
+    s.send_raw("FLOWMERGE_ROLLUP_QUEUE_URL", r#"{"kind":"scan"}"#);
+    s.wait_queue(
+        "FLOWMERGE_ROLLUP_QUEUE_URL",
+        "second scan done",
+        |(v, f)| v + f == 0,
+    );
+    let again = parquet(&s.download("flows/vpcflowlogs", &s.dir.path().join("again")));
+    assert_eq!(again, rolled, "a second scan changes no byte");
+    for w in [mapper, merger] {
+        s.sigterm(w);
+        assert_eq!(s.wait_exit(w, Duration::from_secs(30)), 0, "{}", s.logs());
+    }
+}
+
 /// The real CloudTrail samples (`../shared/realdata/cloudtrail`, or `FLOWMERGE_REALDATA`).
 fn realdata_cloudtrail() -> PathBuf {
     let dir = std::env::var_os("FLOWMERGE_REALDATA")
@@ -1458,6 +1512,19 @@ fn the_dynamodb_ledger_passes_the_claim_ledger_conformance_suite() {
         let ledger =
             flowmerge_aws::ledger::DynamoLedger::new(client, &table, Duration::from_secs(3600));
         flowmerge_core::conformance::claim_ledger_conformance(&ledger, &s.raw_bucket).await;
+    });
+}
+
+/// The rollup side of the DynamoDB ledger passes the same conformance suite as the SQLite ledger.
+#[test]
+fn the_dynamodb_ledger_passes_the_rollup_ledger_conformance_suite() {
+    let s = bootstrap("dynamo-rollups");
+    let table = s.exports["FLOWMERGE_TABLE"].clone();
+    runtime().block_on(async {
+        let client = aws_sdk_dynamodb::Client::new(&aws_config_for_tests().await);
+        let ledger =
+            flowmerge_aws::ledger::DynamoLedger::new(client, &table, Duration::from_secs(3600));
+        flowmerge_core::conformance::rollup_ledger_conformance(&ledger, &s.raw_bucket).await;
     });
 }
 

@@ -39,6 +39,8 @@ pub struct Bootstrapped {
     pub raw_dlq_url: String,
     pub merge_queue_url: String,
     pub merge_dlq_url: String,
+    pub rollup_queue_url: String,
+    pub rollup_dlq_url: String,
     pub table: String,
     pub output: String,
     pub region: Option<String>,
@@ -50,6 +52,7 @@ impl Bootstrapped {
         let mut lines = vec![
             ("FLOWMERGE_RAW_QUEUE_URL", self.raw_queue_url.clone()),
             ("FLOWMERGE_MERGE_QUEUE_URL", self.merge_queue_url.clone()),
+            ("FLOWMERGE_ROLLUP_QUEUE_URL", self.rollup_queue_url.clone()),
             ("FLOWMERGE_TABLE", self.table.clone()),
             ("FLOWMERGE_OUTPUT", self.output.clone()),
         ];
@@ -62,8 +65,8 @@ impl Bootstrapped {
             lines.push(("AWS_ENDPOINT_URL", e));
         }
         let mut out = format!(
-            "# flowmerge workers' environment (dead-letter queues: {} and {})\n",
-            self.raw_dlq_url, self.merge_dlq_url
+            "# flowmerge workers' environment (dead-letter queues: {}, {} and {})\n",
+            self.raw_dlq_url, self.merge_dlq_url, self.rollup_dlq_url
         );
         for (k, v) in lines {
             out.push_str(&format!("export {k}={}\n", shell_quote(&v)));
@@ -110,6 +113,15 @@ pub async fn bootstrap(config: &SdkConfig, req: &BootstrapRequest) -> Result<Boo
     )
     .await?;
 
+    let rollup_dlq = create_queue(&sqs, &format!("{}-rollup-dlq", req.name), None, None).await?;
+    let rollup = create_queue(
+        &sqs,
+        &format!("{}-rollup", req.name),
+        Some(&rollup_dlq.1),
+        None,
+    )
+    .await?;
+
     // S3 → raw queue on every created object.
     let notification = NotificationConfiguration::builder()
         .queue_configurations(
@@ -136,6 +148,8 @@ pub async fn bootstrap(config: &SdkConfig, req: &BootstrapRequest) -> Result<Boo
         raw_dlq_url: raw_dlq.0,
         merge_queue_url: merge.0,
         merge_dlq_url: merge_dlq.0,
+        rollup_queue_url: rollup.0,
+        rollup_dlq_url: rollup_dlq.0,
         table,
         output: format!("s3://{}/{}", output.bucket, output.prefix)
             .trim_end_matches('/')

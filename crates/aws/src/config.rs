@@ -55,6 +55,8 @@ pub enum Kind {
     Size,
     /// A whole number of at least 1.
     Count,
+    /// `true` or `false`.
+    Bool,
 }
 
 /// One variable of the workers' configuration.
@@ -209,6 +211,48 @@ pub const VARIABLES: &[Var] = &[
         "DNS captures: the key folder whose child names the capture server (`…/dns/<server>/…`)",
     ),
     var(
+        "FLOWMERGE_DELETE_MERGED",
+        Merger,
+        Some("false"),
+        Kind::Bool,
+        "delete each raw object once its batch is committed (never before; quarantined objects are kept)",
+    ),
+    var(
+        "FLOWMERGE_ROLLUP_QUEUE_URL",
+        Merger,
+        None,
+        Kind::Text,
+        "SQS queue of rollup jobs (the schedule's scans, and one job per partition); a URL or a queue name; unset: this merger runs no rollups",
+    ),
+    var(
+        "FLOWMERGE_ROLLUP_MIN_AGE",
+        Merger,
+        Some("1h"),
+        Kind::Duration,
+        "a partition is rolled up once its hour (flow logs) or day (CloudTrail, DNS) is over and its newest file is older than this",
+    ),
+    var(
+        "FLOWMERGE_ROLLUP_TARGET_SIZE",
+        Merger,
+        Some("512MiB"),
+        Kind::Size,
+        "rolled-up files larger than this are split into parts",
+    ),
+    var(
+        "FLOWMERGE_ROLLUP_MERGE_WINDOW",
+        Merger,
+        None,
+        Kind::Window,
+        "flow logs: the window rows merge in when rolled up (e.g. `1h`); unset: their batch window",
+    ),
+    var(
+        "FLOWMERGE_ROLLUP_MONTHLY",
+        Merger,
+        None,
+        Kind::S3Url,
+        "`s3://bucket/prefix` the CloudTrail monthly table (`cloudtrail_monthly/`) goes under; unset: no monthly aggregation",
+    ),
+    var(
         "FLOWMERGE_DRAIN_TIMEOUT",
         Merger,
         Some("20s"),
@@ -243,7 +287,7 @@ pub const VARIABLES: &[Var] = &[
             Both,
             None,
             Kind::Text,
-            "tests only: exit with code 86 at a protocol step (mapper `after-manifest`, `after-claim`, `after-seal`, `after-send`, `before-delete`; merger `after-write`, `before-commit`, `after-commit`)",
+            "tests only: exit with code 86 at a protocol step (mapper `after-manifest`, `after-claim`, `after-seal`, `after-send`, `before-delete`; merger `after-write`, `before-commit`, `after-commit`, and in rollup jobs `rollup-after-write`, `rollup-after-commit`, `rollup-during-deletes`)",
         )
     },
 ];
@@ -303,6 +347,10 @@ fn check(v: &Var, value: &str) -> Result<()> {
                     "{value:?} is not a size (examples: 536870912, 512MiB, 1GiB)"
                 ))
             }),
+        Kind::Bool => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(bad(format!("{value:?} is not true or false"))),
+        },
         Kind::Count => match value.parse::<usize>() {
             Ok(n) if n > 0 => Ok(()),
             _ => Err(bad(format!(
@@ -390,6 +438,22 @@ pub struct MergerConfig {
     pub dns: DnsOptions,
     /// On SIGTERM, how long the job in hand may run before it is released.
     pub drain_timeout: Duration,
+    /// Delete raw objects once their batch is committed.
+    pub delete_merged: bool,
+    /// Rollup jobs, if this merger runs them.
+    pub rollup: Option<RollupConfig>,
+}
+
+/// The merger's rollup settings (`FLOWMERGE_ROLLUP_*`).
+#[derive(Clone, Debug)]
+pub struct RollupConfig {
+    pub queue_url: String,
+    pub min_age: Duration,
+    pub target_size: u64,
+    /// Flow logs: window seconds rows merge in.
+    pub merge_window: Option<i64>,
+    /// Where the CloudTrail monthly table goes.
+    pub monthly: Option<S3Location>,
 }
 
 /// The settings both workers read, as envy reads them (field = variable without `FLOWMERGE_`).
@@ -428,6 +492,13 @@ struct MergerVars {
     dns_server_folder: String,
     #[serde(with = "humantime_serde")]
     drain_timeout: std::time::Duration,
+    delete_merged: bool,
+    rollup_queue_url: Option<String>,
+    #[serde(with = "humantime_serde")]
+    rollup_min_age: std::time::Duration,
+    rollup_target_size: ByteSize,
+    rollup_merge_window: Option<String>,
+    rollup_monthly: Option<String>,
 }
 
 /// The configuration's variables: the table's defaults overlaid by the environment's values
@@ -552,6 +623,26 @@ impl Env {
                 server_folder: w.dns_server_folder,
             },
             drain_timeout: w.drain_timeout,
+            delete_merged: w.delete_merged,
+            rollup: match w.rollup_queue_url {
+                None => None,
+                Some(queue_url) => Some(RollupConfig {
+                    queue_url,
+                    min_age: w.rollup_min_age,
+                    target_size: w.rollup_target_size.as_u64(),
+                    merge_window: match &w.rollup_merge_window {
+                        None => None,
+                        Some(text) => Some(window_size(text).map_err(|e| AwsError::Config {
+                            var: "FLOWMERGE_ROLLUP_MERGE_WINDOW",
+                            reason: e.to_string(),
+                        })?),
+                    },
+                    monthly: match &w.rollup_monthly {
+                        None => None,
+                        Some(url) => Some(S3Location::parse("FLOWMERGE_ROLLUP_MONTHLY", url)?),
+                    },
+                }),
+            },
         })
     }
 }

@@ -5,6 +5,7 @@
 //! - `batch#<id>` — a batch: `batch_state` open → sealed → queued → committed (or `empty`),
 //!   `lease_owner`/`lease_until` while a mapper claims for it, its manifest and window, and once
 //!   committed the output key and counts.
+//! - `rollup#<partition>` — a rollup partition's lease and its current rollup (no TTL).
 //!
 //! Claims are written in a transaction with a check that their batch is still `open` and owned by
 //! the claiming mapper, and a batch is sealed before its job is sent: so the set of objects of a
@@ -19,7 +20,10 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem,
 };
-use flowmerge_core::ports::{BatchRecord, BatchState, Claim, ClaimLedger, LedgerError};
+use flowmerge_core::ports::{
+    BatchRecord, BatchState, Claim, ClaimLedger, LedgerError, RollupLedger, RollupRecord,
+    RollupState,
+};
 use flowmerge_core::{BatchId, BatchReport, ObjectRef, SourceKind, Window};
 
 use crate::error::{AwsError, Result};
@@ -528,4 +532,147 @@ fn object_pks(bucket: &str, objects: &[ObjectRef]) -> Vec<String> {
         .iter()
         .map(|o| object_pk(bucket, &o.key, o.etag.as_deref()))
         .collect()
+}
+
+/// The ledger item of a rollup partition: `rollup#<partition>`. It has no TTL: a rollup's record
+/// says which of its outputs are data, so it must outlive them.
+fn rollup_pk(partition: &str) -> String {
+    format!("rollup#{partition}")
+}
+
+/// The rollup side (docs/contracts.md §7): one item per partition, its lease and its current
+/// rollup, every write conditional on the lease.
+#[async_trait]
+impl RollupLedger for DynamoLedger {
+    async fn lease_partition(
+        &self,
+        partition: &str,
+        owner: &str,
+        lease_until: i64,
+        now: i64,
+    ) -> std::result::Result<Option<Option<RollupRecord>>, LedgerError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(rollup_pk(partition)))
+            .update_expression("SET lease_owner = :o, lease_until = :u, kind = :k")
+            .condition_expression(
+                "attribute_not_exists(pk) OR lease_owner = :o OR lease_owner = :free \
+                 OR lease_until <= :now",
+            )
+            .expression_attribute_values(":o", s(owner))
+            .expression_attribute_values(":u", n(lease_until))
+            .expression_attribute_values(":k", s("rollup"))
+            .expression_attribute_values(":free", s(""))
+            .expression_attribute_values(":now", n(now))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        let item = match out {
+            Ok(o) => o.attributes.unwrap_or_default(),
+            Err(e) if is_condition_failure(&e, |e| e.is_conditional_check_failed_exception()) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(AwsError::api("dynamodb:UpdateItem(rollup lease)", e).into()),
+        };
+        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        let num = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let (Some(id), Some(state)) = (text("rollup_id"), text("rollup_state")) else {
+            return Ok(Some(None));
+        };
+        let state = RollupState::parse(&state)
+            .ok_or_else(|| format!("rollup of {partition}: unknown state {state:?}"))?;
+        let source = text("source").unwrap_or_default();
+        let source = SourceKind::parse(&source)
+            .ok_or_else(|| format!("rollup of {partition}: unknown source {source:?}"))?;
+        let names = |k: &str| -> Vec<String> {
+            text(k)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        Ok(Some(Some(RollupRecord {
+            partition: partition.to_owned(),
+            id,
+            state,
+            source,
+            outputs: names("outputs"),
+            replaced: names("replaced"),
+            inputs: num("inputs"),
+            rows: num("rows_out"),
+        })))
+    }
+
+    async fn put_rollup(
+        &self,
+        rec: &RollupRecord,
+        owner: &str,
+        now: i64,
+    ) -> std::result::Result<bool, LedgerError> {
+        // File names, a line each: a partition's few hundred fit well within an item's 400 KB.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(rollup_pk(&rec.partition)))
+            .update_expression(
+                "SET rollup_id = :id, rollup_state = :st, #src = :src, outputs = :out, \
+                 replaced = :rep, inputs = :in, rows_out = :rows, updated_at = :now",
+            )
+            .condition_expression("lease_owner = :o AND lease_until > :now")
+            .expression_attribute_names("#src", "source")
+            .expression_attribute_values(":id", s(&rec.id))
+            .expression_attribute_values(":st", s(rec.state.as_str()))
+            .expression_attribute_values(":src", s(rec.source.as_str()))
+            .expression_attribute_values(":out", s(rec.outputs.join("\n")))
+            .expression_attribute_values(":rep", s(rec.replaced.join("\n")))
+            .expression_attribute_values(":in", n(rec.inputs))
+            .expression_attribute_values(":rows", n(rec.rows))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":o", s(owner))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e, |e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(e) => Err(AwsError::api("dynamodb:UpdateItem(rollup)", e).into()),
+        }
+    }
+
+    async fn release_partition(
+        &self,
+        partition: &str,
+        owner: &str,
+    ) -> std::result::Result<(), LedgerError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(rollup_pk(partition)))
+            .update_expression("SET lease_owner = :free, lease_until = :zero")
+            .condition_expression("lease_owner = :o")
+            .expression_attribute_values(":free", s(""))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":o", s(owner))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            // Not ours (any more): nothing to release.
+            Err(e) if is_condition_failure(&e, |e| e.is_conditional_check_failed_exception()) => {
+                Ok(())
+            }
+            Err(e) => Err(AwsError::api("dynamodb:UpdateItem(rollup release)", e).into()),
+        }
+    }
 }

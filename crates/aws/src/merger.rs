@@ -24,17 +24,23 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use crate::config::{MergerConfig, S3Location};
+use crate::config::{MergerConfig, RollupConfig, S3Location};
 use crate::error::{AwsError, Result};
 use crate::ledger::{DynamoLedger, now, object_pk};
 use crate::queue::{Received, SqsQueue};
 use crate::shutdown::Shutdown;
 use crate::store::s3_bucket;
+use flowmerge_core::SourceKind;
 use flowmerge_core::ports::{BatchState, ClaimLedger};
+use flowmerge_core::rollup::{Level, RollupJob, RollupOptions, RollupOutcome, plan, run_partition};
 
 pub struct Merger {
     cfg: MergerConfig,
     queue: SqsQueue,
+    /// Rollup jobs (`FLOWMERGE_ROLLUP_QUEUE_URL`), if this merger runs them.
+    rollup_queue: Option<SqsQueue>,
+    /// Names this merger in the rollup leases it takes.
+    owner: String,
     ledger: DynamoLedger,
     /// One object store per bucket, opened on first use.
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
@@ -57,16 +63,29 @@ impl Merger {
     ) -> Result<Self> {
         // Everything the merger will use is checked now: a wrong name stops it at start.
         let queue = SqsQueue::open_checked(
-            sqs,
+            sqs.clone(),
             "FLOWMERGE_MERGE_QUEUE_URL",
             &cfg.common.merge_queue_url,
         )
         .await?;
+        let rollup_queue = match &cfg.rollup {
+            None => None,
+            Some(r) => Some(
+                SqsQueue::open_checked(sqs.clone(), "FLOWMERGE_ROLLUP_QUEUE_URL", &r.queue_url)
+                    .await?,
+            ),
+        };
         let ledger = DynamoLedger::new(dynamodb, &cfg.common.table, cfg.common.ledger_ttl);
         ledger.check().await?;
         let merger = Self {
             cfg,
             queue,
+            rollup_queue,
+            owner: format!(
+                "merger-{}-{}",
+                std::process::id(),
+                chrono::Utc::now().timestamp_millis()
+            ),
             ledger,
             stores: Mutex::new(HashMap::new()),
         };
@@ -105,7 +124,22 @@ impl Merger {
         for _ in 0..self.cfg.concurrency {
             let me = Arc::clone(&self);
             let shutdown = shutdown.clone();
-            loops.spawn(async move { me.receive_loop(shutdown).await });
+            loops.spawn(async move {
+                me.receive_loop(&me.queue, &shutdown, |m| me.handle_guarded(m, &shutdown))
+                    .await
+            });
+        }
+        // One rollup at a time per merger: rollups are few (hourly) and each may be large.
+        if let Some(queue) = self.rollup_queue.clone() {
+            let me = Arc::clone(&self);
+            let shutdown = shutdown.clone();
+            tracing::info!(queue = queue.name(), "running rollup jobs");
+            loops.spawn(async move {
+                me.receive_loop(&queue, &shutdown, |m| {
+                    me.rollup_guarded(&queue, m, &shutdown)
+                })
+                .await
+            });
         }
         while let Some(r) = loops.join_next().await {
             r.map_err(|e| AwsError::Invalid(format!("merger loop failed: {e}")))?;
@@ -113,17 +147,22 @@ impl Merger {
         Ok(())
     }
 
-    async fn receive_loop(&self, shutdown: Shutdown) {
+    /// Receives from `queue` one message at a time until shutdown, handing each to `handle`.
+    async fn receive_loop<F, Fut>(&self, queue: &SqsQueue, shutdown: &Shutdown, handle: F)
+    where
+        F: Fn(Received) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         let vis = self.cfg.common.visibility_timeout;
         while !shutdown.requested() {
             let received = tokio::select! {
                 _ = shutdown.wait() => break,
-                r = self.queue.receive(1, Duration::from_secs(20), vis) => r,
+                r = queue.receive(1, Duration::from_secs(20), vis) => r,
             };
             match received {
                 Ok(messages) => {
                     for m in messages {
-                        self.handle_guarded(m, &shutdown).await;
+                        handle(m).await;
                     }
                 }
                 Err(e) => {
@@ -137,8 +176,6 @@ impl Merger {
     /// Handles one message while extending its visibility; on shutdown, lets it finish for up to
     /// the drain timeout, then releases it (visibility 0) for another merger.
     async fn handle_guarded(&self, m: Received, shutdown: &Shutdown) {
-        let vis = self.cfg.common.visibility_timeout;
-        let receipt = m.receipt_handle.as_str();
         let span = tracing::info_span!(
             "merge job",
             otel.kind = "consumer",
@@ -159,21 +196,8 @@ impl Merger {
         let started = Instant::now();
         crate::queue::record_wait(self.queue.name(), &m);
         let work = self.handle(&m).instrument(span.clone());
-        tokio::pin!(work);
-        let heartbeat = async {
-            loop {
-                tokio::time::sleep(vis / 3).await;
-                if let Err(e) = self.queue.extend(receipt, vis).await {
-                    tracing::warn!(error = %e, message_id = %m.message_id, "extending visibility failed");
-                }
-            }
-        };
-        let drain = async {
-            shutdown.wait().await;
-            tokio::time::sleep(self.cfg.drain_timeout).await;
-        };
-        tokio::select! {
-            r = &mut work => match r {
+        if let Some(r) = self.guarded(&self.queue, &m, shutdown, work).await {
+            match r {
                 Ok(Outcome::Merged(report)) => {
                     let mx = metrics::get();
                     mx.records_in.add(report.records_in, &[]);
@@ -181,7 +205,8 @@ impl Merger {
                     mx.bytes_in.add(report.bytes_in, &[]);
                     mx.bytes_out.add(report.bytes_out, &[]);
                     mx.quarantined.add(report.quarantined.len() as u64, &[]);
-                    mx.batch_latency.record(started.elapsed().as_secs_f64(), &[]);
+                    mx.batch_latency
+                        .record(started.elapsed().as_secs_f64(), &[]);
                     span.record("records_in", report.records_in);
                     span.record("records_out", report.rows_out);
                     span.record("bytes_in", report.bytes_in);
@@ -197,18 +222,51 @@ impl Merger {
                     "batch committed"
                     )
                 }
-                Ok(Outcome::AlreadyCommitted) => tracing::info!(message_id = %m.message_id, "batch already committed: job dropped"),
+                Ok(Outcome::AlreadyCommitted) => {
+                    tracing::info!(message_id = %m.message_id, "batch already committed: job dropped")
+                }
                 Err(e) => tracing::error!(
                     message_id = %m.message_id, receive_count = m.receive_count, error = %e,
                     "job failed; SQS will deliver it again (then to the DLQ)"
                 ),
-            },
-            _ = heartbeat => {}
+            }
+        }
+    }
+
+    /// Runs `work` for message `m` of `queue` while extending its visibility; on shutdown, lets it
+    /// finish for up to the drain timeout, then releases the message (visibility 0) for another
+    /// merger and returns `None`.
+    async fn guarded<T>(
+        &self,
+        queue: &SqsQueue,
+        m: &Received,
+        shutdown: &Shutdown,
+        work: impl Future<Output = T>,
+    ) -> Option<T> {
+        let vis = self.cfg.common.visibility_timeout;
+        let receipt = m.receipt_handle.as_str();
+        tokio::pin!(work);
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(vis / 3).await;
+                if let Err(e) = queue.extend(receipt, vis).await {
+                    tracing::warn!(error = %e, message_id = %m.message_id, "extending visibility failed");
+                }
+            }
+        };
+        let drain = async {
+            shutdown.wait().await;
+            tokio::time::sleep(self.cfg.drain_timeout).await;
+        };
+        tokio::select! {
+            r = &mut work => Some(r),
+            _ = heartbeat => None,
             _ = drain => {
                 tracing::warn!(message_id = %m.message_id, "drain timeout: releasing the job for another merger");
-                if let Err(e) = self.queue.release(receipt).await {
+                if let Err(e) = queue.release(receipt).await {
                     tracing::warn!(error = %e, "releasing the job failed; it returns after its visibility timeout");
                 }
+                None
             }
         }
     }
@@ -263,6 +321,7 @@ impl Merger {
             fetch_concurrency: self.cfg.fetch_concurrency,
             output_prefix: self.cfg.common.output.prefix.clone(),
             progress: None,
+            delete_merged: self.cfg.delete_merged,
         };
         let ledger = DynamoCommitLedger {
             ledger: self.ledger.clone(),
@@ -277,6 +336,139 @@ impl Merger {
             Executed::Merged(report) => Outcome::Merged(report),
             Executed::AlreadyCommitted => Outcome::AlreadyCommitted,
         })
+    }
+}
+
+/// What became of one rollup job.
+#[derive(Debug)]
+pub enum RollupDone {
+    /// A scan: how many partition jobs it queued.
+    Scanned(usize),
+    Partition(RollupOutcome),
+}
+
+/// Rollup jobs (docs/aws-protocol.md): the schedule sends `{"kind":"scan"}` hourly; a scan lists
+/// the tables and queues one `partition` job per partition that looks due; a partition job runs
+/// the rollup protocol (`flowmerge_core::rollup`, the same code as `flowmerge rollup`) under the
+/// partition's lease in the ledger, so that one partition never runs twice at once.
+impl Merger {
+    fn rollup_options(&self, r: &RollupConfig, source: SourceKind) -> RollupOptions {
+        RollupOptions {
+            output_prefix: self.cfg.common.output.prefix.clone(),
+            min_age_secs: r.min_age.as_secs() as i64,
+            target_size: r.target_size,
+            merge_window: r.merge_window.filter(|_| source == SourceKind::Vpcflow),
+            monthly_prefix: r.monthly.as_ref().map(|m| m.prefix.clone()),
+            fetch_concurrency: self.cfg.fetch_concurrency,
+            ..RollupOptions::default()
+        }
+    }
+
+    /// The store the monthly table is written to (the output's when none is configured).
+    fn monthly_store(&self, r: &RollupConfig) -> Result<Arc<dyn ObjectStore>> {
+        match &r.monthly {
+            Some(m) => self.store(&m.bucket),
+            None => self.store(&self.cfg.common.output.bucket),
+        }
+    }
+
+    async fn rollup_guarded(&self, queue: &SqsQueue, m: Received, shutdown: &Shutdown) {
+        let span = tracing::info_span!(
+            "rollup job",
+            otel.kind = "consumer",
+            messaging.system = "aws_sqs",
+            messaging.operation.type = "process",
+            messaging.destination.name = queue.name(),
+            messaging.message.id = %m.message_id,
+            messaging.message.delivery_count = m.receive_count,
+        );
+        continue_from(&span, &m.attributes);
+        let work = self.handle_rollup(queue, &m).instrument(span);
+        match self.guarded(queue, &m, shutdown, work).await {
+            Some(Ok(RollupDone::Scanned(n))) => {
+                tracing::info!(message_id = %m.message_id, partitions = n, "rollup scan queued its partitions")
+            }
+            Some(Ok(RollupDone::Partition(RollupOutcome::Rolled(r)))) => tracing::info!(
+                partition = %r.partition, id = %r.id, inputs = r.inputs, rows_out = r.rows_out,
+                bytes_in = r.bytes_in, bytes_out = r.bytes_out, deleted = r.deleted.len(),
+                recovered = r.recovered, "partition rolled up"
+            ),
+            Some(Ok(RollupDone::Partition(outcome))) => {
+                tracing::info!(message_id = %m.message_id, ?outcome, "rollup job: nothing to do")
+            }
+            Some(Err(e)) => tracing::error!(
+                message_id = %m.message_id, receive_count = m.receive_count, error = %e,
+                "rollup job failed; SQS will deliver it again (then to the DLQ)"
+            ),
+            None => {}
+        }
+    }
+
+    /// Runs one rollup job and deletes it.
+    pub async fn handle_rollup(&self, queue: &SqsQueue, m: &Received) -> Result<RollupDone> {
+        let Some(r) = &self.cfg.rollup else {
+            return Err(AwsError::Invalid(
+                "rollup job without FLOWMERGE_ROLLUP_QUEUE_URL".into(),
+            ));
+        };
+        let job: RollupJob = serde_json::from_str(&m.body).map_err(|e| {
+            AwsError::Invalid(format!("rollup job {}: {e}: {}", m.message_id, m.body))
+        })?;
+        let output = self.store(&self.cfg.common.output.bucket)?;
+        let monthly = self.monthly_store(r)?;
+        let done = match job {
+            RollupJob::Scan => {
+                let now = chrono::Utc::now().timestamp();
+                let mut jobs = Vec::new();
+                for &source in SourceKind::ALL {
+                    let opts = self.rollup_options(r, source);
+                    jobs.extend(
+                        plan(&*output, &*monthly, source, Level::Native, &opts, now).await?,
+                    );
+                }
+                if r.monthly.is_some() {
+                    let opts = self.rollup_options(r, SourceKind::Cloudtrail);
+                    jobs.extend(
+                        plan(
+                            &*output,
+                            &*monthly,
+                            SourceKind::Cloudtrail,
+                            Level::Month,
+                            &opts,
+                            now,
+                        )
+                        .await?,
+                    );
+                }
+                let trace = flowmerge_telemetry::inject(&tracing::Span::current());
+                for job in &jobs {
+                    let body = serde_json::to_string(&RollupJob::Partition(job.clone()))
+                        .map_err(|e| AwsError::Invalid(e.to_string()))?;
+                    queue.send(&body, &trace).await?;
+                }
+                RollupDone::Scanned(jobs.len())
+            }
+            RollupJob::Partition(job) => {
+                let opts = self.rollup_options(r, job.source);
+                let written = match job.level {
+                    Level::Month => Arc::clone(&monthly),
+                    Level::Native => Arc::clone(&output),
+                };
+                let outcome = run_partition(
+                    output,
+                    written,
+                    &self.ledger,
+                    &self.ledger,
+                    &job,
+                    &opts,
+                    &self.owner,
+                )
+                .await?;
+                RollupDone::Partition(outcome)
+            }
+        };
+        queue.ack(&m.receipt_handle).await?;
+        Ok(done)
     }
 }
 
