@@ -18,14 +18,30 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct, Node } from 'constructs';
 import vpcflowTable from './vpcflow-table.json' with { type: 'json' };
 import cloudtrailTable from './cloudtrail-table.json' with { type: 'json' };
 import dnsTable from './dns-table.json' with { type: 'json' };
+import cloudtrailMonthlyTable from './cloudtrail-monthly-table.json' with { type: 'json' };
+
+/** A table as `flowmerge ddl --format json` prints it. */
+export interface TableJson {
+  readonly name: string;
+  readonly dataset: string;
+  readonly columns: { name: string; type: string }[];
+  readonly partitionKeys: { name: string; type: string }[];
+  readonly parameters: Record<string, string>;
+}
 
 /** The Glue tables, one per source, as `flowmerge ddl --source S --format json` prints them. */
-export const TABLES = [vpcflowTable, cloudtrailTable, dnsTable];
+export const TABLES: TableJson[] = [vpcflowTable, cloudtrailTable, dnsTable];
+/** CloudTrail's monthly table (`flowmerge ddl --source cloudtrail --monthly --format json`). */
+export const MONTHLY_TABLE: TableJson = cloudtrailMonthlyTable;
+/** The message the hourly schedule sends to the rollup queue: the merger queues a job per due partition. */
+export const ROLLUP_SCAN = '{"kind":"scan"}';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The repository root: the Docker build context of both images. */
@@ -47,6 +63,16 @@ export interface FlowmergeStackProps extends StackProps {
   readonly outputPrefix: string;
   /** Expire raw objects after this many days (created raw bucket only; 0 = keep). */
   readonly rawExpireDays: number;
+  /** Move raw objects to S3 Glacier Flexible Retrieval after this many days (created raw bucket only; 0 = never). */
+  readonly rawArchiveDays?: number;
+  /** The merger deletes each raw object once its batch is committed (FLOWMERGE_DELETE_MERGED). */
+  readonly deleteMerged?: boolean;
+  /** Hourly rollups of closed partitions (the schedule, the rollup queue, the merger's rollup jobs). */
+  readonly rollup?: boolean;
+  /** Flow logs: the window rows merge in when rolled up (e.g. `1h`); unset: their batch window. */
+  readonly rollupMergeWindow?: string;
+  /** Prefix in the output bucket of CloudTrail's monthly table; empty: no monthly aggregation. */
+  readonly monthlyPrefix?: string;
   /** Graviton (ARM64) tasks and images; false for x86_64. */
   readonly arm64: boolean;
   /** An ADOT collector sidecar sends traces to X-Ray (and metrics to CloudWatch). */
@@ -64,6 +90,11 @@ export function propsFromContext(node: Node): FlowmergeStackProps {
     rawBucketName: get('rawBucketName') || undefined,
     outputPrefix: String(get('outputPrefix') ?? 'flows').replace(/^\/+|\/+$/g, ''),
     rawExpireDays: num(get('rawExpireDays'), 0),
+    rawArchiveDays: num(get('rawArchiveDays'), 0),
+    deleteMerged: bool(get('deleteMerged'), false),
+    rollup: bool(get('rollup'), true),
+    rollupMergeWindow: get('rollupMergeWindow') || undefined,
+    monthlyPrefix: String(get('monthlyPrefix') ?? 'archive').replace(/^\/+|\/+$/g, ''),
     arm64: bool(get('arm64'), true),
     tracing: bool(get('tracing'), true),
     maxMappers: num(get('maxMappers'), 2),
@@ -77,11 +108,12 @@ export function acknowledge(scope: Construct, id: string, reason: string): void 
 }
 
 /** Environment variables the Rust configuration reads that the stack leaves unset (defaults). */
-export const OPTIONAL_UNSET = ['FLOWMERGE_FORMAT'];
+export const OPTIONAL_UNSET = ['FLOWMERGE_FORMAT', 'FLOWMERGE_ROLLUP_MERGE_WINDOW'];
 
 export class FlowmergeStack extends Stack {
   readonly rawQueue: sqs.Queue;
   readonly mergeQueue: sqs.Queue;
+  readonly rollupQueue?: sqs.Queue;
   readonly ledger: dynamodb.TableV2;
   readonly outputBucket: s3.Bucket;
 
@@ -110,8 +142,7 @@ export class FlowmergeStack extends Stack {
           enforceSSL: true,
           serverAccessLogsBucket: accessLogs,
           serverAccessLogsPrefix: 'raw/',
-          lifecycleRules:
-            props.rawExpireDays > 0 ? [{ id: 'expire-merged-raw', expiration: Duration.days(props.rawExpireDays) }] : [],
+          lifecycleRules: rawLifecycle(props),
           removalPolicy: RemovalPolicy.RETAIN,
         });
 
@@ -145,8 +176,11 @@ export class FlowmergeStack extends Stack {
     };
     const raw = queue('Raw');
     const merge = queue('Merge');
+    const rollup = props.rollup === false ? undefined : queue('Rollup');
     this.rawQueue = raw.q;
     this.mergeQueue = merge.q;
+    this.rollupQueue = rollup?.q;
+    const monthlyPrefix = props.monthlyPrefix ?? 'archive';
     rawBucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.SqsDestination(raw.q));
 
     // ---- Ledger --------------------------------------------------------------------------
@@ -208,7 +242,15 @@ export class FlowmergeStack extends Stack {
       FLOWMERGE_DNS_PORTS: '53',
       FLOWMERGE_DNS_TIMEOUT: '2s',
       FLOWMERGE_DNS_SERVER_FOLDER: 'dns',
+      FLOWMERGE_DELETE_MERGED: props.deleteMerged ? 'true' : 'false',
     };
+    if (rollup) {
+      mergerEnv.FLOWMERGE_ROLLUP_QUEUE_URL = rollup.q.queueUrl;
+      mergerEnv.FLOWMERGE_ROLLUP_MIN_AGE = '1h';
+      mergerEnv.FLOWMERGE_ROLLUP_TARGET_SIZE = '512MiB';
+      if (props.rollupMergeWindow) mergerEnv.FLOWMERGE_ROLLUP_MERGE_WINDOW = props.rollupMergeWindow;
+      if (monthlyPrefix) mergerEnv.FLOWMERGE_ROLLUP_MONTHLY = `s3://${output.bucketName}/${monthlyPrefix}`;
+    }
 
     const mapper = this.service('Mapper', {
       cluster,
@@ -216,7 +258,7 @@ export class FlowmergeStack extends Stack {
       cpu: 256,
       memoryMiB: 512,
       environment: mapperEnv,
-      queue: raw.q,
+      queues: [raw.q],
       maxTasks: props.maxMappers,
       props,
     });
@@ -226,7 +268,8 @@ export class FlowmergeStack extends Stack {
       cpu: 2048,
       memoryMiB: 4096,
       environment: mergerEnv,
-      queue: merge.q,
+      // Rollup jobs wake the mergers too: a scan arrives hourly, when they may be at zero.
+      queues: rollup ? [merge.q, rollup.q] : [merge.q],
       maxTasks: props.maxMergers,
       props,
     });
@@ -235,6 +278,46 @@ export class FlowmergeStack extends Stack {
     raw.q.grantConsumeMessages(mapper.taskRole);
     merge.q.grantSendMessages(mapper.taskRole);
     merge.q.grantConsumeMessages(merger.taskRole);
+    if (rollup) {
+      rollup.q.grantConsumeMessages(merger.taskRole);
+      // A scan queues one job per due partition on the same queue.
+      rollup.q.grantSendMessages(merger.taskRole);
+      const rolled = [...datasetPrefixes, ...(monthlyPrefix ? [`${monthlyPrefix}/${MONTHLY_TABLE.dataset}`] : [])];
+      merger.taskRole.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'RollupListTables',
+          actions: ['s3:ListBucket'],
+          resources: [output.bucketArn],
+          conditions: { StringLike: { 's3:prefix': rolled.flatMap((p) => [p, `${p}/*`]) } },
+        }),
+      );
+      merger.taskRole.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'RollupReadWriteDelete',
+          actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
+          resources: rolled.map((p) => output.arnForObjects(`${p}/*`)),
+        }),
+      );
+      // Hourly: the merger finds the closed partitions and rolls each up under a lease.
+      new scheduler.Schedule(this, 'RollupSchedule', {
+        description: 'flowmerge: hourly rollup scan of closed partitions',
+        schedule: scheduler.ScheduleExpression.rate(Duration.hours(1)),
+        target: new schedulerTargets.SqsSendMessage(rollup.q, {
+          input: scheduler.ScheduleTargetInput.fromText(ROLLUP_SCAN),
+          deadLetterQueue: rollup.dlq,
+          retryAttempts: 3,
+        }),
+      });
+    }
+    if (props.deleteMerged) {
+      merger.taskRole.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'DeleteMergedRaw',
+          actions: ['s3:DeleteObject'],
+          resources: [rawBucket.arnForObjects('*')],
+        }),
+      );
+    }
     mapper.taskRole.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: 'LedgerClaims',
@@ -289,6 +372,7 @@ export class FlowmergeStack extends Stack {
           `${arn(rawBucket)}/*`,
           `${arn(output)}/${workPrefix}/quarantine/*`,
           ...datasetPrefixes.map((p) => `${arn(output)}/${p}/*`),
+          ...(rollup && monthlyPrefix ? [`${arn(output)}/${monthlyPrefix}/${MONTHLY_TABLE.dataset}/*`] : []),
         ],
       ],
     ] as const) {
@@ -321,10 +405,7 @@ export class FlowmergeStack extends Stack {
     }
 
     // ---- Alarms ---------------------------------------------------------------------------------
-    for (const [name, q] of [
-      ['Raw', raw],
-      ['Merge', merge],
-    ] as const) {
+    for (const [name, q] of [['Raw', raw] as const, ['Merge', merge] as const, ...(rollup ? [['Rollup', rollup] as const] : [])]) {
       new cloudwatch.Alarm(this, `${name}DeadLetters`, {
         alarmDescription: `flowmerge: messages in the ${name.toLowerCase()} dead-letter queue`,
         metric: q.dlq.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: 'Maximum' }),
@@ -348,13 +429,12 @@ export class FlowmergeStack extends Stack {
       catalogId: this.account,
       databaseInput: { name: 'flowmerge', description: 'flowmerge outputs' },
     });
-    TABLES.forEach((table, i) => {
-      const location = `s3://${output.bucketName}/${datasetPrefixes[i]}/`;
+    const glueTable = (id: string, table: TableJson, location: string) => {
       const parameters: Record<string, string> = { EXTERNAL: 'TRUE', classification: 'parquet' };
       for (const [k, v] of Object.entries(table.parameters)) {
         parameters[k] = v.replace('${location}', location);
       }
-      const glueTable = new glue.CfnTable(this, ['VpcFlowLogsTable', 'CloudTrailTable', 'DnsQueriesTable'][i], {
+      return new glue.CfnTable(this, id, {
         catalogId: this.account,
         databaseName: 'flowmerge',
         tableInput: {
@@ -371,8 +451,16 @@ export class FlowmergeStack extends Stack {
           },
         },
       });
-      glueTable.addResourceDependency(database);
+    };
+    TABLES.forEach((table, i) => {
+      const location = `s3://${output.bucketName}/${datasetPrefixes[i]}/`;
+      const id = ['VpcFlowLogsTable', 'CloudTrailTable', 'DnsQueriesTable'][i];
+      glueTable(id, table, location).addResourceDependency(database);
     });
+    if (rollup && monthlyPrefix) {
+      const location = `s3://${output.bucketName}/${monthlyPrefix}/${MONTHLY_TABLE.dataset}/`;
+      glueTable('CloudTrailMonthlyTable', MONTHLY_TABLE, location).addResourceDependency(database);
+    }
     new athena.CfnWorkGroup(this, 'WorkGroup', {
       name: 'flowmerge',
       description: 'Queries over flowmerge outputs',
@@ -390,6 +478,7 @@ export class FlowmergeStack extends Stack {
     new CfnOutput(this, 'OutputLocation', { value: `s3://${output.bucketName}/${prefix}` });
     new CfnOutput(this, 'RawQueueUrl', { value: raw.q.queueUrl });
     new CfnOutput(this, 'MergeQueueUrl', { value: merge.q.queueUrl });
+    if (rollup) new CfnOutput(this, 'RollupQueueUrl', { value: rollup.q.queueUrl });
   }
 
   /** A worker service: task definition, container (+ ADOT sidecar), logs, scaling on its queue. */
@@ -401,7 +490,7 @@ export class FlowmergeStack extends Stack {
       cpu: number;
       memoryMiB: number;
       environment: Record<string, string>;
-      queue: sqs.Queue;
+      queues: sqs.Queue[];
       maxTasks: number;
       props: FlowmergeStackProps;
     },
@@ -477,18 +566,23 @@ export class FlowmergeStack extends Stack {
       circuitBreaker: { rollback: true },
       propagateTags: ecs.PropagatedTagSource.SERVICE,
     });
-    // Step scaling on the queue's backlog (visible + in flight): out from zero at the first
+    // Step scaling on the queues' backlog (visible + in flight): out from zero at the first
     // message, in to zero only when nothing is queued or being worked on.
+    const usingMetrics: Record<string, cloudwatch.IMetric> = {};
+    o.queues.forEach((q, i) => {
+      usingMetrics[`visible${i}`] = q.metricApproximateNumberOfMessagesVisible({
+        period: Duration.minutes(1),
+        statistic: 'Maximum',
+      });
+      usingMetrics[`inflight${i}`] = q.metricApproximateNumberOfMessagesNotVisible({
+        period: Duration.minutes(1),
+        statistic: 'Maximum',
+      });
+    });
     const backlog = new cloudwatch.MathExpression({
       label: `${name} backlog`,
-      expression: 'visible + inflight',
-      usingMetrics: {
-        visible: o.queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }),
-        inflight: o.queue.metricApproximateNumberOfMessagesNotVisible({
-          period: Duration.minutes(1),
-          statistic: 'Maximum',
-        }),
-      },
+      expression: o.queues.map((_, i) => `visible${i} + inflight${i}`).join(' + '),
+      usingMetrics,
       period: Duration.minutes(1),
     });
     const scaling = service.autoScaleTaskCount({ minCapacity: 0, maxCapacity: o.maxTasks });
@@ -506,6 +600,23 @@ export class FlowmergeStack extends Stack {
     });
     return { service, taskRole: taskDefinition.taskRole, executionRole: taskDefinition.obtainExecutionRole() };
   }
+}
+
+/** The raw bucket's lifecycle (created bucket only): archive, then expire, after the days given. */
+export function rawLifecycle(props: FlowmergeStackProps): s3.LifecycleRule[] {
+  const archive = props.rawArchiveDays ?? 0;
+  const expire = props.rawExpireDays;
+  if (archive > 0 && expire > 0 && expire <= archive) {
+    throw new Error(`rawExpireDays (${expire}) must be after rawArchiveDays (${archive})`);
+  }
+  const rule: s3.LifecycleRule = {
+    id: 'archive-then-expire-raw',
+    ...(archive > 0
+      ? { transitions: [{ storageClass: s3.StorageClass.GLACIER, transitionAfter: Duration.days(archive) }] }
+      : {}),
+    ...(expire > 0 ? { expiration: Duration.days(expire) } : {}),
+  };
+  return archive > 0 || expire > 0 ? [rule] : [];
 }
 
 /** The ADOT collector's configuration: OTLP in, traces to X-Ray, metrics to CloudWatch (EMF). */

@@ -10,7 +10,16 @@ import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { FlowmergeStack, type FlowmergeStackProps, OPTIONAL_UNSET, REPO_ROOT, TABLES, VISIBILITY_TIMEOUT } from '../lib/flowmerge-stack.js';
+import {
+  FlowmergeStack,
+  type FlowmergeStackProps,
+  MONTHLY_TABLE,
+  OPTIONAL_UNSET,
+  REPO_ROOT,
+  ROLLUP_SCAN,
+  TABLES,
+  VISIBILITY_TIMEOUT,
+} from '../lib/flowmerge-stack.js';
 
 const BASE: FlowmergeStackProps = {
   outputPrefix: 'flows',
@@ -136,11 +145,11 @@ describe('storage', () => {
 });
 
 describe('queues', () => {
-  it('has raw and merge queues with encrypted DLQs after 5 receives, visibility matching the workers', () => {
+  it('has raw, merge and rollup queues with encrypted DLQs after 5 receives, visibility matching the workers', () => {
     const queues = resources('AWS::SQS::Queue');
-    assert.equal(queues.length, 4);
+    assert.equal(queues.length, 6);
     const main = queues.filter((q) => q.Properties.RedrivePolicy);
-    assert.equal(main.length, 2);
+    assert.equal(main.length, 3);
     for (const q of queues) assert.equal(q.Properties.SqsManagedSseEnabled, true);
     for (const q of main) {
       assert.equal(q.Properties.RedrivePolicy.maxReceiveCount, 5);
@@ -155,8 +164,8 @@ describe('queues', () => {
   it('alarms on dead letters and on the age of the oldest message', () => {
     const alarms = resources('AWS::CloudWatch::Alarm').map((a) => a.Properties);
     const named = (metric: string) => alarms.filter((a) => a.MetricName === metric);
-    assert.equal(named('ApproximateNumberOfMessagesVisible').length, 2, 'one per DLQ');
-    assert.equal(named('ApproximateAgeOfOldestMessage').length, 2, 'raw and merge');
+    assert.equal(named('ApproximateNumberOfMessagesVisible').length, 3, 'one per DLQ');
+    assert.equal(named('ApproximateAgeOfOldestMessage').length, 3, 'raw, merge and rollup');
   });
 });
 
@@ -225,9 +234,12 @@ describe('services', () => {
     // Scale-out alarm at one message (visible + in flight), scale-in at zero.
     const alarms = resources('AWS::CloudWatch::Alarm').map((a) => a.Properties).filter((a) => a.Metrics);
     assert.equal(alarms.length, 4);
-    for (const a of alarms) {
-      assert.ok(a.Metrics.some((m: any) => m.Expression === 'visible + inflight'));
-    }
+    const expressions = alarms.map((a) => a.Metrics.find((m: any) => m.Expression).Expression);
+    assert.ok(expressions.includes('visible0 + inflight0'), 'the mapper: raw queue');
+    assert.ok(
+      expressions.includes('visible0 + inflight0 + visible1 + inflight1'),
+      'the merger: merge and rollup queues, so an hourly scan wakes it from zero',
+    );
     assert.ok(alarms.some((a) => a.ComparisonOperator === 'GreaterThanOrEqualToThreshold' && a.Threshold === 1));
     assert.ok(alarms.some((a) => a.ComparisonOperator === 'LessThanOrEqualToThreshold' && a.Threshold === 0));
   });
@@ -261,11 +273,74 @@ describe('least privilege', () => {
   it('lets the merger read raw objects and write only Parquet and quarantine records', () => {
     const a = actions('Merger');
     assert.ok(a.has('s3:GetObject') && a.has('s3:PutObject') && a.has('dynamodb:BatchGetItem'));
-    assert.ok(!a.has('sqs:SendMessage') && !a.has('s3:DeleteObject') && !a.has('dynamodb:PutItem'));
+    assert.ok(!a.has('dynamodb:PutItem'));
+    // It deletes only the files rollups replace (in the tables), never raw objects by default.
+    const deletes = statements('Merger').filter((s) => [s.Action].flat().includes('s3:DeleteObject'));
+    assert.deepEqual(
+      deletes.map((s) => s.Sid),
+      ['RollupReadWriteDelete'],
+    );
+    const deleted = JSON.stringify(deletes[0].Resource);
+    for (const p of ['flows/vpcflowlogs/*', 'flows/cloudtrail/*', 'flows/dns/*', 'archive/cloudtrail_monthly/*']) {
+      assert.ok(deleted.includes(p), p);
+    }
+    assert.ok(!deleted.includes('RawBucket'), deleted);
+    // It sends only to the rollup queue (a scan's partition jobs).
+    const sends = statements('Merger').filter((s) => [s.Action].flat().includes('sqs:SendMessage'));
+    assert.equal(sends.length, 1);
+    assert.match(JSON.stringify(sends[0].Resource), /RollupQueue/);
     const put = statements('Merger').find((s) => s.Sid === 'WriteParquetAndQuarantine');
     const text = JSON.stringify(put.Resource);
     assert.match(text, /flows\/vpcflowlogs\/\*/);
     assert.match(text, /flows\/_flowmerge\/quarantine\/\*/);
+  });
+});
+
+describe('rollup and raw input', () => {
+  it('sends a scan to the rollup queue every hour, with its dead-letter queue', () => {
+    const schedules = resources('AWS::Scheduler::Schedule');
+    assert.equal(schedules.length, 1);
+    const sch = schedules[0].Properties;
+    assert.equal(sch.ScheduleExpression, 'rate(1 hour)');
+    assert.equal(sch.Target.Input, ROLLUP_SCAN);
+    assert.match(JSON.stringify(sch.Target.Arn), /RollupQueue[0-9A-F]+/);
+    assert.match(JSON.stringify(sch.Target.DeadLetterConfig), /RollupDlq/);
+    const env = container(template, 'merger').Environment as { Name: string; Value: any }[];
+    const value = (n: string) => env.find((e) => e.Name === n)?.Value;
+    assert.match(JSON.stringify(value('FLOWMERGE_ROLLUP_QUEUE_URL')), /RollupQueue/);
+    assert.equal(value('FLOWMERGE_ROLLUP_MIN_AGE'), '1h');
+    assert.match(JSON.stringify(value('FLOWMERGE_ROLLUP_MONTHLY')), /archive/);
+    assert.equal(value('FLOWMERGE_DELETE_MERGED'), 'false');
+  });
+
+  it('leaves rollups out with -c rollup=false', () => {
+    const t = synth({ rollup: false });
+    assert.equal(Object.keys(t.findResources('AWS::Scheduler::Schedule')).length, 0);
+    assert.equal(Object.keys(t.findResources('AWS::SQS::Queue')).length, 4);
+    assert.ok(!envNames(container(t, 'merger')).some((n) => n.startsWith('FLOWMERGE_ROLLUP_')));
+    assert.equal(Object.keys(t.findResources('AWS::Glue::Table')).length, TABLES.length);
+  });
+
+  it('archives, then expires, raw objects after the days given', () => {
+    const t = synth({ rawArchiveDays: 30, rawExpireDays: 365 });
+    const buckets = Object.values(t.findResources('AWS::S3::Bucket')) as Resource[];
+    const rules = buckets.flatMap((b) => b.Properties.LifecycleConfiguration?.Rules ?? []);
+    const raw = rules.find((r: any) => r.Id === 'archive-then-expire-raw');
+    assert.deepEqual(raw.Transitions, [{ StorageClass: 'GLACIER', TransitionInDays: 30 }]);
+    assert.equal(raw.ExpirationInDays, 365);
+    assert.throws(() => synth({ rawArchiveDays: 30, rawExpireDays: 30 }), /must be after/);
+    assert.ok(!JSON.stringify(template.toJSON()).includes('archive-then-expire-raw'), 'none by default');
+  });
+
+  it('lets the merger delete raw objects only with -c deleteMerged=true', () => {
+    const t = synth({ deleteMerged: true });
+    const env = container(t, 'merger').Environment as { Name: string; Value: string }[];
+    assert.equal(env.find((e) => e.Name === 'FLOWMERGE_DELETE_MERGED')?.Value, 'true');
+    const policies = Object.values(t.findResources('AWS::IAM::Policy')) as Resource[];
+    const statement = policies
+      .flatMap((p) => p.Properties.PolicyDocument.Statement)
+      .find((s: any) => s.Sid === 'DeleteMergedRaw');
+    assert.match(JSON.stringify(statement.Resource), /RawBucket/);
   });
 });
 
@@ -277,9 +352,9 @@ describe('query', () => {
     const tables = glueTables();
     assert.deepEqual(
       tables.map((t) => t.Name),
-      TABLES.map((t) => t.name),
+      [...TABLES, MONTHLY_TABLE].map((t) => t.name),
     );
-    TABLES.forEach((table, i) => {
+    [...TABLES, MONTHLY_TABLE].forEach((table, i) => {
       const t = tables[i];
       assert.deepEqual(t.StorageDescriptor.Columns, pascal(table.columns));
       assert.deepEqual(t.PartitionKeys, pascal(table.partitionKeys));
