@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: `flowmerge compact` against DuckDB on the same generated flow logs, in one run.
-# Usage: bench/run.sh            (720 files / 1.44M records, the 1,000-file / 3M-record batch, and
-#                                 the worst case: 1,000 files / 3M records of which none merge)
+# Usage: bench/run.sh            (720 files / 1.44M records, the 1,000-file / 3M-record batch, the
+#                                 worst case: 1,000 files / 3M records of which none merge, and
+#                                 bench/rollup.py: the rollup of a day, 34,560 objects)
 #        BENCH_QUICK=1 bench/run.sh   (a small set, to check the script itself)
 # Installs what it needs (duckdb from PyPI into a cached venv); builds flowmerge in release mode.
 set -euo pipefail
@@ -14,5 +15,8 @@ cargo build --release --locked -p flowmerge-cli --bin flowmerge --manifest-path 
 if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check 'duckdb>=1.1'
 
-exec "$venv/bin/python" "$here/bench.py" --flowmerge "$CARGO_TARGET_DIR/release/flowmerge" \
+"$venv/bin/python" "$here/bench.py" --flowmerge "$CARGO_TARGET_DIR/release/flowmerge" \
   --work "${BENCH_WORK:-$here/out}" ${BENCH_QUICK:+--quick}
+# The rollup of a day (BENCH_QUICK: two hours of two accounts).
+"$venv/bin/python" "$here/rollup.py" --flowmerge "$CARGO_TARGET_DIR/release/flowmerge" \
+  --work "${BENCH_WORK:-$here/out}" ${BENCH_QUICK:+--hours 2 --accounts 2}

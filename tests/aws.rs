@@ -402,6 +402,26 @@ impl Stack {
         }
     }
 
+    /// Polls `cond` until it holds, within the deadline.
+    fn wait_for(&self, what: &str, cond: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            if start.elapsed() > DEADLINE {
+                panic!("{what}: not reached after {DEADLINE:?}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The keys in the raw bucket.
+    fn raw_keys(&self) -> Vec<String> {
+        let store = self.store(&self.raw_bucket);
+        runtime().block_on(async {
+            let metas: Vec<_> = store.list(None).try_collect().await.expect("list raw");
+            metas.into_iter().map(|m| m.location.to_string()).collect()
+        })
+    }
+
     fn send_raw(&self, url_var: &str, body: &str) {
         let url = self.exports[url_var].clone();
         runtime().block_on(async {
@@ -508,10 +528,18 @@ fn a_scan_on_the_rollup_queue_rolls_closed_partitions_up_in_the_merger() {
     let mut s = bootstrap("rollup-queue");
     let (root, raw) = raw_set(s.dir.path(), "17");
     let mapper = s.start("mapper", &[]);
-    let merger = s.start("merger", &[("FLOWMERGE_ROLLUP_MIN_AGE", "0s")]);
+    let merger = s.start(
+        "merger",
+        &[
+            ("FLOWMERGE_ROLLUP_MIN_AGE", "0s"),
+            ("FLOWMERGE_DELETE_MERGED", "true"),
+        ],
+    );
     s.upload(&root, &raw);
     s.wait_for_records(total_records(&raw));
     s.wait_drained();
+    // FLOWMERGE_DELETE_MERGED: the raw objects go once their batches are committed.
+    s.wait_for("the raw bucket emptied", || s.raw_keys().is_empty());
     let parquet = |files: &BTreeMap<String, Bytes>| -> BTreeMap<String, Bytes> {
         files
             .iter()
@@ -553,6 +581,74 @@ fn a_scan_on_the_rollup_queue_rolls_closed_partitions_up_in_the_merger() {
         s.sigterm(w);
         assert_eq!(s.wait_exit(w, Duration::from_secs(30)), 0, "{}", s.logs());
     }
+}
+
+/// A merger killed at a step of a rollup job; another merger, once the dead one's lease ran
+/// out, finishes or undoes the rollup: every record once, one file per partition.
+fn rollup_crash_and_recover(step: &str) {
+    let mut s = bootstrap(&format!("rollup-{step}"));
+    let (root, raw) = raw_set(s.dir.path(), "19");
+    s.start("mapper", &[]);
+    let first = s.start("merger", &[]);
+    s.upload(&root, &raw);
+    s.wait_for_records(total_records(&raw));
+    s.wait_drained();
+    s.sigterm(first);
+    assert_eq!(
+        s.wait_exit(first, Duration::from_secs(30)),
+        0,
+        "{}",
+        s.logs()
+    );
+    let timings = [
+        ("FLOWMERGE_ROLLUP_MIN_AGE", "0s"),
+        ("FLOWMERGE_ROLLUP_LEASE", "2s"),
+    ];
+    let mut faulty = timings.to_vec();
+    faulty.push(("FLOWMERGE_FAULT", step));
+    let crashed = s.start("merger", &faulty);
+    s.send_raw("FLOWMERGE_ROLLUP_QUEUE_URL", r#"{"kind":"scan"}"#);
+    assert_eq!(
+        s.wait_exit(crashed, Duration::from_secs(60)),
+        86,
+        "{}",
+        s.logs()
+    );
+    s.start("merger", &timings);
+    s.wait_queue(
+        "FLOWMERGE_ROLLUP_QUEUE_URL",
+        "rollup job redone",
+        |(v, f)| v + f == 0,
+    );
+    let out = s.dir.path().join("recovered");
+    let got = s.download("flows/vpcflowlogs", &out);
+    let mut per_dir: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+    for k in got.keys().filter(|k| k.ends_with(".parquet")) {
+        per_dir
+            .entry(k.rsplit_once('/').unwrap().0.to_owned())
+            .or_default()
+            .push(k);
+    }
+    for (dir, keys) in &per_dir {
+        assert_eq!(keys.len(), 1, "{step}: {dir}: {keys:?}\n{}", s.logs());
+        assert!(keys[0].contains("/rollup-"), "{step}: {keys:?}");
+    }
+    assert_conserved(&raw, &out);
+}
+
+#[test]
+fn merger_killed_after_rollup_write() {
+    rollup_crash_and_recover("rollup-after-write");
+}
+
+#[test]
+fn merger_killed_after_rollup_commit() {
+    rollup_crash_and_recover("rollup-after-commit");
+}
+
+#[test]
+fn merger_killed_during_rollup_deletes() {
+    rollup_crash_and_recover("rollup-during-deletes");
 }
 
 /// The real CloudTrail samples (`../shared/realdata/cloudtrail`, or `FLOWMERGE_REALDATA`).

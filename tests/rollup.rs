@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use polars::prelude::SortMultipleOptions;
 use serde_json::Value;
 
 fn rollup(out: &Path, extra: &[&str]) -> (i32, Value) {
@@ -130,10 +131,25 @@ fn closed_flow_hours_become_one_file_that_keeps_every_total_and_a_second_run_cha
     assert_eq!(s["partitions_rolled"], 0, "{s}");
     assert_eq!(per_partition(&table), before);
 
+    let batch_schema = read_parquet(&parquet_files(&out)[0]).schema().clone();
     let (code, s) = rollup(&out, &["--min-age", "0s"]);
     assert_eq!(code, 0, "{s}");
     assert_eq!(s["partitions_rolled"], 2, "{s}");
     assert_one_rollup_file_per_partition(&table);
+    // The contract of a batch file: the same columns, types and order, the same sort.
+    for f in parquet_files(&out) {
+        let df = read_parquet(&f);
+        assert_eq!(df.schema(), &batch_schema, "{}", f.display());
+        let sorted = df
+            .sort(
+                ["account_id", "interface_id", "srcaddr", "dstaddr"],
+                SortMultipleOptions::default()
+                    .with_maintain_order(true)
+                    .with_nulls_last(true),
+            )
+            .unwrap();
+        assert!(df.equals_missing(&sorted), "{}: sorted", f.display());
+    }
     // The oracle reads the raw text on its own: sums, min, max, or and counts per (window, key),
     // and no key twice in a window.
     let expected = oracle(&files(&raw));
@@ -359,9 +375,21 @@ fn cloudtrail_days_keep_each_event_once_and_closed_months_get_their_own_table() 
     );
     assert!(per_partition(&table).values().any(|f| f.len() > 1));
 
+    let schema = |dir: &Path| -> Vec<_> {
+        files(dir)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .map(|p| read_parquet(p).schema().clone())
+            .collect()
+    };
+    let batch_schema = schema(&table)[0].clone();
     let (code, s) = rollup(&out, &["--min-age", "0s", "--source", "cloudtrail"]);
     assert_eq!(code, 0, "{s}");
     assert_one_rollup_file_per_partition(&table);
+    assert!(
+        schema(&table).iter().all(|s| *s == batch_schema),
+        "columns and types kept"
+    );
     assert_eq!(
         rows(&table),
         distinct.into_iter().collect::<Vec<_>>(),
@@ -457,9 +485,20 @@ fn dns_days_are_rolled_up_with_every_row_kept_and_sorted() {
     let table = out.join("dns");
     let before = rows(&table);
     assert!(per_partition(&table).values().all(|f| f.len() == 2));
+    let batch_schema = read_parquet(
+        &files(&table)
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .unwrap(),
+    )
+    .schema()
+    .clone();
     let (code, s) = rollup(&out, &["--min-age", "0s", "--source", "dns"]);
     assert_eq!(code, 0, "{s}");
     assert_one_rollup_file_per_partition(&table);
+    for (dir, names) in per_partition(&table) {
+        assert_eq!(read_parquet(&dir.join(&names[0])).schema(), &batch_schema);
+    }
     assert_eq!(rows(&table), before, "every row kept");
     for (dir, names) in per_partition(&table) {
         let df = read_parquet(&dir.join(&names[0]));

@@ -247,6 +247,7 @@ export class FlowmergeStack extends Stack {
     if (rollup) {
       mergerEnv.FLOWMERGE_ROLLUP_QUEUE_URL = rollup.q.queueUrl;
       mergerEnv.FLOWMERGE_ROLLUP_MIN_AGE = '1h';
+      mergerEnv.FLOWMERGE_ROLLUP_LEASE = '15m';
       mergerEnv.FLOWMERGE_ROLLUP_TARGET_SIZE = '512MiB';
       if (props.rollupMergeWindow) mergerEnv.FLOWMERGE_ROLLUP_MERGE_WINDOW = props.rollupMergeWindow;
       if (monthlyPrefix) mergerEnv.FLOWMERGE_ROLLUP_MONTHLY = `s3://${output.bucketName}/${monthlyPrefix}`;

@@ -232,6 +232,13 @@ pub const VARIABLES: &[Var] = &[
         "a partition is rolled up once its hour (flow logs) or day (CloudTrail, DNS) is over and its newest file is older than this",
     ),
     var(
+        "FLOWMERGE_ROLLUP_LEASE",
+        Merger,
+        Some("15m"),
+        Kind::Duration,
+        "how long a merger holds a partition it rolls up; a crashed merger's partition is free again after it",
+    ),
+    var(
         "FLOWMERGE_ROLLUP_TARGET_SIZE",
         Merger,
         Some("512MiB"),
@@ -450,6 +457,8 @@ pub struct RollupConfig {
     pub queue_url: String,
     pub min_age: Duration,
     pub target_size: u64,
+    /// How long a partition's lease lasts.
+    pub lease: Duration,
     /// Flow logs: window seconds rows merge in.
     pub merge_window: Option<i64>,
     /// Where the CloudTrail monthly table goes.
@@ -497,6 +506,8 @@ struct MergerVars {
     #[serde(with = "humantime_serde")]
     rollup_min_age: std::time::Duration,
     rollup_target_size: ByteSize,
+    #[serde(with = "humantime_serde")]
+    rollup_lease: std::time::Duration,
     rollup_merge_window: Option<String>,
     rollup_monthly: Option<String>,
 }
@@ -630,6 +641,7 @@ impl Env {
                     queue_url,
                     min_age: w.rollup_min_age,
                     target_size: w.rollup_target_size.as_u64(),
+                    lease: w.rollup_lease,
                     merge_window: match &w.rollup_merge_window {
                         None => None,
                         Some(text) => Some(window_size(text).map_err(|e| AwsError::Config {

@@ -360,6 +360,7 @@ impl Merger {
             merge_window: r.merge_window.filter(|_| source == SourceKind::Vpcflow),
             monthly_prefix: r.monthly.as_ref().map(|m| m.prefix.clone()),
             fetch_concurrency: self.cfg.fetch_concurrency,
+            lease_secs: r.lease.as_secs() as i64,
             ..RollupOptions::default()
         }
     }
@@ -464,6 +465,11 @@ impl Merger {
                     &self.owner,
                 )
                 .await?;
+                if outcome == RollupOutcome::Busy {
+                    // Another merger holds the partition (or held it and died: its lease runs
+                    // out). Not deleted: the job returns after its visibility timeout.
+                    return Ok(RollupDone::Partition(outcome));
+                }
                 RollupDone::Partition(outcome)
             }
         };

@@ -74,7 +74,9 @@ pub struct RollupOptions {
     pub merge_window: Option<i64>,
     /// [`Level::Month`]: the prefix the monthly table goes under.
     pub monthly_prefix: Option<String>,
-    /// How long a partition's lease lasts; it is renewed before the outputs are written.
+    /// How long a partition's lease lasts (renewed before the outputs are written): long enough
+    /// for any one partition's read and merge, short enough that a crashed runner's partition is
+    /// free again soon.
     pub lease_secs: i64,
     /// Input files fetched at once.
     pub fetch_concurrency: usize,
@@ -91,7 +93,7 @@ impl Default for RollupOptions {
             target_size: 512 * 1024 * 1024,
             merge_window: None,
             monthly_prefix: None,
-            lease_secs: 3600,
+            lease_secs: 900,
             fetch_concurrency: 8,
             take_over_leases: false,
         }
@@ -379,7 +381,7 @@ pub async fn run_partition(
     owner: &str,
 ) -> Result<RollupOutcome> {
     let now = || Utc::now().timestamp();
-    let lease = |t: i64| t + opts.lease_secs.max(60);
+    let lease = |t: i64| t + opts.lease_secs.max(1);
     let led = |e: crate::ports::LedgerError| Error::Ledger(e.to_string());
     // Taking over: as if every other lease were over.
     let over_at = match opts.take_over_leases {
@@ -548,12 +550,7 @@ async fn roll(
     report.rows_out = merged.height() as u64;
     // Renew the lease before writing, so a long read does not let another runner in meanwhile.
     if ledger
-        .lease_partition(
-            &job.partition,
-            owner,
-            now() + opts.lease_secs.max(60),
-            now(),
-        )
+        .lease_partition(&job.partition, owner, now() + opts.lease_secs.max(1), now())
         .await
         .map_err(led)?
         .is_none()
