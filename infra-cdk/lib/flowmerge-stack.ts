@@ -6,6 +6,11 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as eventTargets from 'aws-cdk-lib/aws-events-targets';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as applicationautoscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as athena from 'aws-cdk-lib/aws-athena';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -17,7 +22,6 @@ import * as glue from 'aws-cdk-lib/aws-glue';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -26,6 +30,7 @@ import vpcflowTable from './vpcflow-table.json' with { type: 'json' };
 import cloudtrailTable from './cloudtrail-table.json' with { type: 'json' };
 import dnsTable from './dns-table.json' with { type: 'json' };
 import cloudtrailMonthlyTable from './cloudtrail-monthly-table.json' with { type: 'json' };
+import { rawBucketPolicyStatement, rawKeyPolicyStatement } from './raw-access-stack.js';
 
 /** A table as `flowmerge ddl --format json` prints it. */
 export interface TableJson {
@@ -56,9 +61,52 @@ export const TTL_ATTRIBUTE = 'expires_at';
 /** The stop timeout: the merger's drain (20 s) plus margin; Fargate allows up to 120 s. */
 export const STOP_TIMEOUT = Duration.seconds(30);
 
+/** The sources flowmerge carries. */
+export const SOURCES = ['vpcflow', 'cloudtrail', 'dns'] as const;
+export type SourceName = (typeof SOURCES)[number];
+
+/**
+ * The raw-object key patterns of a source (EventBridge `wildcard` and IAM resource syntax alike:
+ * `*` spans slashes). AWS delivers flow logs and trails under `[prefix/]AWSLogs/[o-org/]<account>/
+ * {vpcflowlogs,CloudTrail}/`; `CloudTrail/` excludes `CloudTrail-Digest/` and `CloudTrail-Insight/`.
+ */
+export function sourcePatterns(source: SourceName, dnsPrefix: string): string[] {
+  switch (source) {
+    case 'vpcflow':
+      return ['*AWSLogs/*/vpcflowlogs/*'];
+    case 'cloudtrail':
+      return ['*AWSLogs/*/CloudTrail/*'];
+    case 'dns':
+      return [`${dnsPrefix.replace(/^\/+/, '')}*`];
+  }
+}
+
 export interface FlowmergeStackProps extends StackProps {
   /** Import this existing (e.g. organisation-wide flow log) bucket instead of creating one. */
   readonly rawBucketName?: string;
+  /** The account the imported raw bucket is in, when it is not the stack's (a log-archive account). */
+  readonly rawBucketAccount?: string;
+  /** The KMS key the raw objects are encrypted with (SSE-KMS): the merger may decrypt with it. */
+  readonly rawKmsKeyArn?: string;
+  /** A customer-managed key for the output bucket, queues, table, topic and logs; `create` makes one. */
+  readonly kmsKeyArn?: string;
+  /** The sources whose objects are routed to the pipeline (default: all). */
+  readonly sources?: SourceName[];
+  /** The key prefix DNS captures land under (`<prefix><server>/…`). */
+  readonly dnsPrefix?: string;
+  /** Tasks in private subnets without public IPs, with the VPC endpoints the workers need. */
+  readonly privateSubnets?: boolean;
+  /** An existing VPC (with `vpcSubnetIds` and `vpcAzs`) instead of a created one. */
+  readonly vpcId?: string;
+  readonly vpcSubnetIds?: string[];
+  readonly vpcAzs?: string[];
+  /** An SNS topic for the alarms (default: a created one). */
+  readonly alarmTopicArn?: string;
+  /** Prefixes every named resource, so stages coexist in one account and region. */
+  readonly stage?: string;
+  /** Tasks kept running when idle (0: scale to zero). */
+  readonly minMappers?: number;
+  readonly minMergers?: number;
   /** Key prefix of the Parquet output in the output bucket. */
   readonly outputPrefix: string;
   /** Expire raw objects after this many days (created raw bucket only; 0 = keep). */
@@ -86,6 +134,10 @@ export function propsFromContext(node: Node): FlowmergeStackProps {
   const get = (k: string) => node.tryGetContext(k);
   const bool = (v: unknown, d: boolean) => (v === undefined ? d : v === true || v === 'true');
   const num = (v: unknown, d: number) => (v === undefined || v === '' ? d : Number(v));
+  const list = (v: unknown) =>
+    v === undefined || v === ''
+      ? undefined
+      : (Array.isArray(v) ? v.map(String) : String(v).split(',')).map((x) => x.trim()).filter(Boolean);
   return {
     rawBucketName: get('rawBucketName') || undefined,
     outputPrefix: String(get('outputPrefix') ?? 'flows').replace(/^\/+|\/+$/g, ''),
@@ -95,6 +147,19 @@ export function propsFromContext(node: Node): FlowmergeStackProps {
     rollup: bool(get('rollup'), true),
     rollupMergeWindow: get('rollupMergeWindow') || undefined,
     monthlyPrefix: String(get('monthlyPrefix') ?? 'archive').replace(/^\/+|\/+$/g, ''),
+    rawBucketAccount: get('rawBucketAccount') || undefined,
+    rawKmsKeyArn: get('rawKmsKeyArn') || undefined,
+    kmsKeyArn: get('kmsKeyArn') || undefined,
+    sources: list(get('sources')) as SourceName[] | undefined,
+    dnsPrefix: get('dnsPrefix') ?? 'dns/',
+    privateSubnets: bool(get('privateSubnets'), false),
+    vpcId: get('vpcId') || undefined,
+    vpcSubnetIds: list(get('vpcSubnetIds')),
+    vpcAzs: list(get('vpcAzs')),
+    alarmTopicArn: get('alarmTopicArn') || undefined,
+    stage: get('stage') || undefined,
+    minMappers: num(get('minMappers'), 0),
+    minMergers: num(get('minMergers'), 0),
     arm64: bool(get('arm64'), true),
     tracing: bool(get('tracing'), true),
     maxMappers: num(get('maxMappers'), 2),
@@ -110,6 +175,55 @@ export function acknowledge(scope: Construct, id: string, reason: string): void 
 /** Environment variables the Rust configuration reads that the stack leaves unset (defaults). */
 export const OPTIONAL_UNSET = ['FLOWMERGE_FORMAT', 'FLOWMERGE_ROLLUP_MERGE_WINDOW'];
 
+/** The name prefix of a stage's named resources (`flowmerge`, or `flowmerge-<stage>`). */
+export function namePrefix(stage?: string): string {
+  return stage ? `flowmerge-${stage}` : 'flowmerge';
+}
+
+/** The merger's task role name when it must be known outside the stack (a raw bucket elsewhere). */
+export function mergerRoleName(stage?: string): string {
+  return `${namePrefix(stage)}-merger-task`;
+}
+
+/** The EventBridge pattern of created raw objects of the enabled sources (in `account`, if given). */
+export function rawObjectPattern(bucketName: string, patterns: string[], account?: string): events.EventPattern {
+  return {
+    source: ['aws.s3'],
+    detailType: ['Object Created'],
+    ...(account ? { account: [account] } : {}),
+    detail: {
+      bucket: { name: [bucketName] },
+      object: { key: events.Match.anyOf(...patterns.map((p) => events.Match.wildcard(p))) },
+    },
+  };
+}
+
+/** Checks option combinations that cannot work, before anything is built. */
+export function checkProps(props: FlowmergeStackProps): void {
+  for (const s of props.sources ?? []) {
+    if (!(SOURCES as readonly string[]).includes(s)) throw new Error(`sources: unknown source ${s} (one of ${SOURCES.join(', ')})`);
+  }
+  if (props.sources && props.sources.length === 0) throw new Error('sources: enable at least one source');
+  if (props.rawBucketAccount && !props.rawBucketName) {
+    throw new Error('rawBucketAccount needs rawBucketName (the bucket in that account)');
+  }
+  if (props.rawBucketAccount && !/^\d{12}$/.test(props.rawBucketAccount)) {
+    throw new Error(`rawBucketAccount ${props.rawBucketAccount}: not a 12-digit account id`);
+  }
+  if (props.stage && !/^[a-z][a-z0-9-]{0,19}$/.test(props.stage)) {
+    throw new Error(`stage ${props.stage}: lowercase letters, digits and -, at most 20, starting with a letter`);
+  }
+  if (props.vpcId) {
+    const n = props.vpcSubnetIds?.length ?? 0;
+    if (n === 0 || n !== (props.vpcAzs?.length ?? 0)) {
+      throw new Error('vpcId needs vpcSubnetIds and vpcAzs, as many of each (the subnets the tasks run in, and their zones)');
+    }
+  }
+  if ((props.minMappers ?? 0) > props.maxMappers || (props.minMergers ?? 0) > props.maxMergers) {
+    throw new Error('minMappers/minMergers must not exceed maxMappers/maxMergers');
+  }
+}
+
 export class FlowmergeStack extends Stack {
   readonly rawQueue: sqs.Queue;
   readonly mergeQueue: sqs.Queue;
@@ -119,7 +233,47 @@ export class FlowmergeStack extends Stack {
 
   constructor(scope: Construct, id: string, props: FlowmergeStackProps) {
     super(scope, id, props);
+    checkProps(props);
     const prefix = props.outputPrefix;
+    const stage = props.stage;
+    const names = namePrefix(stage);
+    const named = (suffix: string) => (stage ? `${names}-${suffix}` : undefined);
+    const sources = props.sources ?? [...SOURCES];
+    const dnsPrefix = props.dnsPrefix ?? 'dns/';
+    const rawPatterns = sources.flatMap((src) => sourcePatterns(src, dnsPrefix));
+    const crossAccount = props.rawBucketAccount !== undefined;
+
+    // ---- Encryption: AWS-managed by default, or one customer-managed key -------------------
+    const key: kms.IKey | undefined =
+      props.kmsKeyArn === 'create'
+        ? new kms.Key(this, 'Key', {
+            description: `flowmerge${stage ? ` (${stage})` : ''}: output, queues, ledger, alarms topic and logs`,
+            enableKeyRotation: true,
+            removalPolicy: RemovalPolicy.RETAIN,
+          })
+        : props.kmsKeyArn
+          ? kms.Key.fromKeyArn(this, 'Key', props.kmsKeyArn)
+          : undefined;
+    if (key instanceof kms.Key) {
+      // The services that write with the key on the stack's behalf.
+      key.addToResourcePolicy(
+        new iam.PolicyStatement({
+          sid: 'CloudWatchLogs',
+          principals: [new iam.ServicePrincipal(`logs.${this.region}.amazonaws.com`)],
+          actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+          resources: ['*'],
+          conditions: { ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${this.partition}:logs:${this.region}:${this.account}:*` } },
+        }),
+      );
+      key.addToResourcePolicy(
+        new iam.PolicyStatement({
+          sid: 'EventBridgeAndAlarmsToQueuesAndTopic',
+          principals: [new iam.ServicePrincipal('events.amazonaws.com'), new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+          actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+          resources: ['*'],
+        }),
+      );
+    }
     const workPrefix = prefix ? `${prefix}/_flowmerge` : '_flowmerge';
     const datasetPrefixes = TABLES.map((t) => (prefix ? `${prefix}/${t.dataset}` : t.dataset));
 
@@ -140,33 +294,44 @@ export class FlowmergeStack extends Stack {
           encryption: s3.BucketEncryption.S3_MANAGED,
           blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
           enforceSSL: true,
+          eventBridgeEnabled: true,
           serverAccessLogsBucket: accessLogs,
           serverAccessLogsPrefix: 'raw/',
           lifecycleRules: rawLifecycle(props),
           removalPolicy: RemovalPolicy.RETAIN,
         });
 
+    // Versioned: a rollup's deletes (and any mistake) stay recoverable for a week.
     this.outputBucket = new s3.Bucket(this, 'OutputBucket', {
-      encryption: s3.BucketEncryption.S3_MANAGED,
+      ...(key ? { encryption: s3.BucketEncryption.KMS, encryptionKey: key, bucketKeyEnabled: true } : { encryption: s3.BucketEncryption.S3_MANAGED }),
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       enforceSSL: true,
+      versioned: true,
       serverAccessLogsBucket: accessLogs,
       serverAccessLogsPrefix: 'output/',
-      lifecycleRules: [{ id: 'athena-results', prefix: 'athena-results/', expiration: Duration.days(30) }],
+      lifecycleRules: [
+        { id: 'athena-results', prefix: 'athena-results/', expiration: Duration.days(30) },
+        { id: 'noncurrent-versions', noncurrentVersionExpiration: Duration.days(7), expiredObjectDeleteMarker: true },
+      ],
       removalPolicy: RemovalPolicy.RETAIN,
     });
     const output = this.outputBucket;
 
     // ---- Queues --------------------------------------------------------------------------
+    const encryption = key
+      ? { encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: key }
+      : { encryption: sqs.QueueEncryption.SQS_MANAGED };
     const queue = (name: string) => {
       const dlq = new sqs.Queue(this, `${name}Dlq`, {
-        encryption: sqs.QueueEncryption.SQS_MANAGED,
+        ...encryption,
+        queueName: named(`${name.toLowerCase()}-dlq`),
         enforceSSL: true,
         retentionPeriod: Duration.days(14),
       });
       acknowledge(dlq, 'AwsSolutions-SQS3', 'This is a dead-letter queue; it has no DLQ of its own.');
       const q = new sqs.Queue(this, `${name}Queue`, {
-        encryption: sqs.QueueEncryption.SQS_MANAGED,
+        ...encryption,
+        queueName: named(name.toLowerCase()),
         enforceSSL: true,
         visibilityTimeout: VISIBILITY_TIMEOUT,
         retentionPeriod: Duration.days(14),
@@ -181,10 +346,35 @@ export class FlowmergeStack extends Stack {
     this.mergeQueue = merge.q;
     this.rollupQueue = rollup?.q;
     const monthlyPrefix = props.monthlyPrefix ?? 'archive';
-    rawBucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.SqsDestination(raw.q));
+    // ---- Routing: only the enabled sources' objects reach the raw queue ------------------------
+    // S3 → EventBridge ("Object Created") → a rule matching the sources' key patterns → the raw
+    // queue. Objects of other log types in a shared bucket are never fetched. A bucket in another
+    // account forwards its events to this account's default bus (RawBucketAccessStack).
+    if (!crossAccount && props.rawBucketName) rawBucket.enableEventBridgeNotification();
+    new events.Rule(this, 'RawObjectCreated', {
+      ruleName: named('raw-object-created'),
+      description: `flowmerge: created objects of ${sources.join(', ')} to the raw queue`,
+      eventPattern: rawObjectPattern(rawBucket.bucketName, rawPatterns, props.rawBucketAccount),
+      targets: [new eventTargets.SqsQueue(raw.q)],
+    });
+    if (crossAccount) {
+      new events.CfnEventBusPolicy(this, 'RawAccountMayPutEvents', {
+        eventBusName: 'default',
+        statementId: `${names}-from-${props.rawBucketAccount}`,
+        statement: {
+          Sid: `${names}-from-${props.rawBucketAccount}`,
+          Effect: 'Allow',
+          Principal: { AWS: `arn:${this.partition}:iam::${props.rawBucketAccount}:root` },
+          Action: 'events:PutEvents',
+          Resource: `arn:${this.partition}:events:${this.region}:${this.account}:event-bus/default`,
+        },
+      });
+    }
 
     // ---- Ledger --------------------------------------------------------------------------
     this.ledger = new dynamodb.TableV2(this, 'Ledger', {
+      tableName: named('ledger'),
+      ...(key ? { encryption: dynamodb.TableEncryptionV2.customerManagedKey(key) } : {}),
       partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
       billing: dynamodb.Billing.onDemand(),
       timeToLiveAttribute: TTL_ATTRIBUTE,
@@ -193,23 +383,55 @@ export class FlowmergeStack extends Stack {
     });
 
     // ---- Network and cluster ---------------------------------------------------------------
-    const vpcFlowLogs = new logs.LogGroup(this, 'VpcFlowLogs', { retention: logs.RetentionDays.ONE_MONTH });
-    // Public subnets and gateway endpoints: no NAT gateway to pay for; tasks take no inbound traffic.
-    const vpc = new ec2.Vpc(this, 'Vpc', {
-      maxAzs: 2,
-      natGateways: 0,
-      subnetConfiguration: [{ name: 'public', subnetType: ec2.SubnetType.PUBLIC }],
-      gatewayEndpoints: {
-        S3: { service: ec2.GatewayVpcEndpointAwsService.S3 },
-        DynamoDB: { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB },
-      },
-      flowLogs: {
-        rejected: {
-          destination: ec2.FlowLogDestination.toCloudWatchLogs(vpcFlowLogs),
-          trafficType: ec2.FlowLogTrafficType.REJECT,
+    // Default: public subnets and gateway endpoints, no NAT gateway to pay for; tasks take no
+    // inbound traffic. privateSubnets: isolated subnets, no public IPs, and interface endpoints
+    // for everything the tasks reach besides S3 and DynamoDB. vpcId: the tasks go into the given
+    // subnets, which must reach those services (NAT or endpoints) on their own.
+    const isolated = props.privateSubnets === true;
+    let vpc: ec2.IVpc;
+    let subnets: ec2.SubnetSelection;
+    if (props.vpcId) {
+      vpc = ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
+        vpcId: props.vpcId,
+        availabilityZones: props.vpcAzs ?? [],
+        privateSubnetIds: props.vpcSubnetIds ?? [],
+      });
+      subnets = { subnets: vpc.privateSubnets };
+    } else {
+      const vpcFlowLogs = new logs.LogGroup(this, 'VpcFlowLogs', {
+        retention: logs.RetentionDays.ONE_MONTH,
+        encryptionKey: key,
+      });
+      const subnetType = isolated ? ec2.SubnetType.PRIVATE_ISOLATED : ec2.SubnetType.PUBLIC;
+      const created = new ec2.Vpc(this, 'Vpc', {
+        maxAzs: 2,
+        natGateways: 0,
+        subnetConfiguration: [{ name: isolated ? 'private' : 'public', subnetType }],
+        gatewayEndpoints: {
+          S3: { service: ec2.GatewayVpcEndpointAwsService.S3 },
+          DynamoDB: { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB },
         },
-      },
-    });
+        flowLogs: {
+          rejected: {
+            destination: ec2.FlowLogDestination.toCloudWatchLogs(vpcFlowLogs),
+            trafficType: ec2.FlowLogTrafficType.REJECT,
+          },
+        },
+      });
+      if (isolated) {
+        for (const [id, service] of interfaceEndpoints(props.tracing)) {
+          const endpoint = created.addInterfaceEndpoint(id, { service, subnets: { subnetType }, privateDnsEnabled: true });
+          acknowledge(
+            endpoint,
+            'AwsSolutions-EC23',
+            "The endpoint's security group admits HTTPS from the VPC's own CIDR only (CDK's default for interface endpoints); cdk-nag cannot read the CIDR, a token.",
+          );
+        }
+      }
+      vpc = created;
+      subnets = { subnetType };
+    }
+    const publicIp = !props.vpcId && !isolated;
     const cluster = new ecs.Cluster(this, 'Cluster', {
       vpc,
       containerInsightsV2: ecs.ContainerInsights.ENABLED,
@@ -260,7 +482,10 @@ export class FlowmergeStack extends Stack {
       memoryMiB: 512,
       environment: mapperEnv,
       queues: [raw.q],
+      minTasks: props.minMappers ?? 0,
       maxTasks: props.maxMappers,
+      placement: { subnets, publicIp },
+      key,
       props,
     });
     const merger = this.service('Merger', {
@@ -271,9 +496,16 @@ export class FlowmergeStack extends Stack {
       environment: mergerEnv,
       // Rollup jobs wake the mergers too: a scan arrives hourly, when they may be at zero.
       queues: rollup ? [merge.q, rollup.q] : [merge.q],
+      minTasks: props.minMergers ?? 0,
       maxTasks: props.maxMergers,
+      placement: { subnets, publicIp },
+      key,
+      roleName: crossAccount ? mergerRoleName(stage) : named('merger-task'),
       props,
     });
+    if (key) {
+      for (const svc of [mapper, merger]) key.grantEncryptDecrypt(svc.taskRole);
+    }
 
     // ---- Least privilege ---------------------------------------------------------------------
     raw.q.grantConsumeMessages(mapper.taskRole);
@@ -300,10 +532,23 @@ export class FlowmergeStack extends Stack {
         }),
       );
       // Hourly: the merger finds the closed partitions and rolls each up under a lease.
+      const scheduleRole = new iam.Role(this, 'RollupScheduleRole', {
+        assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com'),
+        description: 'EventBridge Scheduler: sends the hourly rollup scan',
+      });
+      if (key) {
+        acknowledge(
+          scheduleRole,
+          'AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+          "Sending to a queue encrypted with the stack's key needs GenerateDataKey (CDK's grant for SQS), on that key only.",
+        );
+      }
       new scheduler.Schedule(this, 'RollupSchedule', {
+        scheduleName: named('rollup-scan'),
         description: 'flowmerge: hourly rollup scan of closed partitions',
         schedule: scheduler.ScheduleExpression.rate(Duration.hours(1)),
         target: new schedulerTargets.SqsSendMessage(rollup.q, {
+          role: scheduleRole,
           input: scheduler.ScheduleTargetInput.fromText(ROLLUP_SCAN),
           deadLetterQueue: rollup.dlq,
           retryAttempts: 3,
@@ -315,7 +560,7 @@ export class FlowmergeStack extends Stack {
         new iam.PolicyStatement({
           sid: 'DeleteMergedRaw',
           actions: ['s3:DeleteObject'],
-          resources: [rawBucket.arnForObjects('*')],
+          resources: rawPatterns.map((p) => rawBucket.arnForObjects(p)),
         }),
       );
     }
@@ -344,9 +589,20 @@ export class FlowmergeStack extends Stack {
       new iam.PolicyStatement({
         sid: 'ReadRawAndManifests',
         actions: ['s3:GetObject'],
-        resources: [rawBucket.arnForObjects('*'), output.arnForObjects(`${workPrefix}/manifests/*`)],
+        // The enabled sources' keys only: other log types in a shared bucket stay unreadable.
+        resources: [...rawPatterns.map((p) => rawBucket.arnForObjects(p)), output.arnForObjects(`${workPrefix}/manifests/*`)],
       }),
     );
+    if (props.rawKmsKeyArn) {
+      merger.taskRole.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'DecryptRaw',
+          actions: ['kms:Decrypt'],
+          resources: [props.rawKmsKeyArn],
+          conditions: { StringEquals: { 'kms:ViaService': `s3.${this.region}.amazonaws.com` } },
+        }),
+      );
+    }
     merger.taskRole.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: 'WriteParquetAndQuarantine',
@@ -370,7 +626,7 @@ export class FlowmergeStack extends Stack {
         merger,
         [
           `${arn(output)}/${workPrefix}/manifests/*`,
-          `${arn(rawBucket)}/*`,
+          ...rawPatterns.map((p) => `${arn(rawBucket)}/${p}`),
           `${arn(output)}/${workPrefix}/quarantine/*`,
           ...datasetPrefixes.map((p) => `${arn(output)}/${p}/*`),
           ...(rollup && monthlyPrefix ? [`${arn(output)}/${monthlyPrefix}/${MONTHLY_TABLE.dataset}/*`] : []),
@@ -379,7 +635,7 @@ export class FlowmergeStack extends Stack {
     ] as const) {
       for (const r of resources) {
         const reason = r.startsWith(arn(rawBucket))
-          ? 'Raw log objects are named by AWS (AWSLogs/<account>/vpcflowlogs/..., AWSLogs/<account>/CloudTrail/...): the merger reads any object of the raw bucket, and only reads.'
+          ? 'Raw log objects are named by AWS (AWSLogs/<account>/vpcflowlogs/..., AWSLogs/<account>/CloudTrail/...) or by the capture upload (<dnsPrefix><server>/...): the merger reads the enabled sources\' keys of the raw bucket, and (with deleteMerged) deletes them once merged.'
           : prefixes;
         acknowledge(svc.taskRole, `AwsSolutions::AwsSolutions-IAM5[Resource::${r}]`, reason);
       }
@@ -395,6 +651,15 @@ export class FlowmergeStack extends Stack {
         'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
         'ecr:GetAuthorizationToken, added by CDK to pull the image asset, supports no resource-level permissions.',
       );
+      if (key) {
+        for (const action of ['kms:GenerateDataKey*', 'kms:ReEncrypt*']) {
+          acknowledge(
+            svc.taskRole,
+            `AwsSolutions::AwsSolutions-IAM5[Action::${action}]`,
+            "CDK's grantEncryptDecrypt on the stack's one customer-managed key: the wildcard covers the GenerateDataKey and ReEncrypt variants SQS, S3 and DynamoDB call, on that key only.",
+          );
+        }
+      }
     }
     const notifications = this.node.tryFindChild('BucketNotificationsHandler050a0587b7544547bf325f094a3db834');
     if (notifications) {
@@ -405,30 +670,66 @@ export class FlowmergeStack extends Stack {
       );
     }
 
-    // ---- Alarms ---------------------------------------------------------------------------------
+    // ---- Alarms, to an SNS topic -------------------------------------------------------------------
+    const topic: sns.ITopic = props.alarmTopicArn
+      ? sns.Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn)
+      : new sns.Topic(this, 'AlarmTopic', {
+          topicName: named('alarms'),
+          displayName: `flowmerge${stage ? ` ${stage}` : ''} alarms`,
+          enforceSSL: true,
+          masterKey: key ?? kms.Alias.fromAliasName(this, 'SnsManagedKey', 'alias/aws/sns'),
+        });
+    const alarmAction = new cwActions.SnsAction(topic);
+    const alarms: cloudwatch.Alarm[] = [];
+    // A job's oldest message: merge and raw jobs run within minutes; a rollup job may wait out a
+    // crashed merger's lease (15 minutes) before it runs.
+    const oldest = { Raw: 15, Merge: 15, Rollup: 45 } as const;
     for (const [name, q] of [['Raw', raw] as const, ['Merge', merge] as const, ...(rollup ? [['Rollup', rollup] as const] : [])]) {
-      new cloudwatch.Alarm(this, `${name}DeadLetters`, {
+      alarms.push(new cloudwatch.Alarm(this, `${name}DeadLetters`, {
         alarmDescription: `flowmerge: messages in the ${name.toLowerCase()} dead-letter queue`,
         metric: q.dlq.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: 'Maximum' }),
         threshold: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         evaluationPeriods: 1,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      });
-      new cloudwatch.Alarm(this, `${name}OldestMessage`, {
-        alarmDescription: `flowmerge: the ${name.toLowerCase()} queue's oldest message is over 15 minutes old`,
+      }));
+      alarms.push(new cloudwatch.Alarm(this, `${name}OldestMessage`, {
+        alarmDescription: `flowmerge: the ${name.toLowerCase()} queue's oldest message is over ${oldest[name]} minutes old`,
         metric: q.q.metricApproximateAgeOfOldestMessage({ period: Duration.minutes(5), statistic: 'Maximum' }),
-        threshold: Duration.minutes(15).toSeconds(),
+        threshold: Duration.minutes(oldest[name]).toSeconds(),
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         evaluationPeriods: 2,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      });
+      }));
     }
+    // Quarantined objects, from the merger's own log line (one per object, with its bucket, key
+    // and reason): it is there whether or not the metrics collector runs.
+    const quarantined = new logs.MetricFilter(this, 'QuarantinedObjects', {
+      logGroup: merger.logGroup,
+      metricNamespace: stage ? `flowmerge/${stage}` : 'flowmerge',
+      metricName: 'QuarantinedObjects',
+      filterPattern: logs.FilterPattern.all(
+        logs.FilterPattern.stringValue('$.message', '=', 'object quarantined'),
+        logs.FilterPattern.stringValue('$.target', '=', 'flowmerge_aws::merger'),
+      ),
+      metricValue: '1',
+      defaultValue: 0,
+    });
+    alarms.push(new cloudwatch.Alarm(this, 'Quarantined', {
+      alarmDescription: 'flowmerge: objects were quarantined (the merger logs each with its key and reason)',
+      metric: quarantined.metric({ period: Duration.minutes(5), statistic: 'Sum' }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }));
+    for (const a of alarms) a.addAlarmAction(alarmAction);
 
     // ---- Glue table and Athena workgroup -------------------------------------------------------------
+    const databaseName = stage ? `flowmerge_${stage.replace(/-/g, '_')}` : 'flowmerge';
     const database = new glue.CfnDatabase(this, 'Database', {
       catalogId: this.account,
-      databaseInput: { name: 'flowmerge', description: 'flowmerge outputs' },
+      databaseInput: { name: databaseName, description: `flowmerge outputs${stage ? ` (${stage})` : ''}` },
     });
     const glueTable = (id: string, table: TableJson, location: string) => {
       const parameters: Record<string, string> = { EXTERNAL: 'TRUE', classification: 'parquet' };
@@ -437,7 +738,7 @@ export class FlowmergeStack extends Stack {
       }
       return new glue.CfnTable(this, id, {
         catalogId: this.account,
-        databaseName: 'flowmerge',
+        databaseName,
         tableInput: {
           name: table.name,
           tableType: 'EXTERNAL_TABLE',
@@ -463,19 +764,42 @@ export class FlowmergeStack extends Stack {
       glueTable('CloudTrailMonthlyTable', MONTHLY_TABLE, location).addResourceDependency(database);
     }
     new athena.CfnWorkGroup(this, 'WorkGroup', {
-      name: 'flowmerge',
+      name: names,
       description: 'Queries over flowmerge outputs',
       workGroupConfiguration: {
         enforceWorkGroupConfiguration: true,
         publishCloudWatchMetricsEnabled: true,
         resultConfiguration: {
           outputLocation: `s3://${output.bucketName}/athena-results/`,
-          encryptionConfiguration: { encryptionOption: 'SSE_S3' },
+          encryptionConfiguration: key ? { encryptionOption: 'SSE_KMS', kmsKey: key.keyArn } : { encryptionOption: 'SSE_S3' },
         },
       },
     });
 
     new CfnOutput(this, 'RawBucketName', { value: rawBucket.bucketName });
+    if (crossAccount) {
+      // What the raw bucket's account must add (RawBucketAccessStack prints the same): the
+      // merger's role is named, so these statements can name it.
+      const mergerRoleArn = `arn:${this.partition}:iam::${this.account}:role/${mergerRoleName(stage)}`;
+      new CfnOutput(this, 'RawBucketPolicyStatement', {
+        description: `Add to the bucket policy of ${props.rawBucketName} in account ${props.rawBucketAccount}`,
+        value: this.toJsonString(
+          rawBucketPolicyStatement({
+            bucketName: rawBucket.bucketName,
+            mergerRoleArn,
+            patterns: rawPatterns,
+            deleteMerged: props.deleteMerged ?? false,
+            partition: this.partition,
+          }),
+        ),
+      });
+      if (props.rawKmsKeyArn) {
+        new CfnOutput(this, 'RawKeyPolicyStatement', {
+          description: `Add to the key policy of ${props.rawKmsKeyArn}`,
+          value: this.toJsonString(rawKeyPolicyStatement({ mergerRoleArn, region: this.region })),
+        });
+      }
+    }
     new CfnOutput(this, 'OutputLocation', { value: `s3://${output.bucketName}/${prefix}` });
     new CfnOutput(this, 'RawQueueUrl', { value: raw.q.queueUrl });
     new CfnOutput(this, 'MergeQueueUrl', { value: merge.q.queueUrl });
@@ -492,10 +816,15 @@ export class FlowmergeStack extends Stack {
       memoryMiB: number;
       environment: Record<string, string>;
       queues: sqs.Queue[];
+      minTasks: number;
       maxTasks: number;
+      placement: { subnets: ec2.SubnetSelection; publicIp: boolean };
+      key?: kms.IKey;
+      /** A fixed name for the task role (it is then referred to from outside the stack). */
+      roleName?: string;
       props: FlowmergeStackProps;
     },
-  ): { service: ecs.FargateService; taskRole: iam.IRole; executionRole: iam.IRole } {
+  ): { service: ecs.FargateService; taskRole: iam.IRole; executionRole: iam.IRole; logGroup: logs.LogGroup } {
     const arm = o.props.arm64;
     const taskDefinition = new ecs.FargateTaskDefinition(this, `${name}Task`, {
       cpu: o.cpu,
@@ -505,9 +834,11 @@ export class FlowmergeStack extends Stack {
         operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
       },
     });
+    if (o.roleName) (taskDefinition.taskRole.node.defaultChild as iam.CfnRole).roleName = o.roleName;
     const logGroup = new logs.LogGroup(this, `${name}Logs`, {
       retention: logs.RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
+      encryptionKey: o.key,
     });
     const environment: Record<string, string> = { ...o.environment };
     if (o.props.tracing) {
@@ -527,8 +858,16 @@ export class FlowmergeStack extends Stack {
       essential: true,
     });
     if (o.props.tracing) {
+      // Without public IPs the tasks cannot reach public.ecr.aws: the collector's image is then
+      // copied into the stack's asset repository at deploy (docker/otel-collector.Dockerfile).
+      const collectorImage = o.placement.publicIp
+        ? ecs.ContainerImage.fromRegistry(ADOT_IMAGE)
+        : ecs.ContainerImage.fromAsset(REPO_ROOT, {
+            file: 'docker/otel-collector.Dockerfile',
+            platform: arm ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
+          });
       const collector = taskDefinition.addContainer('otel-collector', {
-        image: ecs.ContainerImage.fromRegistry('public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3'),
+        image: collectorImage,
         environment: { AOT_CONFIG_CONTENT: ADOT_CONFIG },
         logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'otel', logGroup }),
         memoryReservationMiB: 64,
@@ -559,11 +898,11 @@ export class FlowmergeStack extends Stack {
     const service = new ecs.FargateService(this, `${name}Service`, {
       cluster: o.cluster,
       taskDefinition,
-      desiredCount: 0,
+      desiredCount: o.minTasks,
       minHealthyPercent: 100,
       maxHealthyPercent: 200,
-      assignPublicIp: true,
-      vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+      assignPublicIp: o.placement.publicIp,
+      vpcSubnets: o.placement.subnets,
       circuitBreaker: { rollback: true },
       propagateTags: ecs.PropagatedTagSource.SERVICE,
     });
@@ -586,7 +925,7 @@ export class FlowmergeStack extends Stack {
       usingMetrics,
       period: Duration.minutes(1),
     });
-    const scaling = service.autoScaleTaskCount({ minCapacity: 0, maxCapacity: o.maxTasks });
+    const scaling = service.autoScaleTaskCount({ minCapacity: o.minTasks, maxCapacity: o.maxTasks });
     scaling.scaleOnMetric(`${name}Backlog`, {
       metric: backlog,
       adjustmentType: applicationautoscaling.AdjustmentType.CHANGE_IN_CAPACITY,
@@ -599,8 +938,29 @@ export class FlowmergeStack extends Stack {
       cooldown: Duration.minutes(2),
       evaluationPeriods: 2,
     });
-    return { service, taskRole: taskDefinition.taskRole, executionRole: taskDefinition.obtainExecutionRole() };
+    return {
+      service,
+      taskRole: taskDefinition.taskRole,
+      executionRole: taskDefinition.obtainExecutionRole(),
+      logGroup,
+    };
   }
+}
+
+/** The interface endpoints tasks in isolated subnets need (S3 and DynamoDB have gateway endpoints). */
+export function interfaceEndpoints(tracing: boolean): [string, ec2.InterfaceVpcEndpointAwsService][] {
+  return [
+    ['Sqs', ec2.InterfaceVpcEndpointAwsService.SQS],
+    ['EcrApi', ec2.InterfaceVpcEndpointAwsService.ECR],
+    ['EcrDocker', ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER],
+    ['Logs', ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS],
+    ...(tracing
+      ? ([
+          ['XRay', ec2.InterfaceVpcEndpointAwsService.XRAY],
+          ['Monitoring', ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING],
+        ] as [string, ec2.InterfaceVpcEndpointAwsService][])
+      : []),
+  ];
 }
 
 /** The raw bucket's lifecycle (created bucket only): archive, then expire, after the days given. */
@@ -619,6 +979,9 @@ export function rawLifecycle(props: FlowmergeStackProps): s3.LifecycleRule[] {
   };
   return archive > 0 || expire > 0 ? [rule] : [];
 }
+
+/** The ADOT collector's image (docker/otel-collector.Dockerfile names the same). */
+export const ADOT_IMAGE = 'public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3';
 
 /** The ADOT collector's configuration: OTLP in, traces to X-Ray, metrics to CloudWatch (EMF). */
 export const ADOT_CONFIG = `receivers:

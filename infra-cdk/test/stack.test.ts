@@ -10,6 +10,7 @@ import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { RawBucketAccessStack } from '../lib/raw-access-stack.js';
 import {
   FlowmergeStack,
   type FlowmergeStackProps,
@@ -37,6 +38,29 @@ function synth(overrides: Partial<FlowmergeStackProps> = {}): Template {
 }
 
 const template = synth();
+
+/** The EventBridge rules of a template. */
+function rules(t: Template): Record<string, any>[] {
+  return (Object.values(t.findResources('AWS::Events::Rule')) as Resource[]).map((r) => r.Properties);
+}
+
+/** The object-key wildcards of a raw-object rule. */
+function keyPatterns(rule: Record<string, any>): string[] {
+  return rule.EventPattern.detail.object.key.map((k: any) => k.wildcard);
+}
+
+/** EventBridge's wildcard matching: `*` matches any run of characters, slashes included. */
+function wildcard(pattern: string, key: string): boolean {
+  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return re.test(key);
+}
+
+/** The IAM statements of a worker's task role in a template. */
+function statementsIn(t: Template, role: string): any[] {
+  return (Object.values(t.findResources('AWS::IAM::Policy')) as Resource[])
+    .filter((p) => JSON.stringify(p.Properties.Roles).includes(`${role}TaskTaskRole`))
+    .flatMap((p) => p.Properties.PolicyDocument.Statement);
+}
 type Resource = { Type: string; Properties: Record<string, any> };
 const resources = (type: string): Resource[] => Object.values(template.findResources(type)) as Resource[];
 
@@ -114,18 +138,44 @@ describe('storage', () => {
     });
   });
 
-  it('notifies the raw queue of created objects', () => {
+  it('routes created objects to the raw queue through EventBridge, by source prefix', () => {
     template.hasResourceProperties('Custom::S3BucketNotifications', {
-      NotificationConfiguration: {
-        QueueConfigurations: [Match.objectLike({ Events: ['s3:ObjectCreated:*'] })],
-      },
+      NotificationConfiguration: { EventBridgeConfiguration: {} },
     });
+    const rule = rules(template)[0];
+    assert.deepEqual(rule.EventPattern['detail-type'], ['Object Created']);
+    assert.deepEqual(keyPatterns(rule), ['*AWSLogs/*/vpcflowlogs/*', '*AWSLogs/*/CloudTrail/*', 'dns/*']);
+    assert.match(JSON.stringify(rule.Targets), /RawQueue/);
+    // Digest and Insights files, ALB or Config logs in a shared bucket match none of them.
+    for (const [key, hit] of [
+      ['AWSLogs/o-abc/111122223333/CloudTrail/eu-west-1/2026/11/01/x.json.gz', true],
+      ['AWSLogs/111122223333/vpcflowlogs/eu-west-1/2026/11/01/x.log.gz', true],
+      ['dns/ns1/2026-11-01.pcap', true],
+      ['AWSLogs/111122223333/CloudTrail-Digest/eu-west-1/2026/11/01/x.json.gz', false],
+      ['AWSLogs/111122223333/elasticloadbalancing/eu-west-1/2026/11/01/x.log.gz', false],
+      ['AWSLogs/111122223333/Config/eu-west-1/2026/11/01/x.json.gz', false],
+    ] as const) {
+      assert.equal(keyPatterns(rule).some((p) => wildcard(p, key)), hit, key);
+    }
   });
 
-  it('imports an existing flow log bucket by name and still adds the notification', () => {
+  it('enables only the sources asked for, in the routing and in what the merger may read', () => {
+    const t = synth({ sources: ['cloudtrail'] });
+    assert.deepEqual(keyPatterns(rules(t)[0]), ['*AWSLogs/*/CloudTrail/*']);
+    const read = statementsIn(t, 'Merger').find((st) => st.Sid === 'ReadRawAndManifests');
+    const text = JSON.stringify(read.Resource);
+    assert.match(text, /AWSLogs\/\*\/CloudTrail\/\*/);
+    assert.ok(!text.includes('vpcflowlogs') && !text.includes('dns/'), text);
+    assert.throws(() => synth({ sources: ['alb' as any] }), /unknown source/);
+  });
+
+  it('imports an existing flow log bucket by name and turns on its EventBridge notifications', () => {
     const t = synth({ rawBucketName: 'org-flow-logs' });
     assert.equal(Object.keys(t.findResources('AWS::S3::Bucket')).length, 2, 'output and access logs only');
-    t.hasResourceProperties('Custom::S3BucketNotifications', { BucketName: 'org-flow-logs' });
+    t.hasResourceProperties('Custom::S3BucketNotifications', {
+      BucketName: 'org-flow-logs',
+      NotificationConfiguration: { EventBridgeConfiguration: {} },
+    });
   });
 
   it('expires raw objects when asked', () => {
@@ -386,5 +436,187 @@ describe('query', () => {
       assert.deepEqual(json, table);
       assert.deepEqual(glueTables()[i].StorageDescriptor.Columns, pascal(json.columns));
     });
+  });
+});
+
+describe('organisation deployment', () => {
+  const PIPELINE = { account: '111122223333', region: 'eu-west-1' };
+  const ORG = { ...BASE, rawBucketName: 'org-log-archive', rawBucketAccount: '999988887777', env: PIPELINE };
+  const outputs = (t: Template) => t.toJSON().Outputs as Record<string, { Value: any }>;
+  const joined = (v: any) => JSON.stringify(v);
+
+  it('receives a raw bucket of another account through its EventBridge bus, and says what that account must add', () => {
+    const t = synth({ ...ORG, rawKmsKeyArn: 'arn:aws:kms:eu-west-1:999988887777:key/abcd1234-12ab-34cd-56ef-1234567890ab', deleteMerged: true });
+    t.hasResourceProperties('AWS::Events::EventBusPolicy', {
+      Statement: Match.objectLike({ Action: 'events:PutEvents', Principal: { AWS: Match.anyValue() } }),
+    });
+    assert.match(joined(t.findResources('AWS::Events::EventBusPolicy')), /999988887777:root/);
+    const rule = rules(t)[0];
+    assert.deepEqual(rule.EventPattern.account, ['999988887777']);
+    assert.deepEqual(rule.EventPattern.detail.bucket.name, ['org-log-archive']);
+    assert.equal(Object.keys(t.findResources('Custom::S3BucketNotifications')).length, 0, 'not from this account');
+    t.hasResourceProperties('AWS::IAM::Role', { RoleName: 'flowmerge-merger-task' });
+    const policy = joined(outputs(t).RawBucketPolicyStatement.Value);
+    for (const part of ['s3:GetObject', 's3:DeleteObject', 'role/flowmerge-merger-task', 'org-log-archive/*AWSLogs/*/vpcflowlogs/*']) {
+      assert.ok(policy.includes(part), `${part} in ${policy}`);
+    }
+    assert.match(joined(outputs(t).RawKeyPolicyStatement.Value), /kms:Decrypt/);
+    const decrypt = statementsIn(t, 'Merger').find((st) => st.Sid === 'DecryptRaw');
+    assert.equal(decrypt.Resource, 'arn:aws:kms:eu-west-1:999988887777:key/abcd1234-12ab-34cd-56ef-1234567890ab');
+
+    // The small stack for the bucket's own account.
+    const app = new App();
+    const access = new RawBucketAccessStack(app, 'Access', {
+      env: { account: '999988887777', region: 'eu-west-1' },
+      rawBucketName: 'org-log-archive',
+      pipelineAccount: '111122223333',
+      sources: ['vpcflow', 'cloudtrail'],
+      rawKmsKeyArn: 'arn:aws:kms:eu-west-1:999988887777:key/abcd1234-12ab-34cd-56ef-1234567890ab',
+    });
+    const a = Template.fromStack(access);
+    a.hasResourceProperties('Custom::S3BucketNotifications', {
+      BucketName: 'org-log-archive',
+      NotificationConfiguration: { EventBridgeConfiguration: {} },
+    });
+    const forward = rules(a)[0];
+    assert.deepEqual(keyPatterns(forward), ['*AWSLogs/*/vpcflowlogs/*', '*AWSLogs/*/CloudTrail/*']);
+    assert.match(joined(forward.Targets), /:111122223333:event-bus\/default/);
+    const printed = joined(outputs(a).BucketPolicyStatement.Value);
+    assert.ok(printed.includes('111122223333:role/flowmerge-merger-task') && !printed.includes('DeleteObject'), printed);
+    assert.match(joined(outputs(a).KeyPolicyStatement.Value), /kms:ViaService/);
+    assert.throws(() => synth({ ...BASE, rawBucketAccount: '999988887777' }), /needs rawBucketName/);
+  });
+
+  it('encrypts output, queues, ledger, topic and logs with one customer-managed key when asked', () => {
+    // A customer-managed key on the ledger needs the stack's region (as any deploy has).
+    const t = synth({ kmsKeyArn: 'create', env: PIPELINE });
+    t.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    const keyRef = (v: any) => joined(v).includes('Key');
+    const out = (Object.values(t.findResources('AWS::S3::Bucket')) as Resource[]).filter(
+      (b) => b.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm === 'aws:kms',
+    );
+    assert.equal(out.length, 1, 'the output bucket');
+    for (const q of Object.values(t.findResources('AWS::SQS::Queue')) as Resource[]) assert.ok(keyRef(q.Properties.KmsMasterKeyId));
+    t.hasResourceProperties('AWS::DynamoDB::GlobalTable', { SSESpecification: Match.objectLike({ SSEType: 'KMS' }) });
+    for (const lg of Object.values(t.findResources('AWS::Logs::LogGroup')) as Resource[]) assert.ok(keyRef(lg.Properties.KmsKeyId));
+    t.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+    // By default: AWS-managed keys only.
+    assert.equal(Object.keys(template.findResources('AWS::KMS::Key')).length, 0);
+    for (const q of resources('AWS::SQS::Queue')) assert.equal(q.Properties.SqsManagedSseEnabled, true);
+  });
+
+  it('runs the tasks without public IPs in private subnets, with the VPC endpoints they need', () => {
+    const t = synth({ privateSubnets: true });
+    for (const svc of Object.values(t.findResources('AWS::ECS::Service')) as Resource[]) {
+      assert.equal(svc.Properties.NetworkConfiguration.AwsvpcConfiguration.AssignPublicIp, 'DISABLED');
+    }
+    for (const sn of Object.values(t.findResources('AWS::EC2::Subnet')) as Resource[]) {
+      assert.notEqual(sn.Properties.MapPublicIpOnLaunch, true);
+    }
+    assert.equal(Object.keys(t.findResources('AWS::EC2::InternetGateway')).length, 0);
+    const services = (Object.values(t.findResources('AWS::EC2::VPCEndpoint')) as Resource[]).map((e) => joined(e.Properties.ServiceName));
+    for (const s of ['.s3', '.dynamodb', '.sqs', '.ecr.api', '.ecr.dkr', '.logs', '.xray', '.monitoring']) {
+      assert.ok(services.some((n) => n.includes(s)), `${s} endpoint: ${services}`);
+    }
+    assert.ok(!joined(container(t, 'otel-collector').Image).includes('public.ecr.aws'), 'the collector image is mirrored');
+    for (const svc of resources('AWS::ECS::Service')) {
+      assert.equal(svc.Properties.NetworkConfiguration.AwsvpcConfiguration.AssignPublicIp, 'ENABLED', 'default: public');
+    }
+  });
+
+  it('uses an existing VPC and its subnets', () => {
+    const t = synth({ vpcId: 'vpc-0123', vpcSubnetIds: ['subnet-a', 'subnet-b'], vpcAzs: ['eu-west-1a', 'eu-west-1b'] });
+    assert.equal(Object.keys(t.findResources('AWS::EC2::VPC')).length, 0);
+    for (const svc of Object.values(t.findResources('AWS::ECS::Service')) as Resource[]) {
+      const net = svc.Properties.NetworkConfiguration.AwsvpcConfiguration;
+      assert.deepEqual(net.Subnets, ['subnet-a', 'subnet-b']);
+      assert.equal(net.AssignPublicIp, 'DISABLED');
+    }
+    assert.throws(() => synth({ vpcId: 'vpc-0123' }), /vpcSubnetIds/);
+  });
+
+  it('sends every alarm to a topic (created or given), and alarms on quarantined objects', () => {
+    const alarms = (t: Template) =>
+      (Object.values(t.findResources('AWS::CloudWatch::Alarm')) as Resource[])
+        .map((a) => a.Properties)
+        .filter((a) => !a.Metrics);
+    assert.equal(resources('AWS::SNS::Topic').length, 1);
+    for (const a of alarms(template)) assert.match(joined(a.AlarmActions), /AlarmTopic/, a.AlarmDescription);
+    assert.ok(alarms(template).some((a) => a.MetricName === 'QuarantinedObjects'));
+    template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      FilterPattern: '{ ($.message = "object quarantined") && ($.target = "flowmerge_aws::merger") }',
+    });
+    const given = 'arn:aws:sns:eu-west-1:111122223333:ops-pager';
+    const t = synth({ alarmTopicArn: given });
+    assert.equal(Object.keys(t.findResources('AWS::SNS::Topic')).length, 0);
+    for (const a of alarms(t)) assert.deepEqual(a.AlarmActions, [given]);
+  });
+
+  it('prefixes named resources with the stage, so stages coexist in one account', () => {
+    const names = (stage: string) => {
+      const t = Template.fromStack(new FlowmergeStack(new App(), `Flowmerge-${stage}`, { ...BASE, stage }));
+      const queues = (Object.values(t.findResources('AWS::SQS::Queue')) as Resource[]).map((q) => q.Properties.QueueName);
+      const table = (Object.values(t.findResources('AWS::DynamoDB::GlobalTable')) as Resource[])[0].Properties.TableName;
+      const db = (Object.values(t.findResources('AWS::Glue::Database')) as Resource[])[0].Properties.DatabaseInput.Name;
+      const wg = (Object.values(t.findResources('AWS::Athena::WorkGroup')) as Resource[])[0].Properties.Name;
+      return { queues, table, db, wg };
+    };
+    const dev = names('dev');
+    const prod = names('prod');
+    assert.ok(dev.queues.every((q: string) => q.startsWith('flowmerge-dev-')), dev.queues.join());
+    assert.deepEqual([dev.table, dev.db, dev.wg], ['flowmerge-dev-ledger', 'flowmerge_dev', 'flowmerge-dev']);
+    assert.deepEqual([prod.table, prod.db, prod.wg], ['flowmerge-prod-ledger', 'flowmerge_prod', 'flowmerge-prod']);
+    assert.throws(() => synth({ stage: 'Prod!' }), /stage/);
+  });
+
+  it('versions the output bucket and expires replaced versions after a week', () => {
+    const b = (resources('AWS::S3::Bucket') as Resource[]).find((x) => x.Properties.VersioningConfiguration);
+    assert.equal(b?.Properties.VersioningConfiguration.Status, 'Enabled');
+    assert.ok(
+      b?.Properties.LifecycleConfiguration.Rules.some((r: any) => r.NoncurrentVersionExpiration?.NoncurrentDays === 7),
+    );
+  });
+
+  it('keeps minMappers/minMergers tasks running when asked', () => {
+    const t = synth({ minMappers: 1, minMergers: 2 });
+    const mins = (Object.values(t.findResources('AWS::ApplicationAutoScaling::ScalableTarget')) as Resource[])
+      .map((x) => x.Properties.MinCapacity)
+      .sort();
+    assert.deepEqual(mins, [1, 2]);
+    assert.deepEqual(
+      (Object.values(t.findResources('AWS::ECS::Service')) as Resource[]).map((x) => x.Properties.DesiredCount).sort(),
+      [1, 2],
+    );
+    assert.throws(() => synth({ minMergers: 9 }), /must not exceed/);
+  });
+
+  it('passes cdk-nag with every option at once, and in the raw bucket account', () => {
+    const app = new App();
+    new FlowmergeStack(app, 'Everything', {
+      ...ORG,
+      rawKmsKeyArn: 'arn:aws:kms:eu-west-1:999988887777:key/abcd1234-12ab-34cd-56ef-1234567890ab',
+      kmsKeyArn: 'create',
+      privateSubnets: true,
+      stage: 'prod',
+      deleteMerged: true,
+      minMergers: 1,
+      sources: ['vpcflow', 'cloudtrail'],
+    });
+    new FlowmergeStack(app, 'ExistingVpc', {
+      ...BASE,
+      env: PIPELINE,
+      vpcId: 'vpc-0123456789abcdef0',
+      vpcSubnetIds: ['subnet-0123456789abcdef0'],
+      vpcAzs: ['eu-west-1a'],
+      alarmTopicArn: 'arn:aws:sns:eu-west-1:111122223333:ops',
+      kmsKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+    });
+    new RawBucketAccessStack(app, 'Access', {
+      env: { account: '999988887777', region: 'eu-west-1' },
+      rawBucketName: 'org-log-archive',
+      pipelineAccount: '111122223333',
+    });
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    assert.doesNotThrow(() => app.synth());
   });
 });
