@@ -20,7 +20,7 @@ RUN cargo chef cook --release --locked --package flowmerge-cli --recipe-path rec
 COPY . .
 # The image also carries the flowmerge CLI (compose's init and seed services run it).
 RUN cargo build --release --locked --package flowmerge-cli --bin flowmerge-mapper --bin flowmerge \
-    && install -m 0755 target/release/flowmerge-mapper target/release/flowmerge /usr/local/bin/
+    && install -s -m 0755 target/release/flowmerge-mapper target/release/flowmerge /usr/local/bin/
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 ARG VERSION=0.1.0

@@ -215,7 +215,7 @@ pub const VARIABLES: &[Var] = &[
         Merger,
         Some("false"),
         Kind::Bool,
-        "delete each raw object once its batch is committed (never before; quarantined objects are kept)",
+        "delete each raw object once its batch is committed (never before; quarantined objects are kept; a merger killed between the commit and the deletes leaves those objects to the bucket's lifecycle)",
     ),
     var(
         "FLOWMERGE_ROLLUP_QUEUE_URL",

@@ -534,6 +534,28 @@ fn object_pks(bucket: &str, objects: &[ObjectRef]) -> Vec<String> {
         .collect()
 }
 
+type UpdateResult = std::result::Result<
+    aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+    SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+>;
+
+/// A conditional `UpdateItem`'s outcome: its output, or `None` when its condition failed.
+fn conditional(
+    out: UpdateResult,
+    operation: &'static str,
+) -> Result<Option<aws_sdk_dynamodb::operation::update_item::UpdateItemOutput>> {
+    match out {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if is_condition_failure(&e, |e| e.is_conditional_check_failed_exception()) => {
+            Ok(None)
+        }
+        Err(e) => Err(AwsError::api(operation, e)),
+    }
+}
+
 /// The ledger item of a rollup partition: `rollup#<partition>`. It has no TTL: a rollup's record
 /// says which of its outputs are data, so it must outlive them.
 fn rollup_pk(partition: &str) -> String {
@@ -569,13 +591,10 @@ impl RollupLedger for DynamoLedger {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
-        let item = match out {
-            Ok(o) => o.attributes.unwrap_or_default(),
-            Err(e) if is_condition_failure(&e, |e| e.is_conditional_check_failed_exception()) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(AwsError::api("dynamodb:UpdateItem(rollup lease)", e).into()),
+        let Some(out) = conditional(out, "dynamodb:UpdateItem(rollup lease)")? else {
+            return Ok(None);
         };
+        let item = out.attributes.unwrap_or_default();
         let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
         let num = |k: &str| {
             item.get(k)
@@ -640,13 +659,7 @@ impl RollupLedger for DynamoLedger {
             .expression_attribute_values(":o", s(owner))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e, |e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(e) => Err(AwsError::api("dynamodb:UpdateItem(rollup)", e).into()),
-        }
+        Ok(conditional(out, "dynamodb:UpdateItem(rollup)")?.is_some())
     }
 
     async fn release_partition(
@@ -666,13 +679,8 @@ impl RollupLedger for DynamoLedger {
             .expression_attribute_values(":o", s(owner))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            // Not ours (any more): nothing to release.
-            Err(e) if is_condition_failure(&e, |e| e.is_conditional_check_failed_exception()) => {
-                Ok(())
-            }
-            Err(e) => Err(AwsError::api("dynamodb:UpdateItem(rollup release)", e).into()),
-        }
+        // `None`: not ours (any more), nothing to release.
+        conditional(out, "dynamodb:UpdateItem(rollup release)")?;
+        Ok(())
     }
 }

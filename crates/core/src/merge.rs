@@ -14,6 +14,10 @@ const SORT_PREFIX: &[&str] = &["account_id", "interface_id", "srcaddr", "dstaddr
 pub enum Finish {
     Partial,
     Final,
+    /// The rows are known to be unique per merge key already (a rollup of files whose windows do
+    /// not overlap): no aggregation, only the final column order and sort — the same frame
+    /// [`Finish::Final`] would give, without hashing every row.
+    Sorted,
 }
 
 /// Merges frames of raw records (no `merged_records` column: each row counts 1) and/or of earlier
@@ -74,14 +78,16 @@ pub fn merge_plan(frames: Vec<DataFrame>, finish: Finish) -> PolarsResult<LazyFr
         .collect();
     let order: Vec<Expr> = columns.iter().map(|(n, _)| col(n.clone())).collect();
 
-    let merged = if keys.is_empty() {
+    let merged = if finish == Finish::Sorted {
+        union
+    } else if keys.is_empty() {
         union.select(aggs)
     } else {
         union.group_by(keys).agg(aggs)
     };
     Ok(match finish {
         Finish::Partial => merged,
-        Finish::Final => {
+        Finish::Final | Finish::Sorted => {
             let mut by: Vec<PlSmallStr> = SORT_PREFIX
                 .iter()
                 .filter(|c| columns.iter().any(|(n, _)| n == *c))
@@ -124,5 +130,40 @@ fn aggregate(name: &PlSmallStr, dtype: &DataType) -> Option<Expr> {
         Role::BitOr => Some(guarded(c().bitwise_or())),
         Role::Min => Some(c().min().alias(name.clone())),
         Role::Max => Some(c().max().alias(name.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two already-merged frames of other windows, nulls and an extra column in one: skipping the
+    /// aggregation (`Sorted`) gives exactly the frame the aggregation gives.
+    #[test]
+    fn sorted_equals_final_when_rows_are_unique_per_key() {
+        let a = df!(
+            "account_id" => ["2", "1", "1"],
+            "srcaddr" => [Some("10.0.0.2"), None, Some("10.0.0.1")],
+            "packets" => [Some(5i64), None, Some(7)],
+            "tcp_flags" => [Some(2i32), Some(18), None],
+            "window_start" => [300i64, 300, 300],
+            "merged_records" => [2i64, 1, 3],
+        )
+        .unwrap();
+        let b = df!(
+            "account_id" => ["1", "1"],
+            "srcaddr" => [Some("10.0.0.1"), Some("10.0.0.9")],
+            "packets" => [Some(1i64), Some(4)],
+            "tcp_flags" => [Some(1i32), Some(2)],
+            "vpc_id" => ["vpc-1", "vpc-2"],
+            "window_start" => [600i64, 600],
+            "merged_records" => [1i64, 1],
+        )
+        .unwrap();
+        let merged = merge_frames(vec![a.clone(), b.clone()], Finish::Final).unwrap();
+        let sorted = merge_frames(vec![a, b], Finish::Sorted).unwrap();
+        assert_eq!(merged.schema(), sorted.schema());
+        assert!(merged.equals_missing(&sorted), "{merged}\n{sorted}");
+        assert_eq!(sorted.height(), 5);
     }
 }

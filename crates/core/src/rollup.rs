@@ -454,11 +454,9 @@ async fn roll(
                 .await?;
                 recovered = true;
             }
-            RollupState::Done | RollupState::Aborted => {
-                if rec.state == RollupState::Aborted {
-                    writing_id = Some(rec.id);
-                }
-            }
+            // An abandoned attempt's files (a runner that outlived its lease) are not data.
+            RollupState::Aborted => writing_id = Some(rec.id),
+            RollupState::Done => {}
         }
     }
 

@@ -435,16 +435,7 @@ impl SqliteLedger {
 type BatchRow = (String, String, String, i64, String, i64, i64, String);
 
 fn record_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
+    BatchRow::try_from(r)
 }
 
 fn source_of(id: &str, s: &str) -> Result<SourceKind, LedgerError> {
@@ -700,18 +691,7 @@ impl RollupLedger for SqliteLedger {
                         "SELECT partition, rollup_id, state, source, outputs, replaced, inputs,
                            rows_out FROM rollups WHERE partition = ?1",
                         [&p],
-                        |r| {
-                            Ok((
-                                r.get(0)?,
-                                r.get(1)?,
-                                r.get(2)?,
-                                r.get(3)?,
-                                r.get(4)?,
-                                r.get(5)?,
-                                r.get(6)?,
-                                r.get(7)?,
-                            ))
-                        },
+                        |r| RollupRow::try_from(r),
                     )?),
                 };
                 tx.commit()?;

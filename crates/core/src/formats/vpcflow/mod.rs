@@ -55,7 +55,13 @@ impl Source for VpcFlow {
             .into_iter()
             .map(|(name, df)| Self::windowed(&name, df, opts.merge_window))
             .collect::<Result<Vec<_>>>()?;
-        Ok(merge_frames(frames, Finish::Final)?)
+        // Rows are unique per key and window within a file, so when no window is in two files
+        // (no late batch, no coarser merge window) there is nothing to merge: only sort.
+        let finish = match windows_disjoint(&frames)? {
+            true => Finish::Sorted,
+            false => Finish::Final,
+        };
+        Ok(merge_frames(frames, finish)?)
     }
 }
 
@@ -89,6 +95,20 @@ impl VpcFlow {
                 .collect()?,
         })
     }
+}
+
+/// Whether no `window_start` value occurs in more than one frame.
+fn windows_disjoint(frames: &[DataFrame]) -> PolarsResult<bool> {
+    let mut seen = std::collections::HashSet::new();
+    for df in frames {
+        let windows = df.column(fields::WINDOW_START)?.unique()?;
+        for w in windows.i64()?.iter() {
+            if !seen.insert(w) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// Adds the `window_start` column (every row of a batch has its window) in its canonical place,

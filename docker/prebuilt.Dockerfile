@@ -1,0 +1,9 @@
+# The runtime stage of docker/{mapper,merger}.Dockerfile alone, around binaries built outside
+# Docker: what CI runs on every change (scripts/test-containers.sh --prebuilt BIN_DIR) without the
+# release build inside the image. The build context holds `flowmerge` and the worker binary as
+# `flowmerge-worker`; the script makes it. Not for production: build the real Dockerfiles.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY flowmerge flowmerge-worker /usr/local/bin/
+# distroless "nonroot"
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/flowmerge-worker"]
