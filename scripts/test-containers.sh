@@ -85,7 +85,8 @@ for w in mapper merger; do
     version=$(docker run --rm --read-only "$img" --version) || fail "$img --version"
     [[ "$version" == "flowmerge-$w "* ]] || fail "$img --version printed: $version"
     set +e
-    err=$(docker run --rm --read-only -e AWS_REGION=us-east-1 "$img" 2>&1 >/dev/null); code=$?
+    # The workers log JSON lines to stdout (to stderr on a terminal): the error is in either.
+    err=$(docker run --rm --read-only -e AWS_REGION=us-east-1 "$img" 2>&1); code=$?
     set -e
     [ "$code" -eq 1 ] || fail "$img without configuration exited $code, not 1: $err"
     required=$([ "$w" = mapper ] && echo FLOWMERGE_RAW_QUEUE_URL || echo FLOWMERGE_MERGE_QUEUE_URL)
@@ -131,7 +132,7 @@ while True:
         paths = []
         for i, k in enumerate(files):
             p = os.path.join(d, f"{i}.parquet"); s3.download_file("flowmerge-output", k, p); paths.append(p)
-        got = duckdb.sql(f"SELECT sum(merged_records) FROM read_parquet({paths!r})").fetchone()[0] or 0
+        got = duckdb.sql(f"SELECT sum(merged_records) FROM read_parquet({paths!r})").fetchall()[0][0] or 0
     if got == expected:
         print(f"ok   {len(raw)} objects, {expected} records uploaded: {got} merged records in {len(files)} Parquet files (read with DuckDB)")
         break
