@@ -8,7 +8,8 @@
 # workers with exit code 0 inside the stop grace period, and `down -v` leave nothing running.
 #
 # Usage: scripts/test-containers.sh            build the images from the Dockerfiles (cold: ~75 min
-#                                              on 2 cores; a code-only change: a few minutes)
+#                                              on 2 cores with the code-change check; a code-only
+#                                              change alone: ~20 min, mostly the thin-LTO link)
 #        scripts/test-containers.sh --built   the checks and the compose run on the images as tagged
 #        scripts/test-containers.sh --prebuilt BIN_DIR
 #                                              the same checks and compose run with images made
