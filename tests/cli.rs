@@ -49,6 +49,117 @@ fn compact_conserves_generated_v2_and_v5_data_per_window() {
     assert!(names[0].starts_with("vpcflowlogs/year=2026/month=11/day=01/hour=00/20261101T0000Z-"));
 }
 
+/// Hostile objects beside good ones, under a memory limit small enough that the good ones'
+/// folded keys spill and their window is written in sorted parts: every hostile object is
+/// quarantined with its reason, every good record lands once, and the same run again gives the
+/// same bytes.
+#[test]
+fn hostile_objects_are_quarantined_and_a_spilled_batch_conserves() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    generate(
+        &raw,
+        "--accounts 3 --minutes 5 --files-per-minute 2 --records-per-file 2000",
+    );
+    let good = files(&raw);
+    let dir = good[0].parent().unwrap().to_path_buf();
+    let name = |tag: &str, ext: &str| {
+        dir.join(format!(
+            "123456789012_vpcflowlogs_us-east-1_fl-bad_20261101T0001Z_{tag}.{ext}"
+        ))
+    };
+    let gzip = |data: &mut dyn FnMut(&mut dyn Write)| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        data(&mut e);
+        e.finish().unwrap()
+    };
+    // 256 MiB of zeros in 256 KiB, as a flow log and (whole-object decoding) as CloudTrail.
+    let bomb = gzip(&mut |w| {
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..256 {
+            w.write_all(&zeros).unwrap();
+        }
+    });
+    std::fs::write(name("bomb", "log.gz"), &bomb).unwrap();
+    std::fs::create_dir_all(raw.join("exports")).unwrap();
+    std::fs::write(raw.join("exports/trail-bomb.json.gz"), &bomb).unwrap();
+    // A header, then a 100 MiB line.
+    let long = gzip(&mut |w| {
+        w.write_all(b"version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n").unwrap();
+        let chunk = b"2 123456789012 eni-1 10.0.0.1 ".repeat(1 << 15);
+        for _ in 0..(100 << 20) / chunk.len() {
+            w.write_all(&chunk).unwrap();
+        }
+    });
+    std::fs::write(name("long-line", "log.gz"), &long).unwrap();
+    // A bit flipped in a good object's deflate stream.
+    let mut flipped = std::fs::read(&good[0]).unwrap();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x10;
+    std::fs::write(name("flipped", "log.gz"), &flipped).unwrap();
+
+    let out = tmp.path().join("out");
+    let spill = tmp.path().join("spill");
+    let tight = [
+        "--memory-limit",
+        "2MiB",
+        "--concurrency",
+        "1",
+        "--spill-dir",
+        spill.to_str().unwrap(),
+    ];
+    let (code, s) = compact(&raw, &out, &tight);
+    assert_eq!(code, 3, "quarantine exit code: {s}");
+    let reasons: Vec<String> = s["quarantined"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    let has = |tag: &str, what: &str| {
+        assert!(
+            reasons.iter().any(|r| r.contains(tag) && r.contains(what)),
+            "{tag}: {what} in {reasons:?}"
+        )
+    };
+    has("_bomb.log.gz:1", "longer than 1048576 bytes");
+    has("trail-bomb.json.gz", "decodes to more than 16");
+    has("_long-line.log.gz:2", "longer than 1048576 bytes");
+    has("_flipped.log.gz", "gzip");
+    assert_conserved(&good, &out);
+    assert_eq!(
+        std::fs::read_dir(&spill).unwrap().count(),
+        0,
+        "spill folders are removed"
+    );
+
+    // Written in sorted parts (more rows than 2 MiB sorts at once), and deterministically so.
+    let sorted_rows = (2 << 20) / flowmerge_core::memory::ROW_BYTES as usize;
+    assert!(
+        parquet_files(&out)
+            .iter()
+            .any(|f| read_parquet(f).height() > sorted_rows),
+        "a window larger than one sort"
+    );
+    let first: Vec<Vec<u8>> = parquet_files(&out)
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    let again = tmp.path().join("again");
+    let (code, _) = compact(&raw, &again, &tight);
+    assert_eq!(code, 3);
+    let second: Vec<Vec<u8>> = parquet_files(&again)
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    assert!(
+        first == second,
+        "the same batch and limit give the same bytes"
+    );
+}
+
 #[test]
 fn bad_objects_are_quarantined_and_everything_else_lands() {
     let tmp = tempfile::tempdir().unwrap();

@@ -4,11 +4,12 @@
 
 use std::collections::HashSet;
 
+use flowmerge_core::formats::decode::DecodeLimits;
 use flowmerge_core::formats::cloudtrail::{merge, read_object};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(read) = read_object("fuzz.json", data) else {
+    let Ok(read) = read_object("fuzz.json", data, &DecodeLimits::default()) else {
         return;
     };
     let ids: HashSet<String> = read.events.iter().map(|e| e.event_id.clone()).collect();

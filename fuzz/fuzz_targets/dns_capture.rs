@@ -2,11 +2,12 @@
 //! panic, and every row lands in a partition of the right shape.
 #![no_main]
 
+use flowmerge_core::formats::decode::DecodeLimits;
 use flowmerge_core::formats::dns::{DnsOptions, merge, read_object};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(read) = read_object("dns/ns1/fuzz.pcap", data, &DnsOptions::default()) else {
+    let Ok(read) = read_object("dns/ns1/fuzz.pcap", data, &DnsOptions::default(), &DecodeLimits::default()) else {
         return;
     };
     let rows = read.rows.len();

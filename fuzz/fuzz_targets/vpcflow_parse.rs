@@ -2,6 +2,7 @@
 //! never a panic, and both paths agree on the record count.
 #![no_main]
 
+use flowmerge_core::formats::decode::DecodeLimits;
 use flowmerge_core::formats::vpcflow::{Combiner, ParseOptions, combine_object, parse_object};
 use libfuzzer_sys::fuzz_target;
 
@@ -9,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let opts = ParseOptions::default();
     let parsed = parse_object("fuzz.log", data, &opts);
     let mut combiner = Combiner::default();
-    let combined = combine_object("fuzz.log", data, &opts, &mut combiner);
+    let combined = combine_object("fuzz.log", data, &opts, &DecodeLimits::default(), &mut combiner);
     match (parsed, combined) {
         (Ok(p), Ok(c)) => {
             assert_eq!(p.records, c.records);

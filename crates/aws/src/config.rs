@@ -13,6 +13,7 @@ use bytesize::ByteSize;
 use flowmerge_core::BatchLimits;
 use flowmerge_core::formats::dns::DnsOptions;
 use flowmerge_core::formats::vpcflow::ParseOptions;
+use flowmerge_core::memory::{MemoryLimits, default_memory_limit};
 use flowmerge_core::store::split_s3_url;
 use flowmerge_core::window::window_size;
 use serde::Deserialize;
@@ -181,6 +182,27 @@ pub const VARIABLES: &[Var] = &[
         Some("16"),
         Kind::Count,
         "objects fetched at once per job",
+    ),
+    var(
+        "FLOWMERGE_MEMORY_LIMIT",
+        Merger,
+        None,
+        Kind::Size,
+        "peak memory of the jobs merged at once, split between them; beyond it folded flow keys spill to FLOWMERGE_SPILL_DIR; unset: 60% of the task's cgroup memory limit",
+    ),
+    var(
+        "FLOWMERGE_SPILL_DIR",
+        Merger,
+        None,
+        Kind::Text,
+        "local folder merges spill to; unset: the system's temporary folder",
+    ),
+    var(
+        "FLOWMERGE_MAX_OBJECT_SIZE",
+        Merger,
+        None,
+        Kind::Size,
+        "an object that decodes to more is quarantined; unset: a quarter of the job's memory limit per parsing thread (at least 16MiB)",
     ),
     var(
         "FLOWMERGE_FORMAT",
@@ -447,6 +469,8 @@ pub struct MergerConfig {
     pub drain_timeout: Duration,
     /// Delete raw objects once their batch is committed.
     pub delete_merged: bool,
+    /// Each job's memory bound (the limit split between the jobs merged at once).
+    pub memory: MemoryLimits,
     /// Rollup jobs, if this merger runs them.
     pub rollup: Option<RollupConfig>,
 }
@@ -494,6 +518,9 @@ struct MapperVars {
 struct MergerVars {
     merger_concurrency: usize,
     fetch_concurrency: usize,
+    memory_limit: Option<ByteSize>,
+    spill_dir: Option<std::path::PathBuf>,
+    max_object_size: Option<ByteSize>,
     format: Option<String>,
     dns_ports: String,
     #[serde(with = "humantime_serde")]
@@ -635,6 +662,13 @@ impl Env {
             },
             drain_timeout: w.drain_timeout,
             delete_merged: w.delete_merged,
+            memory: MemoryLimits::new(
+                w.memory_limit
+                    .map_or_else(default_memory_limit, |b| b.as_u64())
+                    / w.merger_concurrency.max(1) as u64,
+                w.spill_dir,
+                w.max_object_size.map(|b| b.as_u64()),
+            ),
             rollup: match w.rollup_queue_url {
                 None => None,
                 Some(queue_url) => Some(RollupConfig {

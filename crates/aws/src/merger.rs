@@ -322,6 +322,7 @@ impl Merger {
             output_prefix: self.cfg.common.output.prefix.clone(),
             progress: None,
             delete_merged: self.cfg.delete_merged,
+            memory: self.cfg.memory.clone(),
         };
         let ledger = DynamoCommitLedger {
             ledger: self.ledger.clone(),

@@ -17,6 +17,7 @@ use flowmerge_core::exec::{
 };
 use flowmerge_core::formats::dns::DnsOptions;
 use flowmerge_core::formats::vpcflow::ParseOptions;
+use flowmerge_core::memory::{MemoryLimits, default_memory_limit};
 use flowmerge_core::ports::{BatchState, ClaimLedger, JobQueue};
 use flowmerge_core::source::{Class, SNIFF_BYTES, classify_key, sniff};
 use flowmerge_core::store::key_path;
@@ -105,6 +106,18 @@ pub struct CompactArgs {
     /// the next run.
     #[arg(long)]
     pub delete_merged: bool,
+    /// Peak memory of the batches merged at once (split between them), e.g. 768MiB or 4GiB.
+    /// Beyond it folded flow keys spill to --spill-dir [default: 60% of the cgroup's memory
+    /// limit, or of the machine's memory].
+    #[arg(long, value_parser = crate::rollup::size_arg, value_name = "SIZE")]
+    pub memory_limit: Option<u64>,
+    /// Where merges spill [default: the system's temporary folder].
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<std::path::PathBuf>,
+    /// An object that decodes to more than this is quarantined [default: a quarter of a
+    /// batch's memory limit per parsing thread, at least 16MiB].
+    #[arg(long, value_parser = crate::rollup::size_arg, value_name = "SIZE")]
+    pub max_object_size: Option<u64>,
     /// Print the summary as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -321,6 +334,11 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
         output_prefix: output.prefix.clone(),
         progress: Some(progress_hook(&progress, total_objects)),
         delete_merged: args.delete_merged,
+        memory: MemoryLimits::new(
+            args.memory_limit.unwrap_or_else(default_memory_limit) / args.concurrency as u64,
+            args.spill_dir.clone(),
+            args.max_object_size,
+        ),
     };
 
     let workers: Vec<_> = (0..args.concurrency)

@@ -31,7 +31,8 @@ fn duration_arg(text: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))
 }
 
-fn size_arg(text: &str) -> std::result::Result<u64, String> {
+/// A size with its unit (`512MiB`, `1GiB`, or bytes), more than 0.
+pub(crate) fn size_arg(text: &str) -> std::result::Result<u64, String> {
     match text.parse::<bytesize::ByteSize>() {
         Ok(b) if b.as_u64() > 0 => Ok(b.as_u64()),
         Ok(_) => Err("must be more than 0".into()),

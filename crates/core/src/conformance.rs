@@ -68,6 +68,7 @@ where
         output_prefix: scope.to_owned(),
         progress: None,
         delete_merged: false,
+        memory: Default::default(),
     };
 
     // A batch with a bad object: merged, the bad object quarantined, committed.

@@ -29,6 +29,9 @@ pub enum Error {
     /// A rollup could not read one of its own inputs.
     #[error("rollup: {0}")]
     Rollup(String),
+    /// Local disk for spilling could not be used.
+    #[error("spill: {0}")]
+    Spill(String),
     #[error("task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }

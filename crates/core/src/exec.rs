@@ -21,8 +21,9 @@ use crate::fault;
 use crate::formats::vpcflow::ParseOptions;
 use crate::job::is_raw_log_key;
 use crate::layout::output_key;
+use crate::memory::{MemoryLimits, SpillDir};
 use crate::ports::CommitLedger;
-use crate::source::Fetched;
+use crate::source::{Arrival, Incoming, Rows};
 use crate::store::key_path;
 use crate::window::Window;
 
@@ -40,6 +41,8 @@ pub struct ExecOptions {
     pub progress: Option<ProgressHook>,
     /// Delete the batch's raw objects (all but the quarantined) once it is committed.
     pub delete_merged: bool,
+    /// The batch's memory bound and spill folder.
+    pub memory: MemoryLimits,
 }
 
 /// Called with each object read: its raw bytes and its records (0 if it was quarantined). Called
@@ -184,32 +187,52 @@ pub async fn run_batch(
         bytes = batch.bytes(),
         concurrency = opts.fetch_concurrency
     );
-    let fetched: Vec<Fetched> =
-        futures::stream::iter(batch.objects.iter().cloned())
-            .map(|o| {
-                let input = Arc::clone(&input);
-                async move {
-                    match fetch(&*input, &o.key).await {
-                        Ok(body) => Ok((o, Ok(body))),
-                        Err(FetchError::Gone(reason)) => Ok((o, Err(reason))),
-                        Err(FetchError::Transient(e)) => {
-                            tracing::warn!(key = %o.key, error = %e, "fetch failed: the batch will be retried");
-                            Err(crate::Error::Fetch {
-                                key: o.key.clone(),
-                                source: e,
-                            })
-                        }
+    // Objects are fetched while earlier ones are parsed: at most `read_ahead_bytes` of fetched
+    // bytes wait at once (an object larger than that is fetched alone).
+    let budget = opts.memory.read_ahead_bytes;
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        permits_of(budget, budget) as usize
+    ));
+    let (tx, rx) = tokio::sync::mpsc::channel(opts.fetch_concurrency.max(1));
+    let objects = batch.objects.clone();
+    let concurrency = opts.fetch_concurrency.max(1);
+    let fetching = tokio::spawn(
+        async move {
+            let mut arrivals = futures::stream::iter(objects.into_iter().enumerate())
+                .map(|(index, o)| {
+                    let (input, permits) = (Arc::clone(&input), Arc::clone(&permits));
+                    async move {
+                        let permit = permits
+                            .acquire_many_owned(permits_of(o.size, budget))
+                            .await
+                            .ok();
+                        let fetched = match fetch(&*input, &o.key).await {
+                            Ok(body) => (o, Ok(body)),
+                            Err(FetchError::Gone(reason)) => (o, Err(reason)),
+                            Err(FetchError::Transient(e)) => {
+                                tracing::warn!(key = %o.key, error = %e, "fetch failed: the batch will be retried");
+                                return Err(crate::Error::Fetch { key: o.key.clone(), source: e });
+                            }
+                        };
+                        Ok(Arrival { index, fetched, permit })
                     }
+                })
+                .buffered(concurrency);
+            while let Some(arrival) = arrivals.next().await {
+                let failed = arrival.is_err();
+                // The reader has stopped (it failed): nothing more to fetch.
+                if tx.send(arrival).await.is_err() || failed {
+                    break;
                 }
-            })
-            .buffered(opts.fetch_concurrency.max(1))
-            .try_collect()
-            .instrument(fetch_span)
-            .await?;
+            }
+        }
+        .instrument(fetch_span),
+    );
 
     let read = crate::source::ReadOptions {
         vpcflow: opts.parse.clone(),
         dns: opts.dns.clone(),
+        memory: opts.memory.clone(),
     };
     let progress = opts.progress.clone();
     let source = batch.source.source();
@@ -217,14 +240,14 @@ pub async fn run_batch(
     let merge_span = tracing::info_span!(
         "parse and merge",
         source = %batch.source,
-        objects = fetched.len(),
+        objects = batch.objects.len(),
         records_in = tracing::field::Empty,
         rows_out = tracing::field::Empty,
         quarantined = tracing::field::Empty
     );
     let merged = tokio::task::spawn_blocking(move || {
         let _entered = merge_span.enter();
-        let r = source.merge(window, fetched, &read, progress.as_ref());
+        let r = source.merge(window, Incoming::new(rx), &read, progress.as_ref());
         if let Ok(m) = &r {
             merge_span.record("records_in", m.report.records_in);
             merge_span.record(
@@ -235,25 +258,29 @@ pub async fn run_batch(
         }
         r
     })
-    .await??;
+    .await;
+    // The reader is done (or failed): stop fetching what it will not read.
+    fetching.abort();
+    let merged = merged??;
     let mut report = merged.report;
     report.batch_id = Some(batch.id.clone());
     report.window = Some(batch.window);
     report.objects = batch.objects.len() as u64;
 
-    for (partition, mut df) in merged.partitions {
-        if df.height() == 0 {
+    for (partition, rows) in merged.partitions {
+        let height = rows.height();
+        if height == 0 {
             continue;
         }
-        report.rows_out += df.height() as u64;
+        report.rows_out += height as u64;
         let key = output_key(&opts.output_prefix, source.dataset(), &partition, batch);
         let write_span = tracing::info_span!(
             "write",
             key = %key,
-            rows = df.height(),
+            rows = height,
             bytes = tracing::field::Empty
         );
-        let body = tokio::task::spawn_blocking(move || write_parquet(&mut df))
+        let body = tokio::task::spawn_blocking(move || write_rows(rows))
             .instrument(write_span.clone())
             .await??;
         report.bytes_out += body.len() as u64;
@@ -279,15 +306,57 @@ async fn fetch(store: &dyn ObjectStore, key: &str) -> std::result::Result<Bytes,
     })
 }
 
+/// The read-ahead permits an object of `size` bytes takes (KiB; at most the whole budget, so a
+/// large object is fetched alone rather than never).
+fn permits_of(size: u64, budget: u64) -> u32 {
+    (size.min(budget) / 1024).clamp(1, u64::from(u32::MAX >> 4)) as u32
+}
+
 /// zstd Parquet with full statistics.
 pub fn write_parquet(df: &mut DataFrame) -> Result<Vec<u8>> {
     let mut body = Vec::new();
-    ParquetWriter::new(&mut body)
-        .with_compression(ParquetCompression::Zstd(None))
-        .with_statistics(StatisticsOptions::full())
-        .finish(df)?;
+    output_writer(&mut body).finish(df)?;
     Ok(body)
 }
+
+fn output_writer(body: &mut Vec<u8>) -> ParquetWriter<&mut Vec<u8>> {
+    ParquetWriter::new(body)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::full())
+}
+
+/// A partition's rows as one Parquet file: a frame as [`write_parquet`] writes it, or spilled
+/// parts read back one at a time and written in order, each as its own row groups.
+fn write_rows(rows: Rows) -> Result<Vec<u8>> {
+    let (files, _dir) = match rows {
+        Rows::Frame(mut df) => return write_parquet(&mut df),
+        Rows::Parts { files, dir, .. } => (files, dir),
+    };
+    let mut body = Vec::new();
+    let mut files = files.iter();
+    let Some(first) = files.next() else {
+        return Ok(body);
+    };
+    let mut part = SpillDir::read(first)?;
+    let mut writer = output_writer(&mut body).batched(part.schema())?;
+    loop {
+        part.rechunk_mut();
+        if part.height() > 0 {
+            let chunked = polars::frame::chunk_df_for_writing(&mut part, ROW_GROUP_ROWS)?;
+            writer.write_batch(&chunked)?;
+        }
+        match files.next() {
+            Some(file) => part = SpillDir::read(file)?,
+            None => break,
+        }
+    }
+    writer.finish()?;
+    drop(writer);
+    Ok(body)
+}
+
+/// Rows per row group: polars' default, which [`write_parquet`] uses too.
+const ROW_GROUP_ROWS: usize = 512 * 512;
 
 /// Lists every raw log object under `prefix` (recursively), skipping `_`/`.`-prefixed folders
 /// and files such as our own `_flowmerge/` work area, and Parquet output.

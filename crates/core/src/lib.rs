@@ -10,6 +10,7 @@ pub mod fault;
 pub mod formats;
 pub mod job;
 pub mod layout;
+pub mod memory;
 pub mod merge;
 pub mod ports;
 pub mod rollup;

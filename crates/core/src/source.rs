@@ -17,16 +17,85 @@ use crate::exec::{BatchReport, ProgressHook, Quarantined};
 use crate::formats::cloudtrail;
 use crate::formats::dns::{self, DnsOptions};
 use crate::formats::vpcflow::ParseOptions;
+use crate::memory::MemoryLimits;
 use crate::window::Window;
 
 /// A fetched object: its bytes, or why it could not be read (quarantined).
 pub type Fetched = (ObjectRef, std::result::Result<Bytes, String>);
 
+/// One object of a batch as it arrives from the fetch: its place in the batch, its bytes, and
+/// its share of the read-ahead budget, given back when the object is dropped after reading.
+pub struct Arrival {
+    pub index: usize,
+    pub fetched: Fetched,
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// A batch's objects in the order they are fetched, while later ones are still being fetched
+/// (bounded read-ahead). An `Err` is a fetch that failed for a reason that is not the object's
+/// (throttling, a timeout): the batch fails, and nothing after it is read.
+pub struct Incoming {
+    rx: tokio::sync::mpsc::Receiver<Result<Arrival>>,
+}
+
+impl Incoming {
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Result<Arrival>>) -> Self {
+        Self { rx }
+    }
+
+    /// Objects fetched already (tests, tools).
+    pub fn from_fetched(fetched: Vec<Fetched>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(fetched.len().max(1));
+        for (index, fetched) in fetched.into_iter().enumerate() {
+            // The channel holds them all: this never waits nor fails.
+            let _ = tx.try_send(Ok(Arrival {
+                index,
+                fetched,
+                permit: None,
+            }));
+        }
+        Self { rx }
+    }
+}
+
+impl Iterator for Incoming {
+    type Item = Result<Arrival>;
+
+    /// Blocks until the next object is fetched (call it off the async runtime).
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.blocking_recv()
+    }
+}
+
+/// Rows of one partition of a batch.
+#[derive(Debug)]
+pub enum Rows {
+    /// One frame, written as it is.
+    Frame(DataFrame),
+    /// Parts spilled to local disk, each sorted, written in order as the file's row groups (a
+    /// window with more rows than the memory limit sorts at once).
+    Parts {
+        files: Vec<std::path::PathBuf>,
+        rows: usize,
+        /// Keeps the files until they are written.
+        dir: std::sync::Arc<crate::memory::SpillDir>,
+    },
+}
+
+impl Rows {
+    pub fn height(&self) -> usize {
+        match self {
+            Rows::Frame(df) => df.height(),
+            Rows::Parts { rows, .. } => *rows,
+        }
+    }
+}
+
 /// A batch's rows, per partition of its table.
 #[derive(Debug, Default)]
 pub struct Merged {
     /// `(partition path below the table folder, rows)`, e.g. `year=2026/month=11/day=01`.
-    pub partitions: Vec<(String, DataFrame)>,
+    pub partitions: Vec<(String, Rows)>,
     pub report: BatchReport,
 }
 
@@ -40,7 +109,7 @@ pub trait Source: Send + Sync {
     fn merge(
         &self,
         window: Window,
-        fetched: Vec<Fetched>,
+        incoming: Incoming,
         opts: &ReadOptions,
         progress: Option<&ProgressHook>,
     ) -> Result<Merged>;
@@ -77,6 +146,8 @@ pub(crate) fn stack(
 pub struct ReadOptions {
     pub vpcflow: ParseOptions,
     pub dns: DnsOptions,
+    /// The batch's memory bounds (decoding, folding, spilling).
+    pub memory: MemoryLimits,
 }
 
 impl SourceKind {
@@ -188,29 +259,26 @@ pub fn sniff(head: &[u8]) -> SourceKind {
     }
 }
 
-/// Reads fetched objects in parallel with `read`, telling `progress` of each (its bytes and
-/// `records` of what was read). Returns what was read per object, and a report with the raw bytes
-/// and the quarantined objects (those that could not be fetched as gone, or not read).
-fn read_each<T: Send>(
-    fetched: Vec<Fetched>,
+/// Reads a batch's objects in parallel with `read` as they arrive, telling `progress` of each
+/// (its bytes and `records` of what was read). Returns what was read per object in batch order,
+/// and a report with the raw bytes and the quarantined objects (those that could not be fetched
+/// as gone, or not read); or the first fetch error.
+pub(crate) fn read_each<T: Send>(
+    incoming: Incoming,
     progress: Option<&ProgressHook>,
     read: impl Fn(&ObjectRef, &[u8]) -> std::result::Result<T, String> + Sync,
     records: impl Fn(&T) -> u64 + Sync,
-) -> (Vec<(ObjectRef, T)>, BatchReport) {
-    let outcomes: Vec<std::result::Result<T, String>> = fetched
-        .par_iter()
-        .map(|(object, body)| {
-            let body = body.as_ref().map_err(Clone::clone)?;
-            let got = read(object, body);
-            if let Some(hook) = progress {
-                (hook.0)(object.size, got.as_ref().map_or(0, &records));
-            }
-            got
-        })
-        .collect();
+) -> Result<(Vec<(ObjectRef, T)>, BatchReport)> {
+    let outcomes = for_each_arrival(incoming, |object, body| {
+        let got = read(object, body);
+        if let Some(hook) = progress {
+            (hook.0)(object.size, got.as_ref().map_or(0, &records));
+        }
+        got
+    })?;
     let mut report = BatchReport::default();
     let mut ok = Vec::with_capacity(outcomes.len());
-    for ((object, _), outcome) in fetched.into_iter().zip(outcomes) {
+    for (object, outcome) in outcomes {
         report.bytes_in += object.size;
         match outcome {
             Ok(t) => ok.push((object, t)),
@@ -220,7 +288,59 @@ fn read_each<T: Send>(
             }
         }
     }
-    (ok, report)
+    Ok((ok, report))
+}
+
+/// Runs `read` on every object as it arrives, on the rayon pool (each object's bytes are dropped,
+/// and its read-ahead share given back, once it is read). Returns the outcomes in batch order; an
+/// object that could not be fetched has its reason as the outcome. A fetch error stops the
+/// reading and is returned.
+pub(crate) fn for_each_arrival<T: Send>(
+    incoming: Incoming,
+    read: impl Fn(&ObjectRef, &[u8]) -> std::result::Result<T, String> + Sync,
+) -> Result<Vec<(ObjectRef, std::result::Result<T, String>)>> {
+    let failed: std::sync::Mutex<Option<crate::Error>> = std::sync::Mutex::new(None);
+    let mut outcomes: Vec<(usize, ObjectRef, std::result::Result<T, String>)> = incoming
+        .map_while(|arrival| match arrival {
+            Ok(a) => Some(a),
+            Err(e) => {
+                *failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                None
+            }
+        })
+        .par_bridge()
+        .map(|arrival| {
+            let Arrival {
+                index,
+                fetched: (object, body),
+                permit,
+            } = arrival;
+            let outcome = match &body {
+                Ok(bytes) => read(&object, bytes),
+                Err(reason) => Err(reason.clone()),
+            };
+            drop((body, permit));
+            (index, object, outcome)
+        })
+        .collect();
+    if let Some(e) = failed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        return Err(e);
+    }
+    outcomes.sort_unstable_by_key(|(index, _, _)| *index);
+    Ok(outcomes.into_iter().map(|(_, o, r)| (o, r)).collect())
+}
+
+/// Partitions of one frame each.
+fn frames(partitions: Vec<(String, DataFrame)>) -> Vec<(String, Rows)> {
+    partitions
+        .into_iter()
+        .map(|(p, df)| (p, Rows::Frame(df)))
+        .collect()
 }
 
 /// CloudTrail (`formats::cloudtrail`): one row per event, each `eventID` once, partitioned by
@@ -235,16 +355,17 @@ impl Source for CloudTrail {
     fn merge(
         &self,
         _window: Window,
-        fetched: Vec<Fetched>,
-        _opts: &ReadOptions,
+        incoming: Incoming,
+        opts: &ReadOptions,
         progress: Option<&ProgressHook>,
     ) -> Result<Merged> {
+        let limits = &opts.memory.decode;
         let (read, mut report) = read_each(
-            fetched,
+            incoming,
             progress,
-            |o, body| cloudtrail::read_object(&o.key, body).map_err(|e| e.to_string()),
+            |o, body| cloudtrail::read_object(&o.key, body, limits).map_err(|e| e.to_string()),
             |r| r.events.len() as u64,
-        );
+        )?;
         let mut objects = Vec::new();
         for (object, read) in read {
             report.records_in += read.events.len() as u64;
@@ -256,7 +377,7 @@ impl Source for CloudTrail {
             }
             objects.push((object.key, read.events));
         }
-        let partitions = cloudtrail::merge(objects)?;
+        let partitions = frames(cloudtrail::merge(objects)?);
         Ok(Merged { partitions, report })
     }
 
@@ -291,16 +412,19 @@ impl Source for DnsCaptures {
     fn merge(
         &self,
         _window: Window,
-        fetched: Vec<Fetched>,
+        incoming: Incoming,
         opts: &ReadOptions,
         progress: Option<&ProgressHook>,
     ) -> Result<Merged> {
         let (read, mut report) = read_each(
-            fetched,
+            incoming,
             progress,
-            |o, body| dns::read_object(&o.key, body, &opts.dns).map_err(|e| e.to_string()),
+            |o, body| {
+                dns::read_object(&o.key, body, &opts.dns, &opts.memory.decode)
+                    .map_err(|e| e.to_string())
+            },
             |r| r.rows.len() as u64,
-        );
+        )?;
         let mut rows = Vec::new();
         for (object, read) in read {
             report.records_in += read.queries + read.responses;
@@ -315,7 +439,7 @@ impl Source for DnsCaptures {
             rows.extend(read.rows);
         }
         Ok(Merged {
-            partitions: dns::merge(rows)?,
+            partitions: frames(dns::merge(rows)?),
             report,
         })
     }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use flowmerge_core::formats::cloudtrail::{self, COLUMNS, Kind, OTHER_FIELDS, read_object};
+use flowmerge_core::formats::decode::DecodeLimits;
 use polars::prelude::*;
 use serde_json::{Map, Value};
 
@@ -113,7 +114,8 @@ fn every_real_cloudtrail_sample_is_read_and_rebuilt_from_its_rows() {
     ];
     for (file, records) in cases {
         let raw = std::fs::read(dir.join(file)).unwrap();
-        let read = read_object(file, &raw).unwrap_or_else(|e| panic!("{e}"));
+        let read =
+            read_object(file, &raw, &DecodeLimits::default()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read.events.len(), *records, "{file}");
         let originals = records_of(&gunzip(&raw));
         let mut by_id: HashMap<String, Value> = HashMap::new();
@@ -138,7 +140,7 @@ fn every_real_cloudtrail_sample_is_read_and_rebuilt_from_its_rows() {
     }
     // Cribl's own event wrapper is not CloudTrail: an error naming the object, not a crash.
     let wrapper = std::fs::read(dir.join("cribl/zyNWSr.json")).unwrap();
-    let err = read_object("cribl/zyNWSr.json", &wrapper)
+    let err = read_object("cribl/zyNWSr.json", &wrapper, &DecodeLimits::default())
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("cribl/zyNWSr.json:"), "{err}");
@@ -147,11 +149,11 @@ fn every_real_cloudtrail_sample_is_read_and_rebuilt_from_its_rows() {
 #[test]
 fn truncated_gzip_and_hostile_input_are_errors() {
     let raw = std::fs::read(realdata().join("loki/cloudtrail-log-file.json.gz")).unwrap();
-    let err = read_object("t.json.gz", &raw[..raw.len() / 2])
+    let err = read_object("t.json.gz", &raw[..raw.len() / 2], &DecodeLimits::default())
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("t.json.gz"), "{err}");
     // Deeply nested JSON is refused by the parser's recursion limit, not a stack overflow.
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    assert!(read_object("deep.json", deep.as_bytes()).is_err());
+    assert!(read_object("deep.json", deep.as_bytes(), &DecodeLimits::default()).is_err());
 }

@@ -171,7 +171,7 @@ proptest! {
             .collect();
         let mut combiners: Vec<Combiner> = (0..threads).map(|_| Combiner::default()).collect();
         for (i, t) in texts.iter().enumerate() {
-            combine_object("p", t.as_bytes(), &ParseOptions::default(), &mut combiners[i % threads]).unwrap();
+            combine_object("p", t.as_bytes(), &ParseOptions::default(), &flowmerge_core::formats::decode::DecodeLimits::default(), &mut combiners[i % threads]).unwrap();
         }
         prop_assert_eq!(combiners.iter().map(Combiner::records).sum::<u64>(), recs.len() as u64);
         let frames: Vec<DataFrame> = combiners.into_iter().flat_map(|c| c.into_frames().unwrap()).collect();

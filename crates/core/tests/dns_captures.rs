@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use etherparse::PacketBuilder;
+use flowmerge_core::formats::decode::DecodeLimits;
 use flowmerge_core::formats::dns::{DnsOptions, merge, read_object};
 use polars::prelude::*;
 
@@ -90,7 +91,7 @@ fn every_real_capture_is_read_with_as_many_queries_as_tshark_counts() {
     for f in files {
         let key = format!("dns/sample/{}", f.file_name().unwrap().to_str().unwrap());
         let raw = std::fs::read(&f).unwrap();
-        let read = read_object(&key, &raw, &DnsOptions::default())
+        let read = read_object(&key, &raw, &DnsOptions::default(), &DecodeLimits::default())
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let queries = read.rows.len() - read.rows_unsolicited();
         let answered = read.rows.len() - read.rows_unsolicited() - read.rows_unanswered();
@@ -670,8 +671,8 @@ fn generated() -> (Capture, Vec<Expected>) {
 }
 
 fn observed(key: &str, raw: &[u8]) -> (Vec<Expected>, DataFrame) {
-    let read =
-        read_object(key, raw, &DnsOptions::default()).unwrap_or_else(|e| panic!("{key}: {e}"));
+    let read = read_object(key, raw, &DnsOptions::default(), &DecodeLimits::default())
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
     assert!(
         read.stats.skipped_packets >= 1,
         "noise counted: {:?}",
@@ -755,13 +756,20 @@ fn generated_captures_give_exactly_the_generated_rows_in_every_container() {
     // A capture cut off mid-packet keeps every complete packet and says so.
     let full = capture.pcap(false);
     let cut = &full[..full.len() - 10];
-    let read = read_object("dns/ns1/cut.pcap", cut, &DnsOptions::default()).unwrap();
+    let read = read_object(
+        "dns/ns1/cut.pcap",
+        cut,
+        &DnsOptions::default(),
+        &DecodeLimits::default(),
+    )
+    .unwrap();
     assert!(read.stats.truncated);
     // Not a capture: an error naming the object.
     let err = read_object(
         "dns/ns1/x.pcap",
         b"GET / HTTP/1.1\r\n",
         &DnsOptions::default(),
+        &DecodeLimits::default(),
     )
     .unwrap_err();
     assert!(

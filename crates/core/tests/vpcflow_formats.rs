@@ -245,7 +245,14 @@ fn every_real_vpcflow_sample_parses_and_conserves() {
         assert_eq!(sum(std::slice::from_ref(&m), "bytes"), bytes, "{file}");
         // The path batches take: records folded by the combiner first, then the same merge.
         let mut c = Combiner::default();
-        let stats = combine_object(file, &raw, &opts, &mut c).unwrap_or_else(|e| panic!("{e}"));
+        let stats = combine_object(
+            file,
+            &raw,
+            &opts,
+            &flowmerge_core::formats::decode::DecodeLimits::default(),
+            &mut c,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(stats.records, *records, "{file}");
         let combined = merge_frames(c.into_frames().unwrap(), Finish::Final).unwrap();
         assert!(

@@ -20,7 +20,7 @@ use polars::prelude::*;
 use serde_json::Value;
 
 use crate::error::ParseError;
-use crate::formats::decode::with_text;
+use crate::formats::decode::{DecodeLimits, with_text};
 
 /// How a column's value is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,8 +180,12 @@ pub struct ReadObject {
 /// Reads one object: gzip or plain, a Records file, a JSON array, or NDJSON. A malformed object
 /// is an error naming the object and the line (and the record, for a record that lacks what
 /// every event has).
-pub fn read_object(source: &str, raw: &[u8]) -> Result<ReadObject, ParseError> {
-    with_text(source, raw, |text| {
+pub fn read_object(
+    source: &str,
+    raw: &[u8],
+    limits: &DecodeLimits,
+) -> Result<ReadObject, ParseError> {
+    with_text(source, raw, limits, |text| {
         let mut out = read_text(source, text)?;
         out.decoded_bytes = text.len() as u64;
         Ok(out)
@@ -516,7 +520,7 @@ mod tests {
             format!("{a}\n{b}\n"),
             format!("\u{feff}{{\n  \"Records\": [\n    {a},\n    {b}\n  ]\n}}\n"),
         ] {
-            let got = read_object("k", text.as_bytes()).unwrap();
+            let got = read_object("k", text.as_bytes(), &DecodeLimits::default()).unwrap();
             assert_eq!(got.events.len(), 2, "{text}");
             assert!(!got.skipped);
             assert_eq!(got.events[0].event_id, "a");
@@ -526,9 +530,9 @@ mod tests {
     #[test]
     fn digests_and_other_documents_are_skipped() {
         let digest = r#"{"awsAccountId":"111122223333","digestStartTime":"2022-01-03T18:00:00Z","logFiles":[]}"#;
-        let got = read_object("d", digest.as_bytes()).unwrap();
+        let got = read_object("d", digest.as_bytes(), &DecodeLimits::default()).unwrap();
         assert!(got.skipped && got.events.is_empty());
-        let got = read_object("e", br#"{"Records":[]}"#).unwrap();
+        let got = read_object("e", br#"{"Records":[]}"#, &DecodeLimits::default()).unwrap();
         assert!(!got.skipped && got.events.is_empty(), "empty, not skipped");
     }
 
@@ -536,20 +540,32 @@ mod tests {
     fn bad_records_are_errors_with_their_position() {
         let good = ev("a", "2022-01-03T19:10:21Z");
         let no_id = r#"{"eventTime":"2022-01-03T19:10:21Z"}"#;
-        let err = read_object("k.json", format!("{good}\n{no_id}\n").as_bytes()).unwrap_err();
+        let err = read_object(
+            "k.json",
+            format!("{good}\n{no_id}\n").as_bytes(),
+            &DecodeLimits::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "k.json:2: no eventID");
         let err = read_object(
             "k.json",
             format!(r#"{{"Records":[{good},{no_id}]}}"#).as_bytes(),
+            &DecodeLimits::default(),
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "k.json:1: record 2: no eventID");
         let old = ev("x", "1969-12-31T23:59:59Z");
-        let err = read_object("k", old.as_bytes()).unwrap_err().to_string();
+        let err = read_object("k", old.as_bytes(), &DecodeLimits::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("outside the years"), "{err}");
-        let err = read_object("k", b"{\"Records\":[").unwrap_err().to_string();
+        let err = read_object("k", b"{\"Records\":[", &DecodeLimits::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("k:1: invalid JSON"), "{err}");
-        let err = read_object("k", b"42").unwrap_err().to_string();
+        let err = read_object("k", b"42", &DecodeLimits::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("found a number"), "{err}");
     }
 
@@ -558,7 +574,7 @@ mod tests {
         let text = r#"{"eventID":"e","eventTime":"2022-01-03T19:10:21.5Z","readOnly":"false",
             "managementEvent":"maybe","eventName":42,"requestParameters":{"bucketName":"b","n":[1,2]},
             "responseElements":null,"newTopLevelField":{"x":"ü"},"userIdentity":{"type":"Root"}}"#;
-        let got = read_object("k", text.as_bytes()).unwrap();
+        let got = read_object("k", text.as_bytes(), &DecodeLimits::default()).unwrap();
         let e = &got.events[0];
         let idx = |name: &str| {
             COLUMNS
@@ -592,10 +608,18 @@ mod tests {
 
     #[test]
     fn duplicates_are_kept_once_and_rows_split_by_event_day() {
-        let a = |t: &str| read_object("x", ev("a", t).as_bytes()).unwrap().events;
-        let late = read_object("y", ev("late", "2022-01-02T23:59:59Z").as_bytes())
-            .unwrap()
-            .events;
+        let a = |t: &str| {
+            read_object("x", ev("a", t).as_bytes(), &DecodeLimits::default())
+                .unwrap()
+                .events
+        };
+        let late = read_object(
+            "y",
+            ev("late", "2022-01-02T23:59:59Z").as_bytes(),
+            &DecodeLimits::default(),
+        )
+        .unwrap()
+        .events;
         let out = merge(vec![
             ("k2".into(), a("2022-01-03T00:00:01Z")),
             ("k1".into(), [a("2022-01-03T00:00:01Z"), late].concat()),

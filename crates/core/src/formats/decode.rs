@@ -1,5 +1,12 @@
-//! Raw object bytes to text: gzip (possibly multi-member, as AWS concatenates) or plain,
-//! bounded, into a per-thread buffer. Shared by every source.
+//! Raw object bytes to text: gzip (possibly multi-member, as AWS concatenates) or plain, within
+//! the bounds of [`DecodeLimits`]. Shared by every source.
+//!
+//! Two ways to read: [`with_text`] decodes an object whole into a per-thread buffer (CloudTrail
+//! documents and captures are read whole), [`stream_lines`] hands it over in chunks of whole
+//! lines (flow logs), so a large object never sits decoded in memory. Either way an object that
+//! decodes to more than its bound, inflates more than the ratio bound (a gzip bomb) or, for
+//! lines, holds a line longer than the line bound is an error naming the object — quarantined,
+//! never a reason to hold more memory.
 
 use std::io::Read;
 
@@ -7,35 +14,100 @@ use flate2::read::MultiGzDecoder;
 
 use crate::error::ParseError;
 
-/// Runs `f` on the text of a raw object: gunzipped when it starts with the gzip magic bytes,
-/// as it is otherwise.
+/// How far an object may decode. Every bound is checked while decoding, before more is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Bytes an object may decode to.
+    pub max_object_bytes: u64,
+    /// Decoded bytes per compressed byte a gzip object may reach once it has decoded
+    /// [`RATIO_FLOOR`] bytes (real logs inflate 5–30×; a bomb of zeros about 1000×).
+    pub max_ratio: u64,
+    /// Bytes one line may have (flow logs).
+    pub max_line_bytes: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_object_bytes: 2 << 30,
+            max_ratio: 200,
+            max_line_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Below this many decoded bytes the ratio is not checked: a small, repetitive object may
+/// inflate a lot and still be nothing to fear.
+pub const RATIO_FLOOR: u64 = 16 << 20;
+
+impl DecodeLimits {
+    /// The error if `decoded` bytes (so far) of an object of `raw_len` bytes break a bound.
+    fn check(
+        &self,
+        source: &str,
+        raw_len: usize,
+        gzip: bool,
+        decoded: u64,
+    ) -> Result<(), ParseError> {
+        if decoded > self.max_object_bytes {
+            return Err(ParseError::whole(
+                source,
+                format!(
+                    "decodes to more than {} (the per-object bound; see --max-object-size)",
+                    bytesize::ByteSize::b(self.max_object_bytes).display().iec()
+                ),
+            ));
+        }
+        let ratio_bound = (raw_len as u64)
+            .saturating_mul(self.max_ratio)
+            .max(RATIO_FLOOR);
+        if gzip && decoded > ratio_bound {
+            return Err(ParseError::whole(
+                source,
+                format!(
+                    "gzip: {raw_len} bytes inflate to more than {decoded} ({}× the compressed \
+                     size, the bound is {}×): a gzip bomb?",
+                    decoded / (raw_len as u64).max(1),
+                    self.max_ratio
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs `f` on the whole text of a raw object: gunzipped when it starts with the gzip magic
+/// bytes, as it is otherwise.
 pub fn with_text<T>(
     source: &str,
     raw: &[u8],
+    limits: &DecodeLimits,
     f: impl FnOnce(&[u8]) -> Result<T, ParseError>,
 ) -> Result<T, ParseError> {
     if !raw.starts_with(&GZIP_MAGIC) {
+        limits.check(source, raw.len(), false, raw.len() as u64)?;
         return f(raw);
     }
     // Decompress into a per-thread buffer reused across objects: fresh multi-megabyte buffers
     // per object cost more in page faults than the decompression itself.
     DECODE_BUFFER.with_borrow_mut(|buf| {
         buf.clear();
-        MultiGzDecoder::new(raw)
-            .take(MAX_DECODED_BYTES + 1)
-            .read_to_end(buf)
-            .map_err(|e| ParseError::whole(source, format!("gzip: {e}")))?;
-        if buf.len() as u64 > MAX_DECODED_BYTES {
-            *buf = Vec::new();
-            return Err(ParseError::whole(
-                source,
-                format!(
-                    "gzip: decompresses to more than {} GiB (a gzip bomb?)",
-                    MAX_DECODED_BYTES >> 30
-                ),
-            ));
-        }
-        let out = f(buf);
+        let mut decoder = MultiGzDecoder::new(raw);
+        let mut chunk = [0u8; 64 * 1024];
+        let outcome = loop {
+            match decoder.read(&mut chunk) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    if let Err(e) = limits.check(source, raw.len(), true, (buf.len() + n) as u64) {
+                        break Err(e);
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(ParseError::whole(source, format!("gzip: {e}"))),
+            }
+        };
+        let out = outcome.and_then(|()| f(buf));
         if buf.capacity() > MAX_KEPT_BUFFER {
             *buf = Vec::new();
         }
@@ -43,16 +115,147 @@ pub fn with_text<T>(
     })
 }
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// Hands the text of a raw object (gzip or plain, as [`with_text`]) to `f` in chunks that each
+/// end at the end of a line (the last may lack its newline). Holds at most one chunk and one
+/// line: [`CHUNK_BYTES`] plus the line bound. Returns the decoded size.
+pub fn stream_lines(
+    source: &str,
+    raw: &[u8],
+    limits: &DecodeLimits,
+    mut f: impl FnMut(&[u8]) -> Result<(), ParseError>,
+) -> Result<u64, ParseError> {
+    let gzip = raw.starts_with(&GZIP_MAGIC);
+    let mut reader: Box<dyn Read> = match gzip {
+        true => Box::new(MultiGzDecoder::new(raw)),
+        false => Box::new(raw),
+    };
+    let capacity = CHUNK_BYTES + limits.max_line_bytes;
+    LINE_BUFFER.with_borrow_mut(|buf| {
+        if buf.len() != capacity {
+            *buf = vec![0u8; capacity];
+        }
+        let (mut filled, mut decoded, mut lines) = (0usize, 0u64, 0usize);
+        loop {
+            let n = match reader.read(&mut buf[filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let what = if gzip { "gzip" } else { "read" };
+                    return Err(ParseError::whole(source, format!("{what}: {e}")));
+                }
+            };
+            if n == 0 {
+                if filled > 0 {
+                    f(&buf[..filled])?;
+                }
+                return Ok(decoded);
+            }
+            filled += n;
+            decoded += n as u64;
+            limits.check(source, raw.len(), gzip, decoded)?;
+            // Hand over full chunks only: an object under a chunk is decoded whole before it is
+            // parsed, so its errors come in the order whole decoding gives them.
+            if filled < CHUNK_BYTES {
+                continue;
+            }
+            if let Some(last) = memchr::memrchr(b'\n', &buf[..filled]) {
+                f(&buf[..=last])?;
+                lines += memchr::memchr_iter(b'\n', &buf[..=last]).count();
+                buf.copy_within(last + 1..filled, 0);
+                filled -= last + 1;
+            }
+            if filled > limits.max_line_bytes {
+                return Err(ParseError::at(
+                    source,
+                    lines + 1,
+                    format!(
+                        "a line longer than {} bytes (the line bound)",
+                        limits.max_line_bytes
+                    ),
+                ));
+            }
+        }
+    })
+}
 
-/// An object that decompresses to more than this is rejected (quarantined) rather than read: a
-/// gzip bomb must not take the process's memory. AWS's own objects are far smaller (flow-log files
-/// roll at 75 MB compressed, CloudTrail files at a few MB).
-pub const MAX_DECODED_BYTES: u64 = 2 << 30;
+/// The text [`stream_lines`] hands over at a time, at most (plus one line).
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// A decode buffer larger than this is released after use rather than kept for the next object.
 const MAX_KEPT_BUFFER: usize = 64 * 1024 * 1024;
 
 thread_local! {
     static DECODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static LINE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn chunks(raw: &[u8], limits: &DecodeLimits) -> Result<(Vec<u8>, usize), ParseError> {
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        stream_lines("o", raw, limits, |c| {
+            got.push(c.to_vec());
+            Ok(())
+        })?;
+        let whole = got.iter().rev().skip(1).all(|c| c.ends_with(b"\n"));
+        assert!(whole, "every chunk but the last ends a line");
+        Ok((got.concat(), got.len()))
+    }
+
+    #[test]
+    fn streams_whole_lines_of_plain_and_gzip_text() {
+        let text: Vec<u8> = (0..300_000)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .chain(b"last without newline".iter().copied())
+            .collect();
+        for raw in [text.clone(), gz(&text)] {
+            let (got, calls) = chunks(&raw, &DecodeLimits::default()).unwrap();
+            assert_eq!(got, text);
+            assert!(calls > 2, "{calls} chunks");
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_an_error_at_its_line_without_holding_it() {
+        let mut text = b"a\nb\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 3 << 20));
+        let limits = DecodeLimits {
+            max_line_bytes: 1000,
+            ..DecodeLimits::default()
+        };
+        let e = chunks(&gz(&text), &limits).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.reason.contains("longer than 1000 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_ratio_bound() {
+        let bomb = gz(&vec![0u8; 64 << 20]);
+        let limits = DecodeLimits::default();
+        let e = with_text("bomb.gz", &bomb, &limits, |_| Ok(())).unwrap_err();
+        assert!(e.reason.contains("gzip bomb"), "{e}");
+        // Read as lines, zeros are one endless line: the line bound comes first.
+        let e = chunks(&bomb, &limits).unwrap_err();
+        assert!(e.reason.contains("the line bound"), "{e}");
+        let lines = gz(&vec![b'\n'; 64 << 20]);
+        let e = chunks(&lines, &limits).unwrap_err();
+        assert!(e.reason.contains("gzip bomb"), "{e}");
+        let small = DecodeLimits {
+            max_object_bytes: 1000,
+            ..limits
+        };
+        let e = with_text("big", &[b'a'; 2000], &small, |_| Ok(())).unwrap_err();
+        assert!(e.reason.contains("more than 1000 B"), "{e}");
+    }
 }

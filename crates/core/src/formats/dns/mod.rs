@@ -321,8 +321,9 @@ pub fn read_object(
     key: &str,
     raw: &[u8],
     opts: &DnsOptions,
+    limits: &crate::formats::decode::DecodeLimits,
 ) -> Result<ReadCapture, crate::error::ParseError> {
-    crate::formats::decode::with_text(key, raw, |data| {
+    crate::formats::decode::with_text(key, raw, limits, |data| {
         let (wires, stats) = read_capture(data, &opts.ports)
             .map_err(|e| crate::error::ParseError::whole(key, e.to_string()))?;
         let mut read = join(key, wires, stats, opts);

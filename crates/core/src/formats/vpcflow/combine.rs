@@ -20,8 +20,9 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use polars::prelude::*;
 
 use super::fields::{FieldType, MERGED_RECORDS, Role};
-use super::parse::{At, ColumnBuilder, Layout, ParseOptions, RecordSink, parse_into, with_text};
+use super::parse::{At, ColumnBuilder, Layout, LineParser, ParseOptions, RecordSink};
 use crate::error::ParseError;
+use crate::formats::decode::{DecodeLimits, stream_lines};
 
 /// What one object added.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,23 +33,24 @@ pub struct ObjectStats {
 }
 
 /// Parses one raw object (gzip or plain text, as [`super::parse_object`]) and folds its records
-/// into `combiner`; on error the combiner is left as it was.
+/// into `combiner`; on error the combiner is left as it was. The text is decoded a chunk at a
+/// time ([`stream_lines`]): what is held is the object's staged records, not its text.
 pub fn combine_object(
     source: &str,
     raw: &[u8],
     opts: &ParseOptions,
+    limits: &DecodeLimits,
     combiner: &mut Combiner,
 ) -> Result<ObjectStats, ParseError> {
-    with_text(source, raw, |text| {
-        let mut staged = Staged::default();
-        let records = parse_into(source, text, opts, &mut staged)?;
-        for segment in staged.segments {
-            combiner.fold(segment);
-        }
-        Ok(ObjectStats {
-            records,
-            decoded_bytes: text.len() as u64,
-        })
+    let mut staged = Staged::default();
+    let mut parser = LineParser::new(source, opts);
+    let decoded_bytes = stream_lines(source, raw, limits, |lines| parser.feed(lines, &mut staged))?;
+    for segment in staged.segments {
+        combiner.fold(segment);
+    }
+    Ok(ObjectStats {
+        records: parser.records,
+        decoded_bytes,
     })
 }
 
@@ -65,6 +67,11 @@ impl Combiner {
             .iter()
             .map(|t| t.counts.iter().map(|&c| c as u64).sum::<u64>())
             .sum()
+    }
+
+    /// Bytes the folded keys hold (what the memory limit counts).
+    pub fn held_bytes(&self) -> u64 {
+        self.tables.iter().map(Table::held_bytes).sum()
     }
 
     /// One frame per table, with the header's columns and `merged_records`: the input of
@@ -236,6 +243,16 @@ impl Table {
         }
     }
 
+    fn held_bytes(&self) -> u64 {
+        let words = self.key_ends.capacity()
+            + self.metrics.capacity()
+            + self.present.capacity()
+            + self.counts.capacity()
+            + self.hashes.capacity();
+        // The index: a usize and a control byte per bucket.
+        (self.keys.capacity() + words * 8 + self.index.capacity() * 9) as u64
+    }
+
     fn key(&self, entry: usize) -> &[u8] {
         nth_key(&self.keys, &self.key_ends, entry)
     }
@@ -365,6 +382,7 @@ mod tests {
                 &format!("o{i}"),
                 t.as_bytes(),
                 &ParseOptions::default(),
+                &DecodeLimits::default(),
                 &mut c,
             )
             .unwrap_or_else(|e| panic!("{e}"));
@@ -425,12 +443,25 @@ mod tests {
         let bad = format!(
             "{HEADER}\n2 1 eni-1 a b 1 2 6 1 1 1 1 ACCEPT OK 0\n2 1 eni-1 a b 1 2 6 1 1 1 1 ACCEPT\n"
         );
-        let e = combine_object("bad.log", bad.as_bytes(), &ParseOptions::default(), &mut c)
-            .unwrap_err();
+        let e = combine_object(
+            "bad.log",
+            bad.as_bytes(),
+            &ParseOptions::default(),
+            &DecodeLimits::default(),
+            &mut c,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "bad.log:3: 13 fields, the header names 15");
         assert_eq!(c.records(), 1);
         let raw = b"version srcaddr\n2 \xff\n2 b\n";
-        let e = combine_object("u.log", raw, &ParseOptions::default(), &mut c).unwrap_err();
+        let e = combine_object(
+            "u.log",
+            raw,
+            &ParseOptions::default(),
+            &DecodeLimits::default(),
+            &mut c,
+        )
+        .unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("u.log:2: field srcaddr: not UTF-8"),

@@ -5,18 +5,21 @@ pub mod combine;
 pub mod fields;
 pub mod parse;
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use polars::prelude::*;
-use rayon::prelude::*;
 
 pub use combine::{Combiner, ObjectStats, combine_object};
 pub use parse::{ParseOptions, ParsedObject, parse_object, parse_text};
 
 use crate::error::Result;
 use crate::exec::{BatchReport, ProgressHook, Quarantined};
+use crate::memory::{SPILL_PARTS, SpillDir};
 use crate::merge::{Finish, merge_frames};
-use crate::source::{Fetched, Merged, ReadOptions, RemergeOptions, Source};
+use crate::source::{
+    Incoming, Merged, ReadOptions, RemergeOptions, Rows, Source, for_each_arrival,
+};
 use crate::window::Window;
 
 /// The dataset folder under the output prefix.
@@ -34,16 +37,13 @@ impl Source for VpcFlow {
     fn merge(
         &self,
         window: Window,
-        fetched: Vec<Fetched>,
+        incoming: Incoming,
         opts: &ReadOptions,
         progress: Option<&ProgressHook>,
     ) -> Result<Merged> {
-        let (df, report) = merge_fetched(fetched, &opts.vpcflow, progress)?;
-        let df = df
-            .map(|df| with_window_start(df, window.start))
-            .transpose()?;
+        let (rows, report) = merge_incoming(incoming, opts, window.start, progress)?;
         Ok(Merged {
-            partitions: df.map(|df| (window.partition(), df)).into_iter().collect(),
+            partitions: rows.map(|r| (window.partition(), r)).into_iter().collect(),
             report,
         })
     }
@@ -125,38 +125,77 @@ pub fn with_window_start(mut df: DataFrame, start: i64) -> PolarsResult<DataFram
     Ok(df)
 }
 
-/// Parses fetched objects in parallel, quarantining the bad ones, and merges everything. Each
-/// worker thread folds the records it parses into its own [`Combiner`] (a hash table on the flow
-/// key), so memory is bounded by the batch's distinct keys per thread rather than by its
-/// records; polars then merges the threads' tables into the batch's rows.
-fn merge_fetched(
-    fetched: Vec<Fetched>,
-    parse: &ParseOptions,
+/// Parses a batch's objects in parallel as they arrive, quarantining the bad ones, and merges
+/// everything. Each worker thread folds the records it parses into its own [`Combiner`] (a hash
+/// table on the flow key), so memory follows the batch's distinct keys rather than its records;
+/// polars then merges the threads' tables into the batch's rows.
+///
+/// The folded keys are bounded by `MemoryLimits::fold_bytes`: beyond it a thread spills its
+/// table to local disk in [`SPILL_PARTS`] hash parts (by the string key columns, so rows that
+/// the merge would group are always in the same part), and each part is merged on its own at the
+/// end. A window with more rows than `MemoryLimits::sorted_rows` is written as its parts, each
+/// sorted, one after the other; otherwise it is one sorted frame, the same frame whether or not
+/// anything spilled.
+fn merge_incoming(
+    incoming: Incoming,
+    opts: &ReadOptions,
+    window_start: i64,
     progress: Option<&ProgressHook>,
-) -> Result<(Option<DataFrame>, BatchReport)> {
-    let combiners: Vec<Mutex<Combiner>> = (0..rayon::current_num_threads().max(1))
-        .map(|_| Mutex::default())
-        .collect();
-    let outcomes: Vec<std::result::Result<ObjectStats, String>> = fetched
-        .par_iter()
-        .map(|(object, body)| {
-            let body = body.as_ref().map_err(Clone::clone)?;
-            // This thread's own combiner: the lock is never contended.
-            let slot = rayon::current_thread_index().unwrap_or(0) % combiners.len();
-            let mut combiner = combiners[slot]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let stats =
-                combine_object(&object.key, body, parse, &mut combiner).map_err(|e| e.to_string());
-            if let Some(hook) = progress {
-                (hook.0)(object.size, stats.as_ref().map_or(0, |s| s.records));
+) -> Result<(Option<Rows>, BatchReport)> {
+    let memory = &opts.memory;
+    let state = FoldState {
+        combiners: (0..rayon::current_num_threads().max(1))
+            .map(|_| Mutex::default())
+            .collect(),
+        held: AtomicU64::new(0),
+        budget: memory.fold_bytes,
+        spill_parent: memory.spill_dir.clone(),
+        spill: OnceLock::new(),
+        parts: Mutex::new(vec![Vec::new(); SPILL_PARTS]),
+        failed: Mutex::new(None),
+    };
+    let outcomes = for_each_arrival(incoming, |object, body| {
+        // This thread's own combiner: the lock is never contended.
+        let slot = rayon::current_thread_index().unwrap_or(0) % state.combiners.len();
+        let mut combiner = state.combiners[slot]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = combiner.held_bytes();
+        let stats = combine_object(
+            &object.key,
+            body,
+            &opts.vpcflow,
+            &memory.decode,
+            &mut combiner,
+        )
+        .map_err(|e| e.to_string());
+        if let Some(hook) = progress {
+            (hook.0)(object.size, stats.as_ref().map_or(0, |s| s.records));
+        }
+        // A combiner only grows, until it spills.
+        let after = combiner.held_bytes();
+        let grew = after.saturating_sub(before);
+        let held = state.held.fetch_add(grew, Ordering::Relaxed) + grew;
+        if held > state.budget {
+            let table = std::mem::take(&mut *combiner);
+            drop(combiner);
+            state.held.fetch_sub(after, Ordering::Relaxed);
+            if let Err(e) = state.spill(table) {
+                state.fail(e);
             }
-            stats
-        })
-        .collect();
+        }
+        stats
+    })?;
+    if let Some(e) = state
+        .failed
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+    {
+        return Err(e);
+    }
 
     let mut report = BatchReport::default();
-    for ((object, _), outcome) in fetched.iter().zip(outcomes) {
+    for (object, outcome) in outcomes {
         report.bytes_in += object.size;
         match outcome {
             Ok(stats) => {
@@ -168,16 +207,12 @@ fn merge_fetched(
             }
             Err(reason) => {
                 tracing::warn!(key = %object.key, %reason, "object quarantined");
-                report.quarantined.push(Quarantined {
-                    object: object.clone(),
-                    reason,
-                });
+                report.quarantined.push(Quarantined { object, reason });
             }
         }
     }
-    drop(fetched);
     let mut frames = Vec::new();
-    for combiner in combiners {
+    for combiner in state.combiners {
         frames.extend(
             combiner
                 .into_inner()
@@ -185,9 +220,300 @@ fn merge_fetched(
                 .into_frames()?,
         );
     }
-    let merged = match frames.is_empty() {
-        true => None,
-        false => Some(merge_frames(frames, Finish::Final)?),
+    let rows = match state.spill.into_inner() {
+        None if frames.is_empty() => None,
+        None => {
+            let merged = with_window_start(merge_frames(frames, Finish::Final)?, window_start)?;
+            match merged.height() > memory.sorted_rows {
+                false => Some(Rows::Frame(merged)),
+                true => {
+                    // Parts filtered from a sorted frame are sorted.
+                    let dir = Arc::new(SpillDir::new(&memory.spill_dir)?);
+                    let rows = merged.height();
+                    let files = split_parts(merged)?
+                        .into_iter()
+                        .map(|mut part| dir.write(&mut part))
+                        .collect::<Result<_>>()?;
+                    Some(Rows::Parts { files, rows, dir })
+                }
+            }
+        }
+        Some(spill) => {
+            let spill = spill?;
+            let mut parts = state
+                .parts
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner);
+            for frame in frames {
+                for (p, mut part) in split_parts(frame)?.into_iter().enumerate() {
+                    parts[p].push(spill.write(&mut part)?);
+                }
+            }
+            Some(merge_spilled(
+                spill,
+                parts,
+                window_start,
+                memory.sorted_rows,
+            )?)
+        }
     };
-    Ok((merged, report))
+    Ok((rows, report))
+}
+
+/// What the parsing threads share while they fold.
+struct FoldState {
+    combiners: Vec<Mutex<Combiner>>,
+    /// Bytes held by all the combiners.
+    held: AtomicU64,
+    budget: u64,
+    spill_parent: std::path::PathBuf,
+    /// The batch's spill folder, made at the first spill.
+    spill: OnceLock<Result<SpillDir>>,
+    /// Spilled files per hash part.
+    parts: Mutex<Vec<Vec<std::path::PathBuf>>>,
+    failed: Mutex<Option<crate::Error>>,
+}
+
+impl FoldState {
+    /// Writes a combiner's folded keys to disk, in hash parts.
+    fn spill(&self, table: Combiner) -> Result<()> {
+        let dir = self
+            .spill
+            .get_or_init(|| SpillDir::new(&self.spill_parent))
+            .as_ref()
+            .map_err(|e| crate::Error::Spill(e.to_string()))?;
+        let mut written = Vec::new();
+        for frame in table.into_frames()? {
+            for (p, mut part) in split_parts(frame)?.into_iter().enumerate() {
+                written.push((p, dir.write(&mut part)?));
+            }
+        }
+        tracing::debug!(files = written.len(), "folded keys spilled");
+        let mut parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
+        for (p, path) in written {
+            parts[p].push(path);
+        }
+        Ok(())
+    }
+
+    fn fail(&self, e: crate::Error) {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        failed.get_or_insert(e);
+    }
+}
+
+/// Merges each hash part's spilled files on its own, then gives the window's rows: one sorted
+/// frame when there are at most `sorted_rows` of them (the frame an unspilled merge gives), or
+/// the sorted parts in order.
+fn merge_spilled(
+    dir: SpillDir,
+    parts: Vec<Vec<std::path::PathBuf>>,
+    window_start: i64,
+    sorted_rows: usize,
+) -> Result<Rows> {
+    let mut merged = Vec::with_capacity(parts.len());
+    let mut rows = 0;
+    for files in parts {
+        let frames = files
+            .iter()
+            .map(|f| SpillDir::read(f))
+            .collect::<Result<Vec<_>>>()?;
+        let mut part = with_window_start(merge_frames(frames, Finish::Final)?, window_start)?;
+        rows += part.height();
+        merged.push(dir.write(&mut part)?);
+    }
+    if rows > sorted_rows {
+        return Ok(Rows::Parts {
+            files: merged,
+            rows,
+            dir: Arc::new(dir),
+        });
+    }
+    let frames = merged
+        .iter()
+        .map(|f| SpillDir::read(f))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Rows::Frame(merge_frames(frames, Finish::Sorted)?))
+}
+
+/// Splits a frame into [`SPILL_PARTS`] frames by a stable hash (FNV-1a) of its string key
+/// columns of [`PART_COLUMNS`] — a column the frame lacks hashes as null, as the merge's union
+/// makes it. Every part keeps every column, even when empty, so all parts have one schema.
+fn split_parts(df: DataFrame) -> Result<Vec<DataFrame>> {
+    let mut hashes = vec![FNV_OFFSET; df.height()];
+    for name in PART_COLUMNS {
+        let values = match df.column(name) {
+            Ok(c) => Some(c.str()?.clone()),
+            Err(_) => None,
+        };
+        for (row, h) in hashes.iter_mut().enumerate() {
+            let bytes = values.as_ref().and_then(|v| v.get(row)).map(str::as_bytes);
+            // A marker byte keeps null apart from the empty string and values from each other.
+            *h = fnv(*h, &[u8::from(bytes.is_some())]);
+            *h = fnv(*h, bytes.unwrap_or_default());
+        }
+    }
+    let part_of: Vec<u32> = hashes
+        .into_iter()
+        .map(|h| (h % SPILL_PARTS as u64) as u32)
+        .collect();
+    let part_of = UInt32Chunked::from_vec("part".into(), part_of);
+    (0..SPILL_PARTS as u32)
+        .map(|p| Ok(df.filter(&part_of.equal(p))?))
+        .collect()
+}
+
+/// Key columns whose values choose a row's hash part: strings, which the merge compares by
+/// their bytes as the hash does.
+const PART_COLUMNS: [&str; 4] = ["account_id", "interface_id", "srcaddr", "dstaddr"];
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::ObjectRef;
+    use crate::memory::MemoryLimits;
+
+    const HEADER: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+
+    /// Objects whose keys repeat across them (so spilled parts must merge again), a null key
+    /// and a second layout.
+    fn objects() -> Vec<crate::source::Fetched> {
+        let mut out = Vec::new();
+        for o in 0..12u32 {
+            let mut text = format!("{HEADER}\n");
+            for r in 0..400u32 {
+                let k = (r * 7 + o * 13) % 900;
+                text.push_str(&format!(
+                    "2 {} eni-{} 10.0.{}.{} 10.1.0.{} {} 443 6 {} {} {} {} ACCEPT OK\n",
+                    100 + k % 3,
+                    k % 5,
+                    k % 7,
+                    k,
+                    o % 2,
+                    1024 + k,
+                    r + 1,
+                    r * 40,
+                    1000 + r,
+                    1060 + o
+                ));
+            }
+            text.push_str("2 100 eni-0 - - - - - - - 1000 1100 - NODATA\n");
+            out.push(text);
+        }
+        out.push("version srcaddr dstaddr action\n2 10.0.0.1 10.9.9.9 ACCEPT\n".into());
+        out.into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let object = ObjectRef {
+                    key: format!("o{i}.log"),
+                    size: t.len() as u64,
+                    etag: None,
+                    last_modified: 0,
+                };
+                (object, Ok(bytes::Bytes::from(t)))
+            })
+            .collect()
+    }
+
+    fn merged(memory: &MemoryLimits) -> Rows {
+        let opts = ReadOptions {
+            memory: memory.clone(),
+            ..ReadOptions::default()
+        };
+        let incoming = Incoming::from_fetched(objects());
+        let (rows, report) = merge_incoming(incoming, &opts, 900, None).unwrap();
+        assert!(report.quarantined.is_empty(), "{:?}", report.quarantined);
+        rows.unwrap()
+    }
+
+    fn frame_of(rows: Rows) -> DataFrame {
+        match rows {
+            Rows::Frame(df) => df,
+            Rows::Parts { files, .. } => {
+                let parts: Vec<DataFrame> =
+                    files.iter().map(|f| SpillDir::read(f).unwrap()).collect();
+                for p in &parts {
+                    let sorted = merge_frames(vec![p.clone()], Finish::Sorted).unwrap();
+                    assert!(p.equals_missing(&sorted), "each part is sorted");
+                }
+                merge_frames(parts, Finish::Sorted).unwrap()
+            }
+        }
+    }
+
+    #[test]
+    fn spilling_gives_the_frame_an_unspilled_merge_gives() {
+        let plenty = MemoryLimits::new(1 << 30, None, None);
+        let Rows::Frame(want) = merged(&plenty) else {
+            panic!("a small batch is one frame");
+        };
+        let spill_dir = tempfile::tempdir().unwrap();
+        // Every object spills its fold; the parts still fit one sort: the very same frame.
+        let tight = MemoryLimits {
+            fold_bytes: 1,
+            spill_dir: spill_dir.path().to_path_buf(),
+            ..plenty.clone()
+        };
+        let Rows::Frame(got) = merged(&tight) else {
+            panic!("rows under sorted_rows are one frame");
+        };
+        assert!(got.equals_missing(&want), "{got}\n{want}");
+        // More rows than one sort may hold: the sorted parts, which together are the same rows.
+        for fold_bytes in [1, 1 << 30] {
+            let parts = MemoryLimits {
+                fold_bytes,
+                sorted_rows: 10,
+                ..tight.clone()
+            };
+            let rows = merged(&parts);
+            assert!(matches!(rows, Rows::Parts { .. }), "{rows:?}");
+            assert_eq!(rows.height(), want.height());
+            let got = frame_of(rows);
+            assert!(got.equals_missing(&want), "{got}\n{want}");
+        }
+        assert_eq!(
+            std::fs::read_dir(spill_dir.path()).unwrap().count(),
+            0,
+            "spill folders are removed"
+        );
+        assert_eq!(
+            want.column(fields::WINDOW_START)
+                .unwrap()
+                .i64()
+                .unwrap()
+                .get(0),
+            Some(900)
+        );
+    }
+
+    #[test]
+    fn parts_depend_on_the_string_keys_only() {
+        let df = df!(
+            "account_id" => ["1", "1", "2"],
+            "srcaddr" => [Some("a"), Some("a"), None],
+            "srcport" => [1i32, 2, 3],
+        )
+        .unwrap();
+        let parts = split_parts(df).unwrap();
+        assert_eq!(parts.len(), SPILL_PARTS);
+        assert!(
+            parts.iter().all(|p| p.width() == 3),
+            "every part keeps every column"
+        );
+        let with_both = parts.iter().filter(|p| p.height() == 2).count();
+        assert_eq!(with_both, 1, "rows with equal string keys share a part");
+        // FNV-1a's published test vector: the part of a key is part of the output's bytes, so
+        // the hash must never change.
+        assert_eq!(fnv(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
 }

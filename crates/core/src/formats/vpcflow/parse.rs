@@ -9,7 +9,7 @@ use polars::prelude::*;
 
 use super::fields::{self, DEFAULT_V2, FieldType, Role};
 use crate::error::ParseError;
-pub(crate) use crate::formats::decode::with_text;
+use crate::formats::decode::{DecodeLimits, with_text};
 
 /// What the parser needs besides the bytes.
 #[derive(Clone, Debug, Default)]
@@ -63,7 +63,9 @@ pub fn parse_object(
     raw: &[u8],
     opts: &ParseOptions,
 ) -> Result<ParsedObject, ParseError> {
-    with_text(source, raw, |text| parse_text(source, text, opts))
+    with_text(source, raw, &DecodeLimits::default(), |text| {
+        parse_text(source, text, opts)
+    })
 }
 
 /// Parses decompressed flow log text into frames with one row per record.
@@ -218,72 +220,113 @@ pub(crate) fn parse_into(
     opts: &ParseOptions,
     sink: &mut impl RecordSink,
 ) -> Result<u64, ParseError> {
-    // One pass over the whole text (fast on ASCII) spares a check per string token.
-    let utf8 = std::str::from_utf8(text).is_ok();
-    let mut layout: Option<Arc<Layout>> = None;
-    let mut records = 0u64;
-    let mut tokens: Vec<&[u8]> = Vec::with_capacity(64);
+    let mut parser = LineParser::new(source, opts);
+    parser.feed(text, sink)?;
+    Ok(parser.records)
+}
 
-    let mut pos = 0;
-    let mut line = 0;
-    while pos < text.len() {
-        let end = memchr::memchr(b'\n', &text[pos..]).map_or(text.len(), |i| pos + i);
-        let bytes = &text[pos..end];
-        pos = end + 1;
-        line += 1;
-        let at = At { source, line };
-        split_fields(bytes, &mut tokens);
-        if tokens.is_empty() {
-            continue;
+/// Parses an object's text fed in pieces that each end at the end of a line (as
+/// [`crate::formats::decode::stream_lines`] gives them): the header seen so far and the line
+/// count carry over from piece to piece.
+pub(crate) struct LineParser<'a> {
+    source: &'a str,
+    opts: &'a ParseOptions,
+    layout: Option<Arc<Layout>>,
+    /// Records read so far.
+    pub records: u64,
+    line: usize,
+}
+
+impl<'a> LineParser<'a> {
+    pub(crate) fn new(source: &'a str, opts: &'a ParseOptions) -> Self {
+        Self {
+            source,
+            opts,
+            layout: None,
+            records: 0,
+            line: 0,
         }
-        if is_header(&tokens) {
-            if layout.as_ref().is_some_and(|l| l.matches_header(&tokens)) {
-                continue; // a repeated header, as in concatenated deliveries
-            }
-            // Header tokens are ASCII (checked by is_header).
-            let names: Vec<&str> = tokens
-                .iter()
-                .map(|t| std::str::from_utf8(t).unwrap_or_default())
-                .collect();
-            let l = Arc::new(Layout::new(&at, &names, "the header names")?);
-            sink.begin(Arc::clone(&l));
-            layout = Some(l);
-            continue;
-        }
-        let l = match &layout {
-            Some(l) => l,
-            None => {
-                let (names, origin): (Vec<&str>, _) = match &opts.headerless_format {
-                    Some(f) => (f.iter().map(String::as_str).collect(), "--format names"),
-                    None if tokens.len() == DEFAULT_V2.len() => {
-                        (DEFAULT_V2.to_vec(), "the default v2 format has")
-                    }
-                    None => {
-                        return Err(at.error(format!(
-                            "no header line and {} fields; only the default v2 format ({} fields) \
-                             is read without a header: give the field list with --format",
-                            tokens.len(),
-                            DEFAULT_V2.len()
-                        )));
-                    }
-                };
-                let l = Arc::new(Layout::new(&at, &names, origin)?);
-                sink.begin(Arc::clone(&l));
-                layout.insert(l)
-            }
-        };
-        if tokens.len() != l.columns.len() {
-            return Err(at.error(format!(
-                "{} fields, {} {}",
-                tokens.len(),
-                l.origin,
-                l.columns.len()
-            )));
-        }
-        sink.push(&at, &tokens, utf8)?;
-        records += 1;
     }
-    Ok(records)
+
+    /// Parses whole lines into `sink`.
+    pub(crate) fn feed(
+        &mut self,
+        text: &[u8],
+        sink: &mut impl RecordSink,
+    ) -> Result<(), ParseError> {
+        let source = self.source;
+        // One pass over the piece (fast on ASCII) spares a check per string token; a piece ends
+        // at a line end, so no character is cut.
+        let utf8 = std::str::from_utf8(text).is_ok();
+        let mut tokens: Vec<&[u8]> = Vec::with_capacity(64);
+        let mut pos = 0;
+        while pos < text.len() {
+            let end = memchr::memchr(b'\n', &text[pos..]).map_or(text.len(), |i| pos + i);
+            let bytes = &text[pos..end];
+            pos = end + 1;
+            self.line += 1;
+            let at = At {
+                source,
+                line: self.line,
+            };
+            split_fields(bytes, &mut tokens);
+            if tokens.is_empty() {
+                continue;
+            }
+            if is_header(&tokens) {
+                if self
+                    .layout
+                    .as_ref()
+                    .is_some_and(|l| l.matches_header(&tokens))
+                {
+                    continue; // a repeated header, as in concatenated deliveries
+                }
+                // Header tokens are ASCII (checked by is_header).
+                let names: Vec<&str> = tokens
+                    .iter()
+                    .map(|t| std::str::from_utf8(t).unwrap_or_default())
+                    .collect();
+                let l = Arc::new(Layout::new(&at, &names, "the header names")?);
+                sink.begin(Arc::clone(&l));
+                self.layout = Some(l);
+                continue;
+            }
+            let l = match &self.layout {
+                Some(l) => l,
+                None => {
+                    let (names, origin): (Vec<&str>, _) = match &self.opts.headerless_format {
+                        Some(f) => (f.iter().map(String::as_str).collect(), "--format names"),
+                        None if tokens.len() == DEFAULT_V2.len() => {
+                            (DEFAULT_V2.to_vec(), "the default v2 format has")
+                        }
+                        None => {
+                            return Err(at.error(format!(
+                                "no header line and {} fields; only the default v2 format ({} \
+                                 fields) is read without a header: give the field list with \
+                                 --format",
+                                tokens.len(),
+                                DEFAULT_V2.len()
+                            )));
+                        }
+                    };
+                    let l = Arc::new(Layout::new(&at, &names, origin)?);
+                    sink.begin(Arc::clone(&l));
+                    self.layout.insert(l)
+                }
+            };
+            if tokens.len() != l.columns.len() {
+                return Err(at.error(format!(
+                    "{} fields, {} {}",
+                    tokens.len(),
+                    l.origin,
+                    l.columns.len()
+                )));
+            }
+            sink.push(&at, &tokens, utf8)?;
+            self.records += 1;
+        }
+        Ok(())
+    }
 }
 
 /// Splits a line on runs of spaces and tabs (and a trailing CR) into `tokens`.

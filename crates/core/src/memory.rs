@@ -1,0 +1,161 @@
+//! The memory a batch may use, and the local disk it spills to when that is not enough.
+//!
+//! One number, the memory limit, is split between the stages of a batch so that its peak stays
+//! under the limit whatever the batch holds (docs/architecture.md, "Bounded memory"):
+//!
+//! | share | what |
+//! |---|---|
+//! | 1/8 | read-ahead: fetched objects waiting to be parsed |
+//! | 1/4 | decoded objects being read, per batch (split between the parsing threads) |
+//! | 1/4 | folded flow keys, across the parsing threads; beyond it they spill |
+//! | rest | the merge and the write of what was folded or spilled |
+//!
+//! The default limit is 60% of the cgroup's memory limit (a Fargate task's size), or of the
+//! machine's memory when there is none.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::error::Result;
+use crate::formats::decode::DecodeLimits;
+
+/// How much memory a batch may use, and where it spills. [`MemoryLimits::new`] derives every
+/// share from one limit; the fields are public so tests can set one share alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryLimits {
+    /// Bytes a batch may hold at its peak.
+    pub memory: u64,
+    /// Where folded keys spill (a temporary folder per batch is made inside it).
+    pub spill_dir: PathBuf,
+    /// Bounds of each object's decoding.
+    pub decode: DecodeLimits,
+    /// Fetched bytes that may wait to be parsed.
+    pub read_ahead_bytes: u64,
+    /// Bytes of folded flow keys held across the parsing threads before they spill.
+    pub fold_bytes: u64,
+    /// Rows a window's merged flows may have to be sorted as one frame; more are written in
+    /// hash parts, each sorted ([`SPILL_PARTS`]).
+    pub sorted_rows: usize,
+}
+
+impl Default for MemoryLimits {
+    fn default() -> Self {
+        Self::new(default_memory_limit(), None, None)
+    }
+}
+
+/// Share of the detected memory taken by default: the rest is the process's own, the
+/// allocator's slack and the page cache spill files go through.
+pub const DEFAULT_SHARE_PERCENT: u64 = 60;
+
+/// A decoded object may hold at least this much, whatever the limit.
+const MIN_OBJECT_BYTES: u64 = 16 << 20;
+
+impl MemoryLimits {
+    /// Limits for `memory` bytes: the per-object bound is a quarter of it split between the
+    /// parsing threads unless `max_object_bytes` says otherwise; spills go to `spill_dir` or the
+    /// system's temporary folder.
+    pub fn new(memory: u64, spill_dir: Option<PathBuf>, max_object_bytes: Option<u64>) -> Self {
+        let threads = rayon::current_num_threads().max(1) as u64;
+        let per_object = (memory / 4 / threads).max(MIN_OBJECT_BYTES);
+        Self {
+            memory,
+            spill_dir: spill_dir.unwrap_or_else(std::env::temp_dir),
+            decode: DecodeLimits {
+                max_object_bytes: max_object_bytes.unwrap_or(per_object),
+                ..DecodeLimits::default()
+            },
+            read_ahead_bytes: (memory / 8).max(1 << 20),
+            fold_bytes: memory / 4,
+            sorted_rows: (memory / ROW_BYTES) as usize,
+        }
+    }
+}
+
+/// What one merged flow row costs while it is merged and sorted (measured: about 700 bytes per
+/// key in the fold and the polars merge together, docs/architecture.md).
+pub const ROW_BYTES: u64 = 700;
+
+/// Hash parts of a spilled or large window: fixed, so the same batch gives the same file.
+pub const SPILL_PARTS: usize = 16;
+
+/// The memory limit when none is given: [`DEFAULT_SHARE_PERCENT`] of the cgroup's limit, or of
+/// the machine's memory, or 2 GiB when neither can be read.
+pub fn default_memory_limit() -> u64 {
+    let total = cgroup_limit()
+        .or_else(machine_memory)
+        .map(|t| t / 100 * DEFAULT_SHARE_PERCENT);
+    total.unwrap_or(2 << 30)
+}
+
+/// cgroup v2's `memory.max`, or v1's `memory.limit_in_bytes`; `None` when unlimited.
+fn cgroup_limit() -> Option<u64> {
+    for file in [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            // v1 says "unlimited" with a huge number, v2 with "max".
+            if let Ok(n) = text.trim().parse::<u64>()
+                && n < (1 << 50)
+            {
+                return Some(n);
+            }
+        }
+    }
+    None
+}
+
+/// `MemTotal` of /proc/meminfo.
+fn machine_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A batch's spill folder: removed with everything in it when dropped.
+#[derive(Debug)]
+pub struct SpillDir {
+    dir: tempfile::TempDir,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl SpillDir {
+    pub fn new(parent: &Path) -> Result<Self> {
+        std::fs::create_dir_all(parent).map_err(|e| spill_error(parent, e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("flowmerge-spill-")
+            .tempdir_in(parent)
+            .map_err(|e| spill_error(parent, e))?;
+        Ok(Self {
+            dir,
+            next: Default::default(),
+        })
+    }
+
+    /// Writes `df` to a new file of the folder (uncompressed Parquet: written once, read once).
+    pub fn write(&self, df: &mut DataFrame) -> Result<PathBuf> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.path().join(format!("{n:06}.parquet"));
+        let file = std::fs::File::create(&path).map_err(|e| spill_error(&path, e))?;
+        ParquetWriter::new(std::io::BufWriter::new(file))
+            .with_compression(ParquetCompression::Uncompressed)
+            .with_statistics(StatisticsOptions::empty())
+            .finish(df)?;
+        Ok(path)
+    }
+
+    /// Reads back a file [`SpillDir::write`] wrote, and removes it.
+    pub fn read(path: &Path) -> Result<DataFrame> {
+        let file = std::fs::File::open(path).map_err(|e| spill_error(path, e))?;
+        let df = ParquetReader::new(file).finish()?;
+        std::fs::remove_file(path).map_err(|e| spill_error(path, e))?;
+        Ok(df)
+    }
+}
+
+fn spill_error(path: &Path, e: std::io::Error) -> crate::Error {
+    crate::Error::Spill(format!("{}: {e}", path.display()))
+}
