@@ -25,6 +25,20 @@ pub enum GenFormat {
     V5,
 }
 
+/// How often a flow key recurs within a window: what decides how much a merge folds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GenProfile {
+    /// Every record picks a flow from a pool of 1.5× the records per object: a key recurs about
+    /// ten times per 5-minute window (records ≈ 10× rows).
+    Repeat,
+    /// As real VPCs look with 1-minute aggregation: long-lived connections recur once a minute
+    /// (about a fifth of the records) beside short ones on ephemeral ports that occur once
+    /// (records ≈ 1.2× rows per 5-minute window).
+    Real,
+    /// No key recurs: every record a flow of its own (records = rows).
+    Unique,
+}
+
 #[derive(Args, Debug)]
 pub struct GenArgs {
     /// Directory or object-store URL to write the raw objects to.
@@ -42,6 +56,9 @@ pub struct GenArgs {
     pub records_per_file: u32,
     #[arg(long, value_enum, default_value_t = GenFormat::V2)]
     pub format: GenFormat,
+    /// How often flow keys recur within a window.
+    #[arg(long, value_enum, default_value_t = GenProfile::Repeat)]
+    pub profile: GenProfile,
     /// Seed: the same seed and flags give byte-identical objects.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -125,6 +142,43 @@ fn ipv6_addr(r: &mut Rng) -> String {
     )
 }
 
+/// A flow between a local address and a remote one, on a service port and an ephemeral one.
+fn random_flow(r: &mut Rng) -> Flow {
+    let ipv6 = r.chance(10);
+    let inbound = r.chance(50);
+    let (local, remote) = if ipv6 {
+        (ipv6_addr(r), ipv6_addr(r))
+    } else {
+        {
+            let public = r.chance(30);
+            (ipv4(r, true), ipv4(r, !public))
+        }
+    };
+    let service_port = [443, 80, 22, 53, 3306, 5432, 6379, 8080][r.below(8) as usize];
+    let ephemeral = 32768 + r.below(28000) as u32;
+    let protocol = [6, 6, 6, 17, 1][r.below(5) as usize];
+    let (srcport, dstport) = match (protocol, inbound) {
+        (1, _) => (0, 0),
+        (_, true) => (ephemeral, service_port),
+        (_, false) => (service_port, ephemeral),
+    };
+    let (src, dst) = if inbound {
+        (remote, local)
+    } else {
+        (local, remote)
+    };
+    Flow {
+        eni: r.below(4) as usize,
+        src,
+        dst,
+        srcport,
+        dstport,
+        protocol,
+        action: if r.chance(15) { "REJECT" } else { "ACCEPT" },
+        ipv6,
+    }
+}
+
 fn account(r: &mut Rng, index: u32, pool: usize) -> Account {
     let id = format!(
         "{:012}",
@@ -133,43 +187,7 @@ fn account(r: &mut Rng, index: u32, pool: usize) -> Account {
     let enis: Vec<String> = (0..4)
         .map(|_| format!("eni-{:017x}", r.next() >> 4))
         .collect();
-    let flows = (0..pool)
-        .map(|_| {
-            let ipv6 = r.chance(10);
-            let inbound = r.chance(50);
-            let (local, remote) = if ipv6 {
-                (ipv6_addr(r), ipv6_addr(r))
-            } else {
-                {
-                    let public = r.chance(30);
-                    (ipv4(r, true), ipv4(r, !public))
-                }
-            };
-            let service_port = [443, 80, 22, 53, 3306, 5432, 6379, 8080][r.below(8) as usize];
-            let ephemeral = 32768 + r.below(28000) as u32;
-            let protocol = [6, 6, 6, 17, 1][r.below(5) as usize];
-            let (srcport, dstport) = match (protocol, inbound) {
-                (1, _) => (0, 0),
-                (_, true) => (ephemeral, service_port),
-                (_, false) => (service_port, ephemeral),
-            };
-            let (src, dst) = if inbound {
-                (remote, local)
-            } else {
-                (local, remote)
-            };
-            Flow {
-                eni: r.below(4) as usize,
-                src,
-                dst,
-                srcport,
-                dstport,
-                protocol,
-                action: if r.chance(15) { "REJECT" } else { "ACCEPT" },
-                ipv6,
-            }
-        })
-        .collect();
+    let flows = (0..pool).map(|_| random_flow(r)).collect();
     Account {
         id,
         flow_log_id: format!("fl-{:017x}", r.next() >> 4),
@@ -212,8 +230,22 @@ const V5_ORDER: &[&str] = &[
     "vpc-id",
 ];
 
-/// One object's text.
-fn render_object(r: &mut Rng, a: &Account, args: &GenArgs, minute: i64) -> (String, u64) {
+/// Long-lived flows per account under [`GenProfile::Real`]: each is in one object of every
+/// minute, so over a 5-minute window they are 5/24 of the records and the records are 1.2× the
+/// rows.
+fn long_lived(args: &GenArgs) -> usize {
+    (args.records_per_file as usize * args.files_per_minute as usize * 5 / 24)
+        .min(args.records_per_file as usize * 3 / 2)
+}
+
+/// One object's text: object `file` of its account's minute.
+fn render_object(
+    r: &mut Rng,
+    a: &Account,
+    args: &GenArgs,
+    minute: i64,
+    file: u32,
+) -> (String, u64) {
     let mut out = String::with_capacity(args.records_per_file as usize * 110);
     let header: Vec<&str> = match args.format {
         GenFormat::V2 => flowmerge_core::formats::vpcflow::fields::DEFAULT_V2.to_vec(),
@@ -222,11 +254,26 @@ fn render_object(r: &mut Rng, a: &Account, args: &GenArgs, minute: i64) -> (Stri
     out.push_str(&header.join(" "));
     out.push('\n');
     let mut records = 0;
+    // Real: this object's share of the long-lived flows, then short ones.
+    let files = args.files_per_minute as usize;
+    let mut long = (file as usize..long_lived(args)).step_by(files.max(1));
+    let mut short;
     for _ in 0..args.records_per_file {
         let start = minute + r.below(50) as i64;
         let end = start + 1 + r.below(59) as i64;
         let nodata = r.chance(1);
-        let flow = &a.flows[r.below(a.flows.len() as u64) as usize];
+        let long_flow = match args.profile {
+            GenProfile::Real => long.next(),
+            _ => None,
+        };
+        let flow = match (args.profile, long_flow) {
+            (GenProfile::Repeat, _) => &a.flows[r.below(a.flows.len() as u64) as usize],
+            (_, Some(i)) => &a.flows[i],
+            _ => {
+                short = random_flow(r);
+                &short
+            }
+        };
         let eni = &a.enis[if nodata {
             r.below(4) as usize
         } else {
@@ -325,7 +372,7 @@ pub async fn run(args: GenArgs) -> Result<GenSummary> {
                 let (key, body, records) = tokio::task::spawn_blocking(move || {
                     let mut r = Rng::new(seed);
                     let a = &accounts[ai];
-                    let (text, records) = render_object(&mut r, a, &args, minute);
+                    let (text, records) = render_object(&mut r, a, &args, minute, f);
                     let mut gz = GzEncoder::new(Vec::with_capacity(text.len() / 4), Compression::default());
                     gz.write_all(text.as_bytes())?;
                     let t = DateTime::from_timestamp(minute, 0).unwrap_or_default();
