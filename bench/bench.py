@@ -1,8 +1,10 @@
 """flowmerge compact vs DuckDB (read_csv with an explicit schema, GROUP BY, ORDER BY, zstd Parquet)
-on the same generated files, in the same run. Prints records/s of both and their ratio, peak RSS,
-output bytes, and the rate of plain gzip decoding of the same files (zcat, one core)."""
+on the same generated files, in the same run, the two run alternately. Prints records/s of both,
+the median of the per-pair speed ratios, peak RSS, output bytes, and the rate of plain gzip
+decoding of the same files (zcat on every core, and on one)."""
 
 import argparse
+import statistics
 import glob
 import gzip
 import json
@@ -50,13 +52,13 @@ print(time.perf_counter() - started)
 """
 
 
-def peak_rss_of(cmd):
+def peak_rss_of(cmd, want_code=(0,)):
     """Runs cmd under /usr/bin/time -f %M (KiB); returns (seconds, peak RSS bytes, stdout)."""
     start = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, capture_output=True)
     elapsed = time.perf_counter() - start
-    if proc.returncode not in (0, 3):
-        sys.exit(f"{' '.join(cmd[:3])} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    if proc.returncode not in want_code:
+        sys.exit(f"{' '.join(cmd[:3])} exited {proc.returncode}, not {want_code}: {proc.stderr.decode()[-2000:]}")
     rss_kib = int(proc.stderr.decode().strip().splitlines()[-1])
     return elapsed, rss_kib * 1024, proc.stdout
 
@@ -65,97 +67,119 @@ def tree_bytes(path, pattern):
     return sum(os.path.getsize(p) for p in glob.glob(os.path.join(path, pattern), recursive=True))
 
 
-def generate(fm, raw, accounts, minutes, files, records):
+def generate(fm, raw, accounts, minutes, files, records, profile="repeat"):
     shutil.rmtree(raw, ignore_errors=True)
     subprocess.run([fm, "gen", raw, "--accounts", str(accounts), "--minutes", str(minutes),
-                    "--files-per-minute", str(files), "--records-per-file", str(records)],
+                    "--files-per-minute", str(files), "--records-per-file", str(records),
+                    "--profile", profile],
                    check=True, capture_output=True)
 
 
-def generate_distinct(raw, files, records):
-    """The worst case for a merge: one window, every record a flow of its own (nothing merges)."""
-    shutil.rmtree(raw, ignore_errors=True)
-    acct = "111122223333"
-    folder = os.path.join(raw, f"AWSLogs/{acct}/vpcflowlogs/us-east-1/2026/11/01")
-    os.makedirs(folder)
-    header = " ".join(k.replace("_", "-") for k in V2) + "\n"
-    n = 0
-    for f in range(files):
-        lines = [header]
-        for r in range(records):
-            n += 1
-            lines.append(f"2 {acct} eni-{f:017x} 10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255} "
-                         f"172.16.{r % 256}.{f % 256} {1024 + r} 443 6 {r % 97 + 1} {r * 13 + 40} "
-                         f"1793491397 1793491423 ACCEPT OK\n")
-        name = f"{acct}_vpcflowlogs_us-east-1_fl-0123456789abcdef0_20261101T0003Z_{f:08x}.log.gz"
-        with gzip.open(os.path.join(folder, name), "wt", compresslevel=6) as out:
-            out.write("".join(lines))
+def add_hostile(raw):
+    """Beside the good objects of a window: a bit-flipped copy of one, a 100 MiB line and a gzip
+    bomb (2 GiB of zeros in 2 MiB). Returns how many objects were added."""
+    good = sorted(glob.glob(f"{raw}/**/*.log.gz", recursive=True))
+    folder = os.path.dirname(good[0])
+    name = lambda tag: os.path.join(
+        folder, f"123456789012_vpcflowlogs_us-east-1_fl-bad_20261101T0001Z_{tag}.log.gz")
+    body = bytearray(open(good[0], "rb").read())
+    body[len(body) // 2] ^= 0x10
+    open(name("flipped"), "wb").write(bytes(body))
+    with gzip.open(name("long-line"), "wb", compresslevel=6) as out:
+        out.write(b"version account-id interface-id srcaddr dstaddr srcport dstport protocol "
+                  b"packets bytes start end action log-status\n")
+        chunk = b"2 123456789012 eni-1 10.0.0.1 " * 32768
+        for _ in range((100 << 20) // len(chunk)):
+            out.write(chunk)
+    with gzip.open(name("bomb"), "wb", compresslevel=9) as out:
+        zeros = bytes(1 << 20)
+        for _ in range(2048):
+            out.write(zeros)
+    return 3
 
 
-def compare(fm, work, name, shape, files=None, records=None):
+def compare(fm, work, name, shape, fm_args=(), hostile=False, duckdb=True):
     raw = os.path.join(work, name, "raw")
-    if shape == "distinct":
-        generate_distinct(raw, files, records)
-    else:
-        generate(fm, raw, *shape)
-        records = shape[3]
-    n_files = len(glob.glob(f"{raw}/**/*.log.gz", recursive=True))
+    generate(fm, raw, *shape)
+    records = shape[3]
+    listing = sorted(glob.glob(f"{raw}/**/*.log.gz", recursive=True))
+    n_files = len(listing)
     n_records = n_files * records
+    bad = add_hostile(raw) if hostile else 0
 
-    # Plain gzip decoding of the same files, one core: the floor of any reader.
-    listing = glob.glob(f"{raw}/**/*.log.gz", recursive=True)
-    t0 = time.perf_counter()
-    subprocess.run(["bash", "-c", 'xargs -0 zcat > /dev/null'], input="\0".join(listing).encode(), check=True)
-    zcat_s = time.perf_counter() - t0
+    # Plain gzip decoding of the same files: the floor of any reader, on every core and on one.
+    gunzip = {}
+    for procs in (os.cpu_count(), 1):
+        t0 = time.perf_counter()
+        subprocess.run(["bash", "-c", f"xargs -0 -n 32 -P {procs} zcat > /dev/null"],
+                       input="\0".join(listing).encode(), check=True)
+        gunzip[procs] = time.perf_counter() - t0
 
-    # One warm-up run each, then the best of RUNS: the VM's first run after idling is slow.
+    # One warm-up run each, then RUNS runs of each, alternating (the VM's speed drifts).
     out = os.path.join(work, name, "flowmerge")
-    best = None
-    for _ in range(RUNS + 1):
+    duck_out = os.path.join(work, name, "duckdb")
+    fm_runs, duck_runs = [], []
+    for i in range(RUNS + 1):
         shutil.rmtree(out, ignore_errors=True)
-        run = peak_rss_of([fm, "compact", raw, out, "--json"])
-        best = run if best is None or run[0] < best[0] else best
-    fm_s, fm_rss, fm_stdout = best
-    summary = json.loads(fm_stdout)
+        run = peak_rss_of([fm, "compact", raw, out, "--json", *fm_args],
+                          want_code=(3,) if hostile else (0,))
+        if duckdb:
+            shutil.rmtree(duck_out, ignore_errors=True)
+            _, rss, stdout = peak_rss_of([sys.executable, "-c", DUCKDB_SCRIPT, raw, duck_out,
+                                          json.dumps(V2), json.dumps(KEYS)])
+            duck = (float(stdout.decode().split()[-1]), rss)
+        if i > 0:
+            fm_runs.append(run)
+            if duckdb:
+                duck_runs.append(duck)
+    fm_s = statistics.median(r[0] for r in fm_runs)
+    fm_rss = max(r[1] for r in fm_runs)
+    summary = json.loads(fm_runs[-1][2])
     assert summary["batches_failed"] == 0, summary["failures"]
     assert summary["records_in"] == n_records, summary
+    assert summary["objects_quarantined"] == bad, summary["quarantined"]
     fm_bytes = tree_bytes(out, "vpcflowlogs/**/*.parquet")
-
-    # DuckDB writes one file per window, like flowmerge; its time is the query's own, without
-    # the interpreter's start-up.
-    duck_out = os.path.join(work, name, "duckdb")
-    duck_s, duck_rss = None, 0
-    for _ in range(RUNS + 1):
-        shutil.rmtree(duck_out, ignore_errors=True)
-        _, rss, stdout = peak_rss_of([sys.executable, "-c", DUCKDB_SCRIPT, raw, duck_out,
-                                      json.dumps(V2), json.dumps(KEYS)])
-        t = float(stdout.decode().split()[-1])
-        if duck_s is None or t < duck_s:
-            duck_s, duck_rss = t, rss
-    duck_bytes = tree_bytes(duck_out, "**/*.parquet")
-
-    import duckdb
-    duck_rows = duckdb.connect().execute(
-        f"SELECT count(*) FROM read_parquet('{duck_out}/**/*.parquet')").fetchall()[0][0]
     fm_rows = summary["rows_out"]
-    assert duck_rows == fm_rows, f"row counts differ: duckdb {duck_rows}, flowmerge {fm_rows}"
 
     r = {
         "set": name, "files": n_files, "records": n_records, "rows_out": fm_rows,
-        "flowmerge_seconds": round(fm_s, 3), "duckdb_seconds": round(duck_s, 3),
-        "flowmerge_records_per_s": round(n_records / fm_s), "duckdb_records_per_s": round(n_records / duck_s),
-        "speed_ratio": round(duck_s / fm_s, 2),
-        "zcat_records_per_s": round(n_records / zcat_s),
-        "flowmerge_vs_zcat": round(zcat_s / fm_s, 2),
-        "flowmerge_peak_rss_mib": round(fm_rss / 2**20, 1), "duckdb_peak_rss_mib": round(duck_rss / 2**20, 1),
-        "flowmerge_output_bytes": fm_bytes, "duckdb_output_bytes": duck_bytes,
-        "output_ratio": round(fm_bytes / duck_bytes, 3),
+        "flowmerge_args": list(fm_args), "quarantined": bad,
+        "flowmerge_seconds": round(fm_s, 3),
+        "flowmerge_records_per_s": round(n_records / fm_s),
+        "gunzip_all_cores_records_per_s": round(n_records / gunzip[os.cpu_count()]),
+        "gunzip_one_core_records_per_s": round(n_records / gunzip[1]),
+        "flowmerge_vs_parallel_gunzip": round(gunzip[os.cpu_count()] / fm_s, 2),
+        "flowmerge_peak_rss_mib": round(fm_rss / 2**20, 1),
+        "flowmerge_output_bytes": fm_bytes,
     }
-    print(f"\n== {name}: {n_files} files, {n_records:,} records → {fm_rows:,} rows")
+    print(f"\n== {name}: {n_files} files, {n_records:,} records → {fm_rows:,} rows"
+          + (f", {bad} hostile objects" if bad else "") + (f"  [{' '.join(fm_args)}]" if fm_args else ""))
     print(f"  flowmerge  {r['flowmerge_records_per_s']:>12,} records/s  {fm_s:7.2f} s  peak RSS {r['flowmerge_peak_rss_mib']:7.1f} MiB  output {fm_bytes:>11,} B")
-    print(f"  duckdb     {r['duckdb_records_per_s']:>12,} records/s  {duck_s:7.2f} s  peak RSS {r['duckdb_peak_rss_mib']:7.1f} MiB  output {duck_bytes:>11,} B")
-    print(f"  zcat       {r['zcat_records_per_s']:>12,} records/s  {zcat_s:7.2f} s  (plain gzip decoding, one core)")
-    print(f"  ratios: speed {r['speed_ratio']}× DuckDB, {r['flowmerge_vs_zcat']}× zcat; output {r['output_ratio']}× DuckDB's bytes")
+    if duckdb:
+        # DuckDB writes one file per window, like flowmerge; its time is the query's own,
+        # without the interpreter's start-up.
+        duck_s = statistics.median(d[0] for d in duck_runs)
+        duck_rss = max(d[1] for d in duck_runs)
+        ratios = [d[0] / f[0] for d, f in zip(duck_runs, fm_runs)]
+        duck_bytes = tree_bytes(duck_out, "**/*.parquet")
+        import duckdb as ddb
+        duck_rows = ddb.connect().execute(
+            f"SELECT count(*) FROM read_parquet('{duck_out}/**/*.parquet')").fetchall()[0][0]
+        assert duck_rows == fm_rows, f"row counts differ: duckdb {duck_rows}, flowmerge {fm_rows}"
+        r.update({
+            "duckdb_seconds": round(duck_s, 3), "duckdb_records_per_s": round(n_records / duck_s),
+            "speed_ratio_median": round(statistics.median(ratios), 2),
+            "speed_ratios": [round(x, 2) for x in ratios],
+            "duckdb_peak_rss_mib": round(duck_rss / 2**20, 1),
+            "duckdb_output_bytes": duck_bytes, "output_ratio": round(fm_bytes / duck_bytes, 3),
+        })
+        print(f"  duckdb     {r['duckdb_records_per_s']:>12,} records/s  {duck_s:7.2f} s  peak RSS {r['duckdb_peak_rss_mib']:7.1f} MiB  output {duck_bytes:>11,} B")
+    print(f"  gunzip     {r['gunzip_all_cores_records_per_s']:>12,} records/s on {os.cpu_count()} cores, {r['gunzip_one_core_records_per_s']:,} on one")
+    line = f"  ratios: {r['flowmerge_vs_parallel_gunzip']}× parallel gunzip"
+    if duckdb:
+        line += (f"; speed {r['speed_ratio_median']}× DuckDB (median of {r['speed_ratios']}); "
+                 f"output {r['output_ratio']}× DuckDB's bytes")
+    print(line)
     return r
 
 
@@ -167,12 +191,22 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+    tight = ("--memory-limit", "768MiB")
     if a.quick:
-        sets = [("quick", (2, 5, 2, 200)), ("quick-distinct", "distinct", 20, 100)]
+        sets = [("quick-repeat", (2, 5, 2, 200, "repeat")), ("quick-real", (2, 5, 2, 200, "real")),
+                ("quick-unique", (2, 5, 2, 200, "unique")),
+                ("quick-spill", (2, 5, 2, 2000, "unique"), ("--memory-limit", "4MiB")),
+                ("quick-hostile", (2, 5, 2, 200, "real"), tight, True, False)]
     else:
-        # accounts, minutes, objects per account and minute, records per object
-        sets = [("720-files", (8, 30, 3, 2000)), ("1000-file-batch", (8, 5, 25, 3000)),
-                ("1000-file-batch-distinct", "distinct", 1000, 3000)]
+        # accounts, minutes, objects per account and minute, records per object, profile
+        sets = [("720-files-repeat", (8, 30, 3, 2000, "repeat")),
+                ("720-files-real", (8, 30, 3, 2000, "real")),
+                ("720-files-unique", (8, 30, 3, 2000, "unique")),
+                ("1000-file-batch", (8, 5, 25, 3000, "repeat")),
+                # One window of 400 objects × 10,000 distinct flows: 4M keys in one batch.
+                ("4M-keys-one-batch", (8, 5, 10, 10000, "unique"), tight),
+                # DuckDB stops at the first bad object: flowmerge alone.
+                ("hostile", (8, 5, 3, 2000, "real"), tight, True, False)]
     results = [compare(a.flowmerge, a.work, *s) for s in sets]
     with open(os.path.join(a.work, "results.json"), "w") as f:
         json.dump(results, f, indent=2)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: `flowmerge compact` against DuckDB on the same generated flow logs, in one run.
-# Usage: bench/run.sh            (720 files / 1.44M records, the 1,000-file / 3M-record batch, the
-#                                 worst case: 1,000 files / 3M records of which none merge, and
-#                                 bench/rollup.py: the rollup of a day, 34,560 objects)
+# Usage: bench/run.sh            (720 files / 1.44M records in each of `flowmerge gen`'s three
+#                                 profiles — keys repeating ~10×, real-like ~1.2×, none — the
+#                                 1,000-file / 3M-record batch, one batch of 4M distinct keys under
+#                                 --memory-limit 768MiB, a window with hostile objects under the
+#                                 same limit, and bench/rollup.py: the rollup of a day)
 #        BENCH_QUICK=1 bench/run.sh   (a small set, to check the script itself)
 # Installs what it needs (duckdb from PyPI into a cached venv); builds flowmerge in release mode.
 set -euo pipefail

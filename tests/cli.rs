@@ -160,6 +160,37 @@ fn hostile_objects_are_quarantined_and_a_spilled_batch_conserves() {
     );
 }
 
+/// `gen --profile` makes traffic whose keys recur as often as it says: about ten records per row
+/// for `repeat`, 1.2 for `real` (long-lived connections once a minute beside short ones), one
+/// for `unique` (NODATA records of an interface still merge).
+#[test]
+fn gen_profiles_recur_as_they_say() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (profile, low, high) in [
+        ("repeat", 8.0, 12.0),
+        ("real", 1.15, 1.3),
+        ("unique", 1.0, 1.02),
+    ] {
+        let raw = tmp.path().join(profile);
+        generate(
+            &raw,
+            &format!(
+                "--accounts 2 --minutes 10 --files-per-minute 3 --records-per-file 1000 --profile {profile}"
+            ),
+        );
+        let out = tmp.path().join(format!("{profile}-out"));
+        let (code, s) = compact(&raw, &out, &[]);
+        assert_eq!(code, 0, "{s}");
+        let raw_files = files(&raw);
+        assert_conserved(&raw_files, &out);
+        let ratio = s["records_in"].as_f64().unwrap() / s["rows_out"].as_f64().unwrap();
+        assert!(
+            (low..high).contains(&ratio),
+            "{profile}: {ratio:.3} records per row"
+        );
+    }
+}
+
 #[test]
 fn bad_objects_are_quarantined_and_everything_else_lands() {
     let tmp = tempfile::tempdir().unwrap();

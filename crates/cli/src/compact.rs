@@ -323,6 +323,9 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     // The in-process counterpart of the SQS merge queue (the same JobQueue port and suite).
     let queue = Arc::new(MemoryQueue::new());
     let producing = Arc::new(AtomicBool::new(true));
+    // Told when the producer is done or a job is acknowledged: a worker waiting for a job then
+    // looks again whether the run is over, instead of waiting out its poll.
+    let settled = Arc::new(tokio::sync::Notify::new());
     let exec = ExecOptions {
         parse,
         dns: DnsOptions {
@@ -344,18 +347,27 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
             let (queue, producing) = (Arc::clone(&queue), Arc::clone(&producing));
+            let settled = Arc::clone(&settled);
             let ledger = Arc::clone(&ledger);
             let (input, output) = (Arc::clone(&input.store), Arc::clone(&output.store));
             let exec = exec.clone();
             tokio::spawn(async move {
                 let mut done: Vec<std::result::Result<BatchReport, String>> = Vec::new();
                 loop {
-                    let received = queue
-                        .receive_jobs(1, Duration::from_millis(200), JOB_VISIBILITY)
-                        .await;
+                    let woken = settled.notified();
+                    tokio::pin!(woken);
+                    woken.as_mut().enable();
+                    if !producing.load(Ordering::Acquire) && queue.is_idle() {
+                        break;
+                    }
+                    // The in-process queue takes a job in one step: dropping the receive for
+                    // the wake-up cannot lose one.
+                    let received = tokio::select! {
+                        r = queue.receive_jobs(1, Duration::from_millis(200), JOB_VISIBILITY) => r,
+                        () = &mut woken => continue,
+                    };
                     let delivery = match received {
                         Ok(mut d) if !d.is_empty() => d.remove(0),
-                        Ok(_) if !producing.load(Ordering::Acquire) && queue.is_idle() => break,
                         Ok(_) => continue,
                         Err(e) => {
                             done.push(Err(format!("job queue: {e}")));
@@ -374,6 +386,7 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
                     if let Err(e) = queue.ack(&delivery.receipt_handle).await {
                         done.push(Err(format!("job queue: {e}")));
                     }
+                    settled.notify_waiters();
                 }
                 done
             })
@@ -426,6 +439,7 @@ pub async fn run(args: CompactArgs) -> Result<Summary> {
     };
     let produced = producer.await;
     producing.store(false, Ordering::Release);
+    settled.notify_waiters();
 
     let mut summary = Summary {
         input: input.display.clone(),

@@ -164,19 +164,31 @@ proptest! {
         let texts: Vec<String> = (0..objects)
             .map(|o| {
                 let body: String = recs.iter().skip(o).step_by(objects).map(|r| line(r) + "\n").collect();
-                // Another spelling of the same numbers: keys the combiner keeps apart, the merge joins.
+                // Another spelling of the same numbers: the combiner spells them one way, as the merge types them.
                 let body = if spellings && o % 2 == 1 { body.replace(" 6 ", " +6 ") } else { body };
                 format!("{HEADER}\n{body}")
             })
             .collect();
-        let mut combiners: Vec<Combiner> = (0..threads).map(|_| Combiner::default()).collect();
-        for (i, t) in texts.iter().enumerate() {
-            combine_object("p", t.as_bytes(), &ParseOptions::default(), &flowmerge_core::formats::decode::DecodeLimits::default(), &mut combiners[i % threads]).unwrap();
-        }
+        let fold = || {
+            let mut combiners: Vec<Combiner> = (0..threads).map(|_| Combiner::default()).collect();
+            for (i, t) in texts.iter().enumerate() {
+                combine_object("p", t.as_bytes(), &ParseOptions::default(), &flowmerge_core::formats::decode::DecodeLimits::default(), &mut combiners[i % threads]).unwrap();
+            }
+            combiners
+        };
+        let combiners = fold();
         prop_assert_eq!(combiners.iter().map(Combiner::records).sum::<u64>(), recs.len() as u64);
+        // As a batch does: the threads' tables folded into one, whose rows only need ordering.
+        let mut all = Combiner::default();
+        for c in fold() {
+            all.absorb(c);
+        }
+        prop_assert!(all.single_layout());
+        let absorbed = merge_frames(all.into_frames().unwrap(), Finish::Sorted).unwrap();
         let frames: Vec<DataFrame> = combiners.into_iter().flat_map(|c| c.into_frames().unwrap()).collect();
         let combined = merge_frames(frames, Finish::Final).unwrap();
         prop_assert_eq!(observed(&combined), oracle(&recs));
+        prop_assert!(absorbed.equals_missing(&combined), "{absorbed}\n{combined}");
 
         let plain: Vec<DataFrame> = texts
             .iter()

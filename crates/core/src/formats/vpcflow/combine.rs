@@ -80,6 +80,27 @@ impl Combiner {
         self.tables.into_iter().map(Table::into_frame).collect()
     }
 
+    /// Whether all records are of one layout (header), so that one table holds them all.
+    pub fn single_layout(&self) -> bool {
+        self.tables.len() <= 1
+    }
+
+    /// Folds another combiner's tables into this one's. Keys are spelled one way per value, so
+    /// when one table holds a layout's records its rows are the merge's rows: no group-by is
+    /// needed after it.
+    pub fn absorb(&mut self, other: Combiner) {
+        for table in other.tables {
+            match self
+                .tables
+                .iter()
+                .position(|t| t.layout.names == table.layout.names)
+            {
+                Some(i) => self.tables[i].absorb(table),
+                None => self.tables.push(table),
+            }
+        }
+    }
+
     fn fold(&mut self, segment: StagedSegment) {
         let table = match self.tables.iter().position(|t| {
             Arc::ptr_eq(&t.layout, &segment.layout) || t.layout.names == segment.layout.names
@@ -153,8 +174,14 @@ impl RecordSink for Staged {
                     encode_token(&mut seg.keys, token);
                 }
                 (Role::Key, _) => {
-                    column.int(at, token)?;
-                    encode_token(&mut seg.keys, token);
+                    // One spelling per number (`+80`, `080` → `80`), so that the combiner groups
+                    // exactly as the merge's typed group-by would.
+                    match column.int(at, token)? {
+                        Some(v) if !is_canonical_int(token) => {
+                            encode_token(&mut seg.keys, v.to_string().as_bytes())
+                        }
+                        _ => encode_token(&mut seg.keys, token),
+                    }
                 }
                 _ => {
                     let v = column.int(at, token)?;
@@ -170,6 +197,11 @@ impl RecordSink for Staged {
         seg.present.push(present);
         Ok(())
     }
+}
+
+/// Whether a number's token is how the number prints (`0`, `80`, `-1`): no sign, no leading zero.
+fn is_canonical_int(token: &[u8]) -> bool {
+    matches!(token, [b'0'] | [b'1'..=b'9', ..] | [b'-', b'1'..=b'9', ..])
 }
 
 /// Appends a token, length first (LEB128), so that no two token lists encode alike.
@@ -262,50 +294,69 @@ impl Table {
         for record in 0..seg.key_ends.len() {
             let key = nth_key(&seg.keys, &seg.key_ends, record);
             let values = &seg.metrics[record * width..(record + 1) * width];
-            let present = seg.present[record];
-            let hash = self.hasher.hash_one(key);
-            let found = {
-                let (keys, key_ends) = (&self.keys, &self.key_ends);
-                self.index
-                    .find(hash, |&e| nth_key(keys, key_ends, e) == key)
-            };
-            match found {
-                Some(&entry) => {
-                    let acc = &mut self.metrics[entry * width..(entry + 1) * width];
-                    let had = self.present[entry];
-                    for (slot, ((a, &v), role)) in
-                        acc.iter_mut().zip(values).zip(&self.roles).enumerate()
-                    {
-                        let bit = 1u64 << slot;
-                        if present & bit == 0 {
-                            continue;
-                        }
-                        *a = if had & bit == 0 {
-                            v
-                        } else {
-                            match role {
-                                Role::Sum => a.wrapping_add(v),
-                                Role::Min => (*a).min(v),
-                                Role::Max => (*a).max(v),
-                                Role::BitOr => *a | v,
-                                Role::Key => *a,
-                            }
-                        };
+            self.fold_entry(key, values, seg.present[record], 1);
+        }
+    }
+
+    /// Folds another table of the same layout into this one.
+    fn absorb(&mut self, other: Table) {
+        let width = self.roles.len();
+        for entry in 0..other.counts.len() {
+            let values = &other.metrics[entry * width..(entry + 1) * width];
+            self.fold_entry(
+                other.key(entry),
+                values,
+                other.present[entry],
+                other.counts[entry],
+            );
+        }
+    }
+
+    /// Folds one record, or one entry of `count` records, into the table.
+    fn fold_entry(&mut self, key: &[u8], values: &[i64], present: u64, count: i64) {
+        let width = self.roles.len();
+        let hash = self.hasher.hash_one(key);
+        let found = {
+            let (keys, key_ends) = (&self.keys, &self.key_ends);
+            self.index
+                .find(hash, |&e| nth_key(keys, key_ends, e) == key)
+        };
+        match found {
+            Some(&entry) => {
+                let acc = &mut self.metrics[entry * width..(entry + 1) * width];
+                let had = self.present[entry];
+                for (slot, ((a, &v), role)) in
+                    acc.iter_mut().zip(values).zip(&self.roles).enumerate()
+                {
+                    let bit = 1u64 << slot;
+                    if present & bit == 0 {
+                        continue;
                     }
-                    self.present[entry] = had | present;
-                    self.counts[entry] += 1;
+                    *a = if had & bit == 0 {
+                        v
+                    } else {
+                        match role {
+                            Role::Sum => a.wrapping_add(v),
+                            Role::Min => (*a).min(v),
+                            Role::Max => (*a).max(v),
+                            Role::BitOr => *a | v,
+                            Role::Key => *a,
+                        }
+                    };
                 }
-                None => {
-                    let entry = self.counts.len();
-                    self.keys.extend_from_slice(key);
-                    self.key_ends.push(self.keys.len());
-                    self.metrics.extend_from_slice(values);
-                    self.present.push(present);
-                    self.counts.push(1);
-                    self.hashes.push(hash);
-                    let hashes = &self.hashes;
-                    self.index.insert_unique(hash, entry, |&e| hashes[e]);
-                }
+                self.present[entry] = had | present;
+                self.counts[entry] += count;
+            }
+            None => {
+                let entry = self.counts.len();
+                self.keys.extend_from_slice(key);
+                self.key_ends.push(self.keys.len());
+                self.metrics.extend_from_slice(values);
+                self.present.push(present);
+                self.counts.push(count);
+                self.hashes.push(hash);
+                let hashes = &self.hashes;
+                self.index.insert_unique(hash, entry, |&e| hashes[e]);
             }
         }
     }

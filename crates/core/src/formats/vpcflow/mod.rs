@@ -211,19 +211,27 @@ fn merge_incoming(
             }
         }
     }
-    let mut frames = Vec::new();
-    for combiner in state.combiners {
-        frames.extend(
-            combiner
-                .into_inner()
-                .unwrap_or_else(PoisonError::into_inner)
-                .into_frames()?,
-        );
-    }
+    let combiners = state
+        .combiners
+        .into_iter()
+        .map(|c| c.into_inner().unwrap_or_else(PoisonError::into_inner));
     let rows = match state.spill.into_inner() {
-        None if frames.is_empty() => None,
         None => {
-            let merged = with_window_start(merge_frames(frames, Finish::Final)?, window_start)?;
+            // The threads' tables folded into one: with one layout its rows are the merge's
+            // rows already, and polars only orders them (no group-by of every row again).
+            let mut all = Combiner::default();
+            for combiner in combiners {
+                all.absorb(combiner);
+            }
+            let finish = match all.single_layout() {
+                true => Finish::Sorted,
+                false => Finish::Final,
+            };
+            let frames = all.into_frames()?;
+            if frames.is_empty() {
+                return Ok((None, report));
+            }
+            let merged = with_window_start(merge_frames(frames, finish)?, window_start)?;
             match merged.height() > memory.sorted_rows {
                 false => Some(Rows::Frame(merged)),
                 true => {
@@ -244,6 +252,10 @@ fn merge_incoming(
                 .parts
                 .into_inner()
                 .unwrap_or_else(PoisonError::into_inner);
+            let mut frames = Vec::new();
+            for combiner in combiners {
+                frames.extend(combiner.into_frames()?);
+            }
             for frame in frames {
                 for (p, mut part) in split_parts(frame)?.into_iter().enumerate() {
                     parts[p].push(spill.write(&mut part)?);
@@ -394,13 +406,15 @@ mod tests {
             for r in 0..400u32 {
                 let k = (r * 7 + o * 13) % 900;
                 text.push_str(&format!(
-                    "2 {} eni-{} 10.0.{}.{} 10.1.0.{} {} 443 6 {} {} {} {} ACCEPT OK\n",
+                    "2 {} eni-{} 10.0.{}.{} 10.1.0.{} {} {} 6 {} {} {} {} ACCEPT OK\n",
                     100 + k % 3,
                     k % 5,
                     k % 7,
                     k,
                     o % 2,
                     1024 + k,
+                    // Three spellings of one port: the merge's typed group-by makes them one.
+                    ["443", "+443", "0443"][(o % 3) as usize],
                     r + 1,
                     r * 40,
                     1000 + r,
@@ -457,6 +471,27 @@ mod tests {
         let Rows::Frame(want) = merged(&plenty) else {
             panic!("a small batch is one frame");
         };
+        // The plain merge (typed frames, polars' group-by) gives the same frame.
+        let plain: Vec<DataFrame> = objects()
+            .into_iter()
+            .flat_map(|(o, body)| {
+                parse_text(&o.key, &body.unwrap(), &ParseOptions::default())
+                    .unwrap()
+                    .frames
+            })
+            .collect();
+        let plain = with_window_start(merge_frames(plain, Finish::Final).unwrap(), 900).unwrap();
+        assert!(want.equals_missing(&plain), "{want}\n{plain}");
+        assert_eq!(
+            want.column("dstport")
+                .unwrap()
+                .as_materialized_series()
+                .drop_nulls()
+                .n_unique()
+                .unwrap(),
+            1,
+            "one port, however spelled"
+        );
         let spill_dir = tempfile::tempdir().unwrap();
         // Every object spills its fold; the parts still fit one sort: the very same frame.
         let tight = MemoryLimits {
