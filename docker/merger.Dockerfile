@@ -21,7 +21,8 @@ COPY . .
 # The image also carries the flowmerge CLI (compose's init and seed services run it). Binaries
 # are stripped (`install -s`): the symbols would double the image for no use at run time.
 RUN cargo build --release --locked --package flowmerge-cli --bin flowmerge-merger --bin flowmerge \
-    && install -s -m 0755 target/release/flowmerge-merger target/release/flowmerge /usr/local/bin/
+    && install -s -m 0755 target/release/flowmerge-merger target/release/flowmerge /usr/local/bin/ \
+    && mkdir -p /spill
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 ARG VERSION=0.1.0
@@ -31,6 +32,11 @@ LABEL org.opencontainers.image.title="flowmerge-merger" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/flowmerge/flowmerge"
 COPY --from=builder /usr/local/bin/flowmerge-merger /usr/local/bin/flowmerge /usr/local/bin/
+# Where merges spill (FLOWMERGE_SPILL_DIR): a volume, writable with a read-only root, owned by the
+# user so that ECS's bind mount (which copies a VOLUME's ownership) and Docker's are writable.
+COPY --from=builder --chown=65532:65532 /spill /var/spool/flowmerge
+ENV FLOWMERGE_SPILL_DIR=/var/spool/flowmerge
+VOLUME ["/var/spool/flowmerge"]
 # distroless "nonroot"
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/flowmerge-merger"]

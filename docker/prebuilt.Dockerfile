@@ -4,6 +4,10 @@
 # `flowmerge-worker`; the script makes it. Not for production: build the real Dockerfiles.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY flowmerge flowmerge-worker /usr/local/bin/
+# As docker/merger.Dockerfile: the spill volume (the context's empty `spill/`).
+COPY --chown=65532:65532 spill /var/spool/flowmerge
+ENV FLOWMERGE_SPILL_DIR=/var/spool/flowmerge
+VOLUME ["/var/spool/flowmerge"]
 # distroless "nonroot"
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/flowmerge-worker"]

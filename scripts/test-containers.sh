@@ -64,6 +64,7 @@ elif [ -n "$prebuilt" ]; then
         ctx="$work/prebuilt-$w"; rm -rf "$ctx"; mkdir -p "$ctx"
         install -s -m 0755 "$prebuilt/flowmerge" "$ctx/flowmerge"
         install -s -m 0755 "$prebuilt/flowmerge-$w" "$ctx/flowmerge-worker"
+        mkdir -p "$ctx/spill"
         t=$(build "$w" "$root/docker/prebuilt.Dockerfile" "$ctx" "$work/build-$w.log")
         ok "flowmerge-$w:local from $prebuilt (runtime stage only) in ${t}s"
     done
@@ -106,6 +107,20 @@ for w in mapper merger; do
     ok "$img: user $user, read-only root, '$version', missing $required -> exit 1, $((size / 1024 / 1024)) MiB"
     echo "$w $size" >>"$work/sizes"
 done
+
+# The merger spills to FLOWMERGE_SPILL_DIR, a volume its user can write with a read-only root:
+# a compact inside the image, under a memory limit small enough to spill, must succeed.
+spill_in="$work/spill-in"; rm -rf "$spill_in"; mkdir -p "$spill_in"
+docker run --rm -u "$(id -u)" -v "$spill_in:/in" --entrypoint /usr/local/bin/flowmerge \
+    flowmerge-merger:local gen /in --accounts 2 --minutes 5 --records-per-file 3000 >/dev/null \
+    || fail "gen in the merger image"
+summary=$(docker run --rm --read-only -v "$spill_in:/in:ro" --tmpfs /out:uid=65532 \
+    --entrypoint /usr/local/bin/flowmerge flowmerge-merger:local \
+    compact /in /out --memory-limit 2MiB --concurrency 1 --json 2>&1) \
+    || fail "compact with spilling in the merger image (read-only root): $summary"
+grep -q '"records_in": 90000' <<<"$summary" || fail "spilling compact in the image: $summary"
+ok "flowmerge-merger:local spills to its volume with a read-only root (90,000 records under 2 MiB)"
+rm -rf "$spill_in"
 
 # ---- compose.yaml, as users run it (no override file: the stand-ins answer as the real images do) --
 cleanup() { docker-compose down -v --remove-orphans >/dev/null 2>&1 || true; }

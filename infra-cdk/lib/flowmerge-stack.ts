@@ -173,7 +173,14 @@ export function acknowledge(scope: Construct, id: string, reason: string): void 
 }
 
 /** Environment variables the Rust configuration reads that the stack leaves unset (defaults). */
-export const OPTIONAL_UNSET = ['FLOWMERGE_FORMAT', 'FLOWMERGE_ROLLUP_MERGE_WINDOW'];
+export const OPTIONAL_UNSET = ['FLOWMERGE_FORMAT', 'FLOWMERGE_ROLLUP_MERGE_WINDOW', 'FLOWMERGE_MAX_OBJECT_SIZE'];
+
+/** The merger task's memory, and the share of it merges may use (the rest: the process, the
+ * collector sidecar, the page cache spills go through). */
+export const MERGER_MEMORY_MIB = 4096;
+export const MERGER_MEMORY_LIMIT = `${Math.floor(MERGER_MEMORY_MIB * 0.6)}MiB`;
+/** The merger image's spill volume (docker/merger.Dockerfile), on the task's ephemeral storage. */
+export const SPILL_DIR = '/var/spool/flowmerge';
 
 /** The name prefix of a stage's named resources (`flowmerge`, or `flowmerge-<stage>`). */
 export function namePrefix(stage?: string): string {
@@ -465,6 +472,8 @@ export class FlowmergeStack extends Stack {
       FLOWMERGE_DNS_TIMEOUT: '2s',
       FLOWMERGE_DNS_SERVER_FOLDER: 'dns',
       FLOWMERGE_DELETE_MERGED: props.deleteMerged ? 'true' : 'false',
+      FLOWMERGE_MEMORY_LIMIT: MERGER_MEMORY_LIMIT,
+      FLOWMERGE_SPILL_DIR: SPILL_DIR,
     };
     if (rollup) {
       mergerEnv.FLOWMERGE_ROLLUP_QUEUE_URL = rollup.q.queueUrl;
@@ -492,7 +501,8 @@ export class FlowmergeStack extends Stack {
       cluster,
       dockerfile: 'docker/merger.Dockerfile',
       cpu: 2048,
-      memoryMiB: 4096,
+      memoryMiB: MERGER_MEMORY_MIB,
+      scratch: SPILL_DIR,
       environment: mergerEnv,
       // Rollup jobs wake the mergers too: a scan arrives hourly, when they may be at zero.
       queues: rollup ? [merge.q, rollup.q] : [merge.q],
@@ -820,6 +830,8 @@ export class FlowmergeStack extends Stack {
       maxTasks: number;
       placement: { subnets: ec2.SubnetSelection; publicIp: boolean };
       key?: kms.IKey;
+      /** A writable folder on the task's ephemeral storage (the root filesystem is read-only). */
+      scratch?: string;
       /** A fixed name for the task role (it is then referred to from outside the stack). */
       roleName?: string;
       props: FlowmergeStackProps;
@@ -857,6 +869,10 @@ export class FlowmergeStack extends Stack {
       readonlyRootFilesystem: true,
       essential: true,
     });
+    if (o.scratch) {
+      taskDefinition.addVolume({ name: 'scratch' });
+      app.addMountPoints({ sourceVolume: 'scratch', containerPath: o.scratch, readOnly: false });
+    }
     if (o.props.tracing) {
       // Without public IPs the tasks cannot reach public.ecr.aws: the collector's image is then
       // copied into the stack's asset repository at deploy (docker/otel-collector.Dockerfile).

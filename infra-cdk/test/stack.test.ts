@@ -15,9 +15,12 @@ import {
   FlowmergeStack,
   type FlowmergeStackProps,
   MONTHLY_TABLE,
+  MERGER_MEMORY_LIMIT,
+  MERGER_MEMORY_MIB,
   OPTIONAL_UNSET,
   REPO_ROOT,
   ROLLUP_SCAN,
+  SPILL_DIR,
   TABLES,
   VISIBILITY_TIMEOUT,
 } from '../lib/flowmerge-stack.js';
@@ -343,6 +346,30 @@ describe('least privilege', () => {
     const text = JSON.stringify(put.Resource);
     assert.match(text, /flows\/vpcflowlogs\/\*/);
     assert.match(text, /flows\/_flowmerge\/quarantine\/\*/);
+  });
+});
+
+describe('bounded memory', () => {
+  it('gives the merger a memory limit under its task size and a writable spill volume', () => {
+    const env = container(template, 'merger').Environment as { Name: string; Value: any }[];
+    const value = (n: string) => env.find((e) => e.Name === n)?.Value;
+    assert.equal(value('FLOWMERGE_MEMORY_LIMIT'), MERGER_MEMORY_LIMIT);
+    assert.ok(parseInt(MERGER_MEMORY_LIMIT, 10) < MERGER_MEMORY_MIB);
+    assert.equal(value('FLOWMERGE_SPILL_DIR'), SPILL_DIR);
+    const merger = container(template, 'merger');
+    assert.equal(merger.ReadonlyRootFilesystem, true);
+    assert.deepEqual(merger.MountPoints, [
+      { ContainerPath: SPILL_DIR, ReadOnly: false, SourceVolume: 'scratch' },
+    ]);
+    const task = resources('AWS::ECS::TaskDefinition').find((t) =>
+      JSON.stringify(t.Properties.ContainerDefinitions).includes(SPILL_DIR),
+    );
+    assert.deepEqual(task?.Properties.Volumes, [{ Name: 'scratch' }]);
+    // The image declares the same folder, owned by its user (ECS copies a VOLUME's ownership).
+    const dockerfile = readFileSync(path.join(REPO_ROOT, 'docker/merger.Dockerfile'), 'utf8');
+    assert.match(dockerfile, new RegExp(`VOLUME \\["${SPILL_DIR}"\\]`));
+    assert.match(dockerfile, new RegExp(`--chown=65532:65532 /spill ${SPILL_DIR}`));
+    assert.equal(container(template, 'mapper').MountPoints, undefined);
   });
 });
 

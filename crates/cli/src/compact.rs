@@ -109,10 +109,10 @@ pub struct CompactArgs {
     /// Peak memory of the batches merged at once (split between them), e.g. 768MiB or 4GiB.
     /// Beyond it folded flow keys spill to --spill-dir [default: 60% of the cgroup's memory
     /// limit, or of the machine's memory].
-    #[arg(long, value_parser = crate::rollup::size_arg, value_name = "SIZE")]
+    #[arg(long, env = "FLOWMERGE_MEMORY_LIMIT", value_parser = crate::rollup::size_arg, value_name = "SIZE")]
     pub memory_limit: Option<u64>,
     /// Where merges spill [default: the system's temporary folder].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, env = "FLOWMERGE_SPILL_DIR", value_name = "DIR")]
     pub spill_dir: Option<std::path::PathBuf>,
     /// An object that decodes to more than this is quarantined [default: a quarter of a
     /// batch's memory limit per parsing thread, at least 16MiB].
