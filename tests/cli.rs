@@ -49,6 +49,23 @@ fn compact_conserves_generated_v2_and_v5_data_per_window() {
     assert!(names[0].starts_with("vpcflowlogs/year=2026/month=11/day=01/hour=00/20261101T0000Z-"));
 }
 
+/// The reason of each object a summary lists as quarantined.
+fn quarantine_reasons(summary: &serde_json::Value) -> Vec<String> {
+    summary["quarantined"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["reason"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A flow-log object's path in `dir` for the first window, named by `tag`.
+fn bad_object(dir: &Path, tag: &str, ext: &str) -> std::path::PathBuf {
+    dir.join(format!(
+        "123456789012_vpcflowlogs_us-east-1_fl-bad_20261101T0001Z_{tag}.{ext}"
+    ))
+}
+
 /// Hostile objects beside good ones, under a memory limit small enough that the good ones'
 /// folded keys spill and their window is written in sorted parts: every hostile object is
 /// quarantined with its reason, every good record lands once, and the same run again gives the
@@ -64,11 +81,7 @@ fn hostile_objects_are_quarantined_and_a_spilled_batch_conserves() {
     );
     let good = files(&raw);
     let dir = good[0].parent().unwrap().to_path_buf();
-    let name = |tag: &str, ext: &str| {
-        dir.join(format!(
-            "123456789012_vpcflowlogs_us-east-1_fl-bad_20261101T0001Z_{tag}.{ext}"
-        ))
-    };
+    let name = |tag: &str, ext: &str| bad_object(&dir, tag, ext);
     let gzip = |data: &mut dyn FnMut(&mut dyn Write)| {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         data(&mut e);
@@ -111,12 +124,7 @@ fn hostile_objects_are_quarantined_and_a_spilled_batch_conserves() {
     ];
     let (code, s) = compact(&raw, &out, &tight);
     assert_eq!(code, 3, "quarantine exit code: {s}");
-    let reasons: Vec<String> = s["quarantined"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| q["reason"].as_str().unwrap().to_string())
-        .collect();
+    let reasons = quarantine_reasons(&s);
     assert_eq!(reasons.len(), 4, "{reasons:?}");
     let has = |tag: &str, what: &str| {
         assert!(
@@ -198,11 +206,7 @@ fn bad_objects_are_quarantined_and_everything_else_lands() {
     generate(&raw, "--accounts 2 --minutes 4 --records-per-file 100");
     let good = files(&raw);
     let dir = good[0].parent().unwrap().to_path_buf();
-    let name = |tag: &str| {
-        dir.join(format!(
-            "123456789012_vpcflowlogs_us-east-1_fl-bad_20261101T0001Z_{tag}.log.gz"
-        ))
-    };
+    let name = |tag: &str| bad_object(&dir, tag, "log.gz");
     // Random bytes under a flow-log name.
     let noise: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -221,12 +225,7 @@ fn bad_objects_are_quarantined_and_everything_else_lands() {
     let (code, s) = compact(&raw, &out, &[]);
     assert_eq!(code, 3, "quarantine exit code: {s}");
     assert_eq!(s["objects_quarantined"], 3);
-    let reasons: Vec<String> = s["quarantined"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| q["reason"].as_str().unwrap().to_string())
-        .collect();
+    let reasons = quarantine_reasons(&s);
     assert!(
         reasons
             .iter()
