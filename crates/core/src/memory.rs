@@ -24,8 +24,6 @@ use crate::formats::decode::DecodeLimits;
 /// share from one limit; the fields are public so tests can set one share alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryLimits {
-    /// Bytes a batch may hold at its peak.
-    pub memory: u64,
     /// Where folded keys spill (a temporary folder per batch is made inside it).
     pub spill_dir: PathBuf,
     /// Bounds of each object's decoding.
@@ -60,7 +58,6 @@ impl MemoryLimits {
         let threads = rayon::current_num_threads().max(1) as u64;
         let per_object = (memory / 4 / threads).max(MIN_OBJECT_BYTES);
         Self {
-            memory,
             spill_dir: spill_dir.unwrap_or_else(std::env::temp_dir),
             decode: DecodeLimits {
                 max_object_bytes: max_object_bytes.unwrap_or(per_object),

@@ -295,7 +295,7 @@ pub(crate) fn read_each<T: Send>(
 /// and its read-ahead share given back, once it is read). Returns the outcomes in batch order; an
 /// object that could not be fetched has its reason as the outcome. A fetch error stops the
 /// reading and is returned.
-pub(crate) fn for_each_arrival<T: Send>(
+fn for_each_arrival<T: Send>(
     incoming: Incoming,
     read: impl Fn(&ObjectRef, &[u8]) -> std::result::Result<T, String> + Sync,
 ) -> Result<Vec<(ObjectRef, std::result::Result<T, String>)>> {

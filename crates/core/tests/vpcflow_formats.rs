@@ -244,16 +244,27 @@ fn every_real_vpcflow_sample_parses_and_conserves() {
         assert_eq!(sum(std::slice::from_ref(&m), "packets"), packets, "{file}");
         assert_eq!(sum(std::slice::from_ref(&m), "bytes"), bytes, "{file}");
         // The path batches take: records folded by the combiner first, then the same merge.
-        let mut c = Combiner::default();
-        let stats = combine_object(
-            file,
-            &raw,
-            &opts,
-            &flowmerge_core::formats::decode::DecodeLimits::default(),
-            &mut c,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(stats.records, *records, "{file}");
+        let combine = || {
+            let mut c = Combiner::default();
+            let limits = flowmerge_core::formats::decode::DecodeLimits::default();
+            let stats = combine_object(file, &raw, &opts, &limits, &mut c)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(stats.records, *records, "{file}");
+            c
+        };
+        let c = combine();
+        // And as a batch finishes: the table absorbed into another, then (one layout) only sorted.
+        let mut all = Combiner::default();
+        all.absorb(combine());
+        let finish = match all.single_layout() {
+            true => Finish::Sorted,
+            false => Finish::Final,
+        };
+        let absorbed = merge_frames(all.into_frames().unwrap(), finish).unwrap();
+        assert!(
+            absorbed.equals_missing(&m),
+            "{file}: absorbed\n{absorbed}\nplain\n{m}"
+        );
         let combined = merge_frames(c.into_frames().unwrap(), Finish::Final).unwrap();
         assert!(
             combined.equals_missing(&m),

@@ -41,7 +41,20 @@ impl Default for DecodeLimits {
 pub const RATIO_FLOOR: u64 = 16 << 20;
 
 impl DecodeLimits {
-    /// The error if `decoded` bytes (so far) of an object of `raw_len` bytes break a bound.
+    /// The most bytes an object of `raw_len` bytes may decode to: both bounds in one number,
+    /// known before decoding starts.
+    fn bound(&self, raw_len: usize, gzip: bool) -> u64 {
+        match gzip {
+            true => (raw_len as u64)
+                .saturating_mul(self.max_ratio)
+                .max(RATIO_FLOOR)
+                .min(self.max_object_bytes),
+            false => self.max_object_bytes,
+        }
+    }
+
+    /// The error if `decoded` bytes (so far) of an object of `raw_len` bytes are past its bound,
+    /// naming the bound it broke.
     fn check(
         &self,
         source: &str,
@@ -49,30 +62,22 @@ impl DecodeLimits {
         gzip: bool,
         decoded: u64,
     ) -> Result<(), ParseError> {
-        if decoded > self.max_object_bytes {
-            return Err(ParseError::whole(
-                source,
-                format!(
-                    "decodes to more than {} (the per-object bound; see --max-object-size)",
-                    bytesize::ByteSize::b(self.max_object_bytes).display().iec()
-                ),
-            ));
+        if decoded <= self.bound(raw_len, gzip) {
+            return Ok(());
         }
-        let ratio_bound = (raw_len as u64)
-            .saturating_mul(self.max_ratio)
-            .max(RATIO_FLOOR);
-        if gzip && decoded > ratio_bound {
-            return Err(ParseError::whole(
-                source,
-                format!(
-                    "gzip: {raw_len} bytes inflate to more than {decoded} ({}× the compressed \
-                     size, the bound is {}×): a gzip bomb?",
-                    decoded / (raw_len as u64).max(1),
-                    self.max_ratio
-                ),
-            ));
-        }
-        Ok(())
+        let reason = match decoded > self.max_object_bytes {
+            true => format!(
+                "decodes to more than {} (the per-object bound; see --max-object-size)",
+                bytesize::ByteSize::b(self.max_object_bytes).display().iec()
+            ),
+            false => format!(
+                "gzip: {raw_len} bytes inflate to more than {decoded} ({}× the compressed \
+                 size, the bound is {}×): a gzip bomb?",
+                decoded / (raw_len as u64).max(1),
+                self.max_ratio
+            ),
+        };
+        Err(ParseError::whole(source, reason))
     }
 }
 
@@ -92,21 +97,12 @@ pub fn with_text<T>(
     // per object cost more in page faults than the decompression itself.
     DECODE_BUFFER.with_borrow_mut(|buf| {
         buf.clear();
-        let mut decoder = MultiGzDecoder::new(raw);
-        let mut chunk = [0u8; 64 * 1024];
-        let outcome = loop {
-            match decoder.read(&mut chunk) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    if let Err(e) = limits.check(source, raw.len(), true, (buf.len() + n) as u64) {
-                        break Err(e);
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(ParseError::whole(source, format!("gzip: {e}"))),
-            }
-        };
+        // One byte past the bound tells that the object breaks it, without decoding more.
+        let outcome = MultiGzDecoder::new(raw)
+            .take(limits.bound(raw.len(), true) + 1)
+            .read_to_end(buf)
+            .map_err(|e| ParseError::whole(source, format!("gzip: {e}")))
+            .and_then(|_| limits.check(source, raw.len(), true, buf.len() as u64));
         let out = outcome.and_then(|()| f(buf));
         if buf.capacity() > MAX_KEPT_BUFFER {
             *buf = Vec::new();

@@ -14,12 +14,10 @@ pub use combine::{Combiner, ObjectStats, combine_object};
 pub use parse::{ParseOptions, ParsedObject, parse_object, parse_text};
 
 use crate::error::Result;
-use crate::exec::{BatchReport, ProgressHook, Quarantined};
+use crate::exec::{BatchReport, ProgressHook};
 use crate::memory::{SPILL_PARTS, SpillDir};
 use crate::merge::{Finish, merge_frames};
-use crate::source::{
-    Incoming, Merged, ReadOptions, RemergeOptions, Rows, Source, for_each_arrival,
-};
+use crate::source::{Incoming, Merged, ReadOptions, RemergeOptions, Rows, Source, read_each};
 use crate::window::Window;
 
 /// The dataset folder under the output prefix.
@@ -154,38 +152,40 @@ fn merge_incoming(
         parts: Mutex::new(vec![Vec::new(); SPILL_PARTS]),
         failed: Mutex::new(None),
     };
-    let outcomes = for_each_arrival(incoming, |object, body| {
-        // This thread's own combiner: the lock is never contended.
-        let slot = rayon::current_thread_index().unwrap_or(0) % state.combiners.len();
-        let mut combiner = state.combiners[slot]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let before = combiner.held_bytes();
-        let stats = combine_object(
-            &object.key,
-            body,
-            &opts.vpcflow,
-            &memory.decode,
-            &mut combiner,
-        )
-        .map_err(|e| e.to_string());
-        if let Some(hook) = progress {
-            (hook.0)(object.size, stats.as_ref().map_or(0, |s| s.records));
-        }
-        // A combiner only grows, until it spills.
-        let after = combiner.held_bytes();
-        let grew = after.saturating_sub(before);
-        let held = state.held.fetch_add(grew, Ordering::Relaxed) + grew;
-        if held > state.budget {
-            let table = std::mem::take(&mut *combiner);
-            drop(combiner);
-            state.held.fetch_sub(after, Ordering::Relaxed);
-            if let Err(e) = state.spill(table) {
-                state.fail(e);
+    let (read, mut report) = read_each(
+        incoming,
+        progress,
+        |object, body| {
+            // This thread's own combiner: the lock is never contended.
+            let slot = rayon::current_thread_index().unwrap_or(0) % state.combiners.len();
+            let mut combiner = state.combiners[slot]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let before = combiner.held_bytes();
+            let stats = combine_object(
+                &object.key,
+                body,
+                &opts.vpcflow,
+                &memory.decode,
+                &mut combiner,
+            )
+            .map_err(|e| e.to_string());
+            // A combiner only grows, until it spills.
+            let after = combiner.held_bytes();
+            let grew = after.saturating_sub(before);
+            let held = state.held.fetch_add(grew, Ordering::Relaxed) + grew;
+            if held > state.budget {
+                let table = std::mem::take(&mut *combiner);
+                drop(combiner);
+                state.held.fetch_sub(after, Ordering::Relaxed);
+                if let Err(e) = state.spill(table) {
+                    state.fail(e);
+                }
             }
-        }
-        stats
-    })?;
+            stats
+        },
+        |stats| stats.records,
+    )?;
     if let Some(e) = state
         .failed
         .into_inner()
@@ -194,21 +194,11 @@ fn merge_incoming(
         return Err(e);
     }
 
-    let mut report = BatchReport::default();
-    for (object, outcome) in outcomes {
-        report.bytes_in += object.size;
-        match outcome {
-            Ok(stats) => {
-                report.records_in += stats.records;
-                report.decoded_bytes += stats.decoded_bytes;
-                if stats.records == 0 {
-                    report.empty.push(object.key.clone());
-                }
-            }
-            Err(reason) => {
-                tracing::warn!(key = %object.key, %reason, "object quarantined");
-                report.quarantined.push(Quarantined { object, reason });
-            }
+    for (object, stats) in read {
+        report.records_in += stats.records;
+        report.decoded_bytes += stats.decoded_bytes;
+        if stats.records == 0 {
+            report.empty.push(object.key);
         }
     }
     let combiners = state
@@ -353,16 +343,19 @@ fn merge_spilled(
 /// makes it. Every part keeps every column, even when empty, so all parts have one schema.
 fn split_parts(df: DataFrame) -> Result<Vec<DataFrame>> {
     let mut hashes = vec![FNV_OFFSET; df.height()];
+    // A marker byte keeps null apart from the empty string and values from each other.
+    let mix = |h: &mut u64, value: Option<&str>| {
+        *h = fnv(*h, &[u8::from(value.is_some())]);
+        *h = fnv(*h, value.unwrap_or_default().as_bytes());
+    };
     for name in PART_COLUMNS {
-        let values = match df.column(name) {
-            Ok(c) => Some(c.str()?.clone()),
-            Err(_) => None,
-        };
-        for (row, h) in hashes.iter_mut().enumerate() {
-            let bytes = values.as_ref().and_then(|v| v.get(row)).map(str::as_bytes);
-            // A marker byte keeps null apart from the empty string and values from each other.
-            *h = fnv(*h, &[u8::from(bytes.is_some())]);
-            *h = fnv(*h, bytes.unwrap_or_default());
+        match df.column(name) {
+            Ok(c) => {
+                for (h, value) in hashes.iter_mut().zip(c.str()?.iter()) {
+                    mix(h, value);
+                }
+            }
+            Err(_) => hashes.iter_mut().for_each(|h| mix(h, None)),
         }
     }
     let part_of: Vec<u32> = hashes
