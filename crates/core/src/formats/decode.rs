@@ -71,9 +71,9 @@ impl DecodeLimits {
                 bytesize::ByteSize::b(self.max_object_bytes).display().iec()
             ),
             false => format!(
-                "gzip: {raw_len} bytes inflate to more than {decoded} ({}× the compressed \
-                 size, the bound is {}×): a gzip bomb?",
-                decoded / (raw_len as u64).max(1),
+                "gzip: {raw_len} bytes inflate past {} bytes, more than {}× their size: a gzip \
+                 bomb?",
+                self.bound(raw_len, gzip),
                 self.max_ratio
             ),
         };
@@ -241,6 +241,11 @@ mod tests {
         let limits = DecodeLimits::default();
         let e = with_text("bomb.gz", &bomb, &limits, |_| Ok(())).unwrap_err();
         assert!(e.reason.contains("gzip bomb"), "{e}");
+        // A small bomb is stopped at the floor, and the reason says where.
+        assert!(
+            e.reason.contains(&format!("past {RATIO_FLOOR} bytes")),
+            "{e}"
+        );
         // Read as lines, zeros are one endless line: the line bound comes first.
         let e = chunks(&bomb, &limits).unwrap_err();
         assert!(e.reason.contains("the line bound"), "{e}");
