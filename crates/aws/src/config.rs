@@ -10,15 +10,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use flowmerge_core::BatchLimits;
-use flowmerge_core::formats::dns::DnsOptions;
-use flowmerge_core::formats::vpcflow::ParseOptions;
-use flowmerge_core::memory::{MemoryLimits, default_memory_limit};
-use flowmerge_core::store::split_s3_url;
-use flowmerge_core::window::window_size;
+use flowmerge_protocol::BatchLimits;
+use flowmerge_protocol::store::split_s3_url;
+use flowmerge_protocol::window::window_size;
 use serde::Deserialize;
 
 use crate::error::{AwsError, Result};
+
+// The merger's settings name the engine's options: only with the engine (feature `merger`).
+#[cfg(feature = "merger")]
+mod merger;
+#[cfg(feature = "merger")]
+pub use merger::{MergerConfig, RollupConfig};
 
 /// Which worker reads a variable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -455,40 +458,6 @@ pub struct MapperConfig {
     pub claim_lease: Duration,
 }
 
-#[derive(Clone, Debug)]
-pub struct MergerConfig {
-    pub common: Common,
-    /// Jobs merged at once.
-    pub concurrency: usize,
-    /// Objects fetched at once per job.
-    pub fetch_concurrency: usize,
-    pub parse: ParseOptions,
-    /// How DNS captures are read.
-    pub dns: DnsOptions,
-    /// On SIGTERM, how long the job in hand may run before it is released.
-    pub drain_timeout: Duration,
-    /// Delete raw objects once their batch is committed.
-    pub delete_merged: bool,
-    /// Each job's memory bound (the limit split between the jobs merged at once).
-    pub memory: MemoryLimits,
-    /// Rollup jobs, if this merger runs them.
-    pub rollup: Option<RollupConfig>,
-}
-
-/// The merger's rollup settings (`FLOWMERGE_ROLLUP_*`).
-#[derive(Clone, Debug)]
-pub struct RollupConfig {
-    pub queue_url: String,
-    pub min_age: Duration,
-    pub target_size: u64,
-    /// How long a partition's lease lasts.
-    pub lease: Duration,
-    /// Flow logs: window seconds rows merge in.
-    pub merge_window: Option<i64>,
-    /// Where the CloudTrail monthly table goes.
-    pub monthly: Option<S3Location>,
-}
-
 /// The settings both workers read, as envy reads them (field = variable without `FLOWMERGE_`).
 #[derive(Deserialize)]
 struct CommonVars {
@@ -512,31 +481,6 @@ struct MapperVars {
     batch_max_bytes: ByteSize,
     #[serde(with = "humantime_serde")]
     claim_lease: std::time::Duration,
-}
-
-#[derive(Deserialize)]
-struct MergerVars {
-    merger_concurrency: usize,
-    fetch_concurrency: usize,
-    memory_limit: Option<ByteSize>,
-    spill_dir: Option<std::path::PathBuf>,
-    max_object_size: Option<ByteSize>,
-    format: Option<String>,
-    dns_ports: String,
-    #[serde(with = "humantime_serde")]
-    dns_timeout: std::time::Duration,
-    dns_server_folder: String,
-    #[serde(with = "humantime_serde")]
-    drain_timeout: std::time::Duration,
-    delete_merged: bool,
-    rollup_queue_url: Option<String>,
-    #[serde(with = "humantime_serde")]
-    rollup_min_age: std::time::Duration,
-    rollup_target_size: ByteSize,
-    #[serde(with = "humantime_serde")]
-    rollup_lease: std::time::Duration,
-    rollup_merge_window: Option<String>,
-    rollup_monthly: Option<String>,
 }
 
 /// The configuration's variables: the table's defaults overlaid by the environment's values
@@ -637,71 +581,17 @@ impl Env {
             claim_lease: m.claim_lease,
         })
     }
-
-    pub fn merger(&self) -> Result<MergerConfig> {
-        self.check(Workers::Merger)?;
-        let w: MergerVars = self.read()?;
-        let parse =
-            ParseOptions::with_format(w.format.as_deref()).map_err(|e| AwsError::Config {
-                var: "FLOWMERGE_FORMAT",
-                reason: e.to_string(),
-            })?;
-        let ports = DnsOptions::parse_ports(&w.dns_ports).map_err(|reason| AwsError::Config {
-            var: "FLOWMERGE_DNS_PORTS",
-            reason,
-        })?;
-        Ok(MergerConfig {
-            common: self.common()?,
-            concurrency: w.merger_concurrency,
-            fetch_concurrency: w.fetch_concurrency,
-            parse,
-            dns: DnsOptions {
-                ports,
-                timeout_ns: w.dns_timeout.as_nanos().min(i64::MAX as u128) as i64,
-                server_folder: w.dns_server_folder,
-            },
-            drain_timeout: w.drain_timeout,
-            delete_merged: w.delete_merged,
-            memory: MemoryLimits::new(
-                w.memory_limit
-                    .map_or_else(default_memory_limit, |b| b.as_u64())
-                    / w.merger_concurrency.max(1) as u64,
-                w.spill_dir,
-                w.max_object_size.map(|b| b.as_u64()),
-            ),
-            rollup: match w.rollup_queue_url {
-                None => None,
-                Some(queue_url) => Some(RollupConfig {
-                    queue_url,
-                    min_age: w.rollup_min_age,
-                    target_size: w.rollup_target_size.as_u64(),
-                    lease: w.rollup_lease,
-                    merge_window: match &w.rollup_merge_window {
-                        None => None,
-                        Some(text) => Some(window_size(text).map_err(|e| AwsError::Config {
-                            var: "FLOWMERGE_ROLLUP_MERGE_WINDOW",
-                            reason: e.to_string(),
-                        })?),
-                    },
-                    monthly: match &w.rollup_monthly {
-                        None => None,
-                        Some(url) => Some(S3Location::parse("FLOWMERGE_ROLLUP_MONTHLY", url)?),
-                    },
-                }),
-            },
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Env {
+    pub(super) fn env(pairs: &[(&str, &str)]) -> Env {
         Env::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
-    const BASE: &[(&str, &str)] = &[
+    pub(super) const BASE: &[(&str, &str)] = &[
         ("FLOWMERGE_RAW_QUEUE_URL", "http://q/raw"),
         ("FLOWMERGE_MERGE_QUEUE_URL", "http://q/merge"),
         ("FLOWMERGE_TABLE", "t"),
@@ -726,9 +616,6 @@ mod tests {
             m.common.visibility_timeout,
             std::time::Duration::from_secs(300)
         );
-        let w = env(BASE).merger().unwrap();
-        assert_eq!((w.concurrency, w.fetch_concurrency), (1, 16));
-        assert_eq!(w.drain_timeout, std::time::Duration::from_secs(20));
         // Every default in the table is a valid value of its kind.
         for v in VARIABLES {
             if let Some(d) = v.default {
@@ -762,10 +649,6 @@ mod tests {
             let err = env(&pairs).mapper().unwrap_err().to_string();
             assert!(err.contains(var), "{var}: {err}");
         }
-        let mut pairs = BASE.to_vec();
-        pairs.push(("FLOWMERGE_MERGER_CONCURRENCY", "-1"));
-        let err = env(&pairs).merger().unwrap_err().to_string();
-        assert!(err.contains("FLOWMERGE_MERGER_CONCURRENCY"), "{err}");
     }
 
     #[test]

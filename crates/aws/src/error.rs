@@ -16,6 +16,11 @@ pub enum AwsError {
         operation: &'static str,
         message: String,
     },
+    /// A value of the batch protocol (a job, a manifest, a window) that does not parse.
+    #[error(transparent)]
+    Protocol(#[from] flowmerge_protocol::Error),
+    /// The engine failed (the merger only).
+    #[cfg(feature = "merger")]
     #[error(transparent)]
     Core(#[from] flowmerge_core::Error),
     #[error("object store: {0}")]

@@ -20,11 +20,11 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem,
 };
-use flowmerge_core::ports::{
+use flowmerge_protocol::ports::{
     BatchRecord, BatchState, Claim, ClaimLedger, LedgerError, RollupLedger, RollupRecord,
     RollupState,
 };
-use flowmerge_core::{BatchId, BatchReport, ObjectRef, SourceKind, Window};
+use flowmerge_protocol::{BatchId, BatchReport, ObjectRef, SourceKind, Window};
 
 use crate::error::{AwsError, Result};
 

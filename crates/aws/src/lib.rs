@@ -3,6 +3,9 @@
 //! them in DynamoDB. Adapters (SQS, DynamoDB, S3 events) and the two service loops live here; the
 //! batch execution itself is `flowmerge_core::run_batch`, shared with `flowmerge compact`.
 //! The protocol and its crash points are described in `docs/aws-protocol.md`.
+//!
+//! Without the feature `merger` this crate links only `flowmerge-protocol`, not the engine
+//! (polars): that is how the mapper is built (docs/architecture.md, "Build time").
 
 pub mod bootstrap;
 pub mod clients;
@@ -11,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod ledger;
 pub mod mapper;
+#[cfg(feature = "merger")]
 pub mod merger;
 pub mod queue;
 pub mod shutdown;

@@ -9,7 +9,7 @@ use aws_sdk_sqs::types::{
 };
 
 use async_trait::async_trait;
-use flowmerge_core::ports::{Delivery, JobQueue, QueueError};
+use flowmerge_protocol::ports::{Delivery, JobQueue, QueueError};
 
 use crate::error::{AwsError, Result};
 

@@ -24,8 +24,9 @@ pub enum Error {
     /// The ledger could not be read or written (the batch is retried).
     #[error("ledger: {0}")]
     Ledger(String),
-    #[error("invalid {what}: {reason}")]
-    Invalid { what: &'static str, reason: String },
+    /// A value of the batch protocol (a window, a job, a manifest) that does not parse.
+    #[error(transparent)]
+    Protocol(#[from] flowmerge_protocol::Error),
     /// A rollup could not read one of its own inputs.
     #[error("rollup: {0}")]
     Rollup(String),

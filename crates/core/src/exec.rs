@@ -12,10 +12,9 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use polars::prelude::*;
-use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::batch::{Batch, BatchId, ObjectRef};
+use crate::batch::{Batch, ObjectRef};
 use crate::error::Result;
 use crate::fault;
 use crate::formats::vpcflow::ParseOptions;
@@ -25,7 +24,8 @@ use crate::memory::{MemoryLimits, SpillDir};
 use crate::ports::CommitLedger;
 use crate::source::{Arrival, Incoming, Rows};
 use crate::store::key_path;
-use crate::window::Window;
+
+pub use flowmerge_protocol::report::{BatchReport, Quarantined};
 
 /// How a batch runs.
 #[derive(Clone, Debug)]
@@ -54,43 +54,6 @@ impl std::fmt::Debug for ProgressHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ProgressHook")
     }
-}
-
-/// An object left out of its batch, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quarantined {
-    pub object: ObjectRef,
-    pub reason: String,
-}
-
-/// What a batch did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchReport {
-    pub batch_id: Option<BatchId>,
-    pub window: Option<Window>,
-    /// Keys of the Parquet files written, one per partition the batch has rows in (none if it
-    /// had no record).
-    pub output_keys: Vec<String>,
-    pub objects: u64,
-    pub records_in: u64,
-    pub rows_out: u64,
-    pub bytes_in: u64,
-    pub decoded_bytes: u64,
-    pub bytes_out: u64,
-    pub quarantined: Vec<Quarantined>,
-    /// Keys of objects that were read but held no record (empty, or a header only).
-    #[serde(default)]
-    pub empty: Vec<String>,
-    /// Keys of objects that are not data of their source (a JSON document that holds no
-    /// CloudTrail records, such as a digest file): skipped, not quarantined.
-    #[serde(default)]
-    pub skipped: Vec<String>,
-    /// Keys of captures that end inside a packet (cut off): every complete packet was read.
-    #[serde(default)]
-    pub truncated: Vec<String>,
-    /// Records of read objects that are not data (non-DNS packets, malformed DNS messages).
-    #[serde(default)]
-    pub skipped_records: u64,
 }
 
 /// Why fetching an object failed. Only `Gone` is about the object itself; everything else is the
@@ -235,7 +198,7 @@ pub async fn run_batch(
         memory: opts.memory.clone(),
     };
     let progress = opts.progress.clone();
-    let source = batch.source.source();
+    let source = crate::source::implementation(batch.source);
     let window = batch.window;
     let merge_span = tracing::info_span!(
         "parse and merge",

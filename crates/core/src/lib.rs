@@ -1,25 +1,24 @@
-//! flowmerge core: log formats, windows, batches, the merge plan and the output layout — the
-//! logic shared by `flowmerge compact` and the AWS services. No cloud SDK here.
+//! flowmerge core: the engine — log formats, the merge plan, batch execution, spilling and
+//! rollups — shared by `flowmerge compact` and the merger service. No cloud SDK here.
+//!
+//! The batch protocol (windows, batches, jobs, ports, claims, the output key scheme) lives in
+//! `flowmerge-protocol`, which the mapper links without this crate; its modules are re-exported
+//! here under their own names, so `flowmerge_core::window` is `flowmerge_protocol::window`.
 
-pub mod batch;
-pub mod claim;
 pub mod conformance;
 pub mod error;
 pub mod exec;
-pub mod fault;
 pub mod formats;
-pub mod job;
-pub mod layout;
 pub mod memory;
 pub mod merge;
-pub mod ports;
 pub mod rollup;
 pub mod source;
-pub mod store;
-pub mod window;
 
-pub use batch::{Batch, BatchId, BatchLimits, ObjectRef, SourceKind, plan_batches};
+pub use flowmerge_protocol::{batch, claim, fault, job, layout, ports, store, window};
+
 pub use error::{Error, ParseError, Result};
 pub use exec::{BatchReport, ExecOptions, Executed, Quarantined, execute, list_objects, run_batch};
-pub use job::{Manifest, MergeJob, is_raw_log_key};
-pub use window::{Window, window_of};
+pub use flowmerge_protocol::{
+    Batch, BatchId, BatchLimits, Manifest, MergeJob, ObjectRef, SourceKind, Window, is_raw_log_key,
+    plan_batches, window_of,
+};

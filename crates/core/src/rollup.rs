@@ -285,7 +285,7 @@ pub async fn plan(
     opts: &RollupOptions,
     now: i64,
 ) -> Result<Vec<PartitionJob>> {
-    let dataset = source.source().dataset();
+    let dataset = crate::source::implementation(source).dataset();
     let table = join(&opts.output_prefix, dataset);
     let files = list(store, &table).await?;
     // Group by the folder written: the file's own folder, or its month's monthly folder.
@@ -461,7 +461,10 @@ async fn roll(
     }
 
     // 2. What is there.
-    let table = join(&opts.output_prefix, job.source.source().dataset());
+    let table = join(
+        &opts.output_prefix,
+        crate::source::implementation(job.source).dataset(),
+    );
     let listed = list(&*stores.input, &job.input).await?;
     let mut report = RollupReport {
         partition: job.partition.clone(),
@@ -540,7 +543,7 @@ async fn roll(
         .instrument(span.clone())
         .await?;
     report.rows_in = frames.iter().map(|(_, df)| df.height() as u64).sum();
-    let source = job.source.source();
+    let source = crate::source::implementation(job.source);
     let remerge = crate::source::RemergeOptions {
         merge_window: opts.merge_window,
     };

@@ -20,6 +20,8 @@ use crate::formats::vpcflow::ParseOptions;
 use crate::memory::MemoryLimits;
 use crate::window::Window;
 
+pub use flowmerge_protocol::classify::{Class, classify_key};
+
 /// A fetched object: its bytes, or why it could not be read (quarantined).
 pub type Fetched = (ObjectRef, std::result::Result<Bytes, String>);
 
@@ -150,86 +152,13 @@ pub struct ReadOptions {
     pub memory: MemoryLimits,
 }
 
-impl SourceKind {
-    /// Every source, in the order compact reports them.
-    pub const ALL: &'static [SourceKind] =
-        &[SourceKind::Vpcflow, SourceKind::Cloudtrail, SourceKind::Dns];
-
-    /// The implementation of this source.
-    pub fn source(self) -> &'static dyn Source {
-        match self {
-            SourceKind::Vpcflow => &crate::formats::vpcflow::VpcFlow,
-            SourceKind::Cloudtrail => &CloudTrail,
-            SourceKind::Dns => &DnsCaptures,
-        }
+/// The implementation of a source.
+pub fn implementation(kind: SourceKind) -> &'static dyn Source {
+    match kind {
+        SourceKind::Vpcflow => &crate::formats::vpcflow::VpcFlow,
+        SourceKind::Cloudtrail => &CloudTrail,
+        SourceKind::Dns => &DnsCaptures,
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Vpcflow => "vpcflow",
-            SourceKind::Cloudtrail => "cloudtrail",
-            SourceKind::Dns => "dns",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| k.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for SourceKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a key says about an object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    Source(SourceKind),
-    /// Not data (a CloudTrail digest or Insights file): skipped and counted, never quarantined.
-    Skip(&'static str),
-    /// The key says nothing: look at the content ([`sniff`]).
-    Unknown,
-}
-
-/// Classifies an object by its key: AWS's delivery layout (`AWSLogs/…/CloudTrail/…`,
-/// `…/vpcflowlogs/…`), then the extension (`.json`, `.ndjson`, `.jsonl` → CloudTrail; `.log`,
-/// `.txt` → flow logs; `.pcap`, `.pcapng`, `.cap` → DNS captures; with or without `.gz`).
-pub fn classify_key(key: &str) -> Class {
-    let folders: Vec<&str> = key.split('/').collect();
-    let folders = &folders[..folders.len().saturating_sub(1)];
-    let has = |name: &str| folders.iter().any(|f| f.eq_ignore_ascii_case(name));
-    if has("CloudTrail-Digest") {
-        return Class::Skip("CloudTrail digest file");
-    }
-    if has("CloudTrail-Insight") {
-        return Class::Skip("CloudTrail Insights file (not read: see the README)");
-    }
-    if has("CloudTrail") {
-        return Class::Source(SourceKind::Cloudtrail);
-    }
-    if has("vpcflowlogs") {
-        return Class::Source(SourceKind::Vpcflow);
-    }
-    let name = key.rsplit('/').next().unwrap_or(key).to_ascii_lowercase();
-    let name = name.strip_suffix(".gz").unwrap_or(&name);
-    if [".json", ".ndjson", ".jsonl"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
-    {
-        return Class::Source(SourceKind::Cloudtrail);
-    }
-    if [".log", ".txt"].iter().any(|ext| name.ends_with(ext)) {
-        return Class::Source(SourceKind::Vpcflow);
-    }
-    if [".pcap", ".pcapng", ".cap"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
-    {
-        return Class::Source(SourceKind::Dns);
-    }
-    Class::Unknown
 }
 
 /// How many bytes of an object [`sniff`] wants.
@@ -465,37 +394,6 @@ impl Source for DnsCaptures {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_classified_by_layout_then_extension() {
-        use Class::*;
-        use SourceKind::*;
-        for (key, want) in [
-            (
-                "AWSLogs/o-abc123/111122223333/CloudTrail/us-east-1/2022/01/03/111122223333_CloudTrail_us-east-1_20220103T1915Z_LwA4RXRzImDPnQAL.json.gz",
-                Source(Cloudtrail),
-            ),
-            (
-                "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2022/01/03/x.json.gz",
-                Skip("CloudTrail digest file"),
-            ),
-            (
-                "AWSLogs/111122223333/vpcflowlogs/us-east-1/2021/09/02/x.log.gz",
-                Source(Vpcflow),
-            ),
-            ("exports/trail.ndjson", Source(Cloudtrail)),
-            ("exports/trail.JSON", Source(Cloudtrail)),
-            ("flows/a.log", Source(Vpcflow)),
-            ("flows/CloudTrail.log", Source(Vpcflow)),
-            ("flows/noext", Unknown),
-        ] {
-            assert_eq!(classify_key(key), want, "{key}");
-        }
-        assert!(matches!(
-            classify_key("AWSLogs/1/CloudTrail-Insight/us-east-1/2022/01/03/x.json.gz"),
-            Skip(_)
-        ));
-    }
 
     #[test]
     fn content_decides_when_the_key_cannot() {

@@ -11,13 +11,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use flowmerge_core::batch::{Batch, BatchId, ObjectRef, SourceKind};
-use flowmerge_core::exec::{BatchReport, Quarantined};
-use flowmerge_core::ports::{
+use flowmerge_protocol::batch::{Batch, BatchId, ObjectRef, SourceKind};
+use flowmerge_protocol::ports::{
     BatchRecord, BatchState, Claim, ClaimLedger, CommitLedger, LedgerError, RollupLedger,
     RollupRecord, RollupState,
 };
-use flowmerge_core::window::Window;
+use flowmerge_protocol::report::{BatchReport, Quarantined};
+use flowmerge_protocol::window::Window;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
@@ -818,7 +818,7 @@ impl CommitLedger for SqliteLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowmerge_core::claim::claim_batch;
+    use flowmerge_protocol::claim::claim_batch;
 
     /// Claims a batch as `flowmerge compact` does (no lease to wait for after a crash); returns
     /// it restricted to the objects it owns.

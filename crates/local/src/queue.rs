@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flowmerge_core::ports::{Delivery, JobQueue, QueueError};
+use flowmerge_protocol::ports::{Delivery, JobQueue, QueueError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 

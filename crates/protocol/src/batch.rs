@@ -71,6 +71,30 @@ pub enum SourceKind {
     Dns,
 }
 
+impl SourceKind {
+    /// Every source, in the order compact reports them.
+    pub const ALL: &'static [SourceKind] =
+        &[SourceKind::Vpcflow, SourceKind::Cloudtrail, SourceKind::Dns];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Vpcflow => "vpcflow",
+            SourceKind::Cloudtrail => "cloudtrail",
+            SourceKind::Dns => "dns",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Objects of one window merged into one output file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {

@@ -3,9 +3,6 @@
 
 use crate::batch::Batch;
 
-/// The flow-log table's folder (kept here for callers of the first release).
-pub const VPCFLOW_DATASET: &str = crate::formats::vpcflow::DATASET;
-
 /// `<prefix>/<dataset>/<partition>/<YYYYMMDDTHHMMZ>-<batch id>.parquet`, e.g.
 /// `out/vpcflowlogs/year=2026/month=11/day=01/hour=00/20261101T0000Z-0123456789abcdef.parquet`:
 /// a pure function of the batch and the partition, so a retried batch overwrites itself.
@@ -38,7 +35,7 @@ mod tests {
             last_modified: 0,
         };
         let b = Batch::new("", Window::containing(1_630_619_100, 300), vec![o]);
-        let key = |prefix: &str| output_key(prefix, VPCFLOW_DATASET, &b.window.partition(), &b);
+        let key = |prefix: &str| output_key(prefix, "vpcflowlogs", &b.window.partition(), &b);
         let k = key("/out/");
         assert_eq!(k, key("out"));
         assert!(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::batch::{Batch, BatchId, ObjectRef, SourceKind};
-use crate::exec::{BatchReport, Quarantined};
+use crate::report::{BatchReport, Quarantined};
 use crate::window::Window;
 
 pub type LedgerError = Box<dyn std::error::Error + Send + Sync>;
