@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # flowmerge-mapper: multi-stage build. Dependencies are compiled in their own cached layer
 # (cargo-chef), so a code change rebuilds only flowmerge's crates; the runtime image is distroless
-# (glibc, CA certificates, no shell) and runs as a non-root user.
+# (glibc, CA certificates, no shell) and runs as a non-root user. The mapper is built without the
+# merge engine (`--no-default-features`: no polars, no SQLite), which makes this image's build a
+# fraction of the merger's; compose's init and seed run the `flowmerge` CLI from the merger image.
 # Build from the repository root:  docker build -f docker/mapper.Dockerfile -t flowmerge-mapper .
 
 ARG RUST_VERSION=1.95.0
@@ -16,11 +18,11 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --package flowmerge-cli --recipe-path recipe.json
+RUN cargo chef cook --release --locked --package flowmerge-cli --no-default-features \
+    --bin flowmerge-mapper --recipe-path recipe.json
 COPY . .
-# The image also carries the flowmerge CLI (compose's init and seed services run it).
-RUN cargo build --release --locked --package flowmerge-cli --bin flowmerge-mapper --bin flowmerge \
-    && install -s -m 0755 target/release/flowmerge-mapper target/release/flowmerge /usr/local/bin/
+RUN cargo build --release --locked --package flowmerge-cli --no-default-features --bin flowmerge-mapper \
+    && install -s -m 0755 target/release/flowmerge-mapper /usr/local/bin/
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 ARG VERSION=0.1.0
@@ -29,7 +31,7 @@ LABEL org.opencontainers.image.title="flowmerge-mapper" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/flowmerge/flowmerge"
-COPY --from=builder /usr/local/bin/flowmerge-mapper /usr/local/bin/flowmerge /usr/local/bin/
+COPY --from=builder /usr/local/bin/flowmerge-mapper /usr/local/bin/
 # distroless "nonroot"
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/flowmerge-mapper"]

@@ -61,9 +61,10 @@ if [ -n "$built" ]; then
     ok "using flowmerge-mapper:local and flowmerge-merger:local as built"
 elif [ -n "$prebuilt" ]; then
     for w in mapper merger; do
-        ctx="$work/prebuilt-$w"; rm -rf "$ctx"; mkdir -p "$ctx"
-        install -s -m 0755 "$prebuilt/flowmerge" "$ctx/flowmerge"
-        install -s -m 0755 "$prebuilt/flowmerge-$w" "$ctx/flowmerge-worker"
+        ctx="$work/prebuilt-$w"; rm -rf "$ctx"; mkdir -p "$ctx/bin"
+        # As docker/*.Dockerfile: the CLI (compose's init and seed) only in the merger's image.
+        [ "$w" = mapper ] || install -s -m 0755 "$prebuilt/flowmerge" "$ctx/bin/flowmerge"
+        install -s -m 0755 "$prebuilt/flowmerge-$w" "$ctx/bin/flowmerge-worker"
         mkdir -p "$ctx/spill"
         t=$(build "$w" "$root/docker/prebuilt.Dockerfile" "$ctx" "$work/build-$w.log")
         ok "flowmerge-$w:local from $prebuilt (runtime stage only) in ${t}s"

@@ -42,6 +42,15 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace
+echo "== the mapper without the engine: no polars in its build, its own lints, its binary"
+# docker/mapper.Dockerfile builds it so; the container run below uses this binary.
+mapper_args=(--locked -p flowmerge-cli --no-default-features)
+if cargo tree "${mapper_args[@]}" -e normal --prefix none | grep -E '^(polars|rusqlite|flowmerge-core) '; then
+    echo "FAIL the mapper's build (flowmerge-cli --no-default-features) links the engine (above)"
+    exit 1
+fi
+cargo clippy "${mapper_args[@]}" --all-targets -- -D warnings
+cargo build "${mapper_args[@]}" --bin flowmerge-mapper
 echo "== compose.yaml and Dockerfiles against the code"
 "$FLOWMERGE_TEST_VENV/bin/python" tests/check_containers.py "$CARGO_TARGET_DIR/debug/flowmerge"
 echo "== containers: runtime images from the binaries just built, compose.yaml end to end"

@@ -5,7 +5,7 @@
 - every build path exists and every Dockerfile builds the binary it runs;
 - every environment variable compose gives the mapper and merger is one the code reads
   (as `flowmerge-mapper/-merger --print-config-reference` list them, the standard AWS_* and OTEL_* ones);
-- every command compose runs is accepted by the CLI with the flags it uses;
+- every command compose runs is accepted by the CLI with the flags it uses, from an image that has it;
 - the Dockerfiles pass hadolint at warning level and run as a non-root user.
 
 Usage: check_containers.py FLOWMERGE_BINARY
@@ -67,6 +67,15 @@ def main(flowmerge):
     bins = set(re.findall(r'name = "(flowmerge[a-z-]*)"', (ROOT / "crates/cli/Cargo.toml").read_text()))
     allowed = {w: code_vars(flowmerge, w) | STANDARD for w in ("mapper", "merger")}
 
+    # Which binaries each locally built image holds (from the Dockerfile that builds it).
+    image_bins = {}
+    for svc in services.values():
+        build = svc.get("build")
+        if build and svc.get("image"):
+            dockerfile = ROOT / build.get("context", ".") / build["dockerfile"]
+            if dockerfile.exists():
+                image_bins[svc["image"]] = set(re.findall(r"--bin (flowmerge[a-z-]*)", dockerfile.read_text()))
+
     for name, svc in services.items():
         build = svc.get("build")
         if build:
@@ -92,6 +101,9 @@ def main(flowmerge):
                 print(f"ok   {name}: {len(env)} variables, all read by the code")
         entry = svc.get("entrypoint")
         if entry and entry[0].endswith("/flowmerge"):
+            held = image_bins.get(svc.get("image"))
+            if held is not None and "flowmerge" not in held:
+                fail(f"{name}: runs the flowmerge CLI from {svc['image']}, whose Dockerfile builds only {sorted(held)}")
             command = svc["command"]
             # The subcommand path: the words before the first flag.
             sub = []
