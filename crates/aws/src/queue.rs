@@ -13,7 +13,7 @@ use flowmerge_protocol::ports::{Delivery, JobQueue, QueueError};
 
 use crate::error::{AwsError, Result};
 
-/// A received message: the core's [`Delivery`].
+/// A received message: the protocol's [`Delivery`].
 pub type Received = Delivery;
 
 #[derive(Clone, Debug)]
@@ -247,7 +247,7 @@ fn secs(d: Duration) -> i32 {
     d.as_secs().min(43_200) as i32
 }
 
-/// The SQS adapter of the core's job-queue port; `flowmerge_core::conformance` holds the
+/// The SQS adapter of the protocol's job-queue port; `flowmerge_core::conformance` holds the
 /// expectations it shares with the in-process queue.
 #[async_trait]
 impl JobQueue for SqsQueue {

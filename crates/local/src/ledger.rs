@@ -1,5 +1,5 @@
 //! SQLite ledger: one row per raw object (which batch claimed it), one per batch (state, lease,
-//! output, counts), one per quarantined object. It is both sides of the core's ledger ports —
+//! output, counts), one per quarantined object. It is both sides of the protocol's ledger ports —
 //! [`ClaimLedger`] (open, claim, seal under a lease, as the DynamoDB ledger) and [`CommitLedger`]
 //! — with transactions making each step atomic. A batch that was claimed but never committed is
 //! found by [`SqliteLedger::pending`] and run again under the same id.

@@ -5,7 +5,7 @@
 pub const FAULT_EXIT_CODE: i32 = 86;
 
 /// Steps where a crash can be injected.
-/// `flowmerge compact`: after-claim, then the batch protocol's (`exec::execute`). Mapper:
+/// `flowmerge compact`: after-claim, then the batch protocol's (`flowmerge_core::exec::execute`). Mapper:
 /// after-manifest, after-claim, after-seal, after-send, before-delete. The batch protocol, for
 /// compact and the merger alike: after-write, before-commit, after-commit (for the merger: before
 /// deleting the job). A rollup (`rollup::run_partition`): rollup-after-write, rollup-after-commit,

@@ -1,9 +1,9 @@
 //! Ports: what the pipeline needs from a ledger and a queue. [`ClaimLedger`] is the claim side,
 //! which [`crate::claim::claim_batch`] drives for `flowmerge compact` and the mapper alike;
-//! [`CommitLedger`] is the merge side, which [`crate::exec::execute`] drives for compact and the
+//! [`CommitLedger`] is the merge side, which `flowmerge_core::exec::execute` drives for compact and the
 //! merger; [`JobQueue`] carries jobs between them. Each is implemented by `flowmerge-local`
 //! (SQLite, in process) and `flowmerge-aws` (DynamoDB, SQS), and both adapters pass the same
-//! [`crate::conformance`] suite.
+//! `flowmerge_core::conformance` suite.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -86,7 +86,7 @@ pub enum Claim {
 /// The claim side of a ledger: batches opened under a lease, objects claimed conditionally, the
 /// batch sealed before its job is sent. Every object belongs to at most one batch, and a batch's
 /// objects are frozen before anyone merges it. Implemented by SQLite (`flowmerge-local`) and
-/// DynamoDB (`flowmerge-aws`), both held to [`crate::conformance::claim_ledger_conformance`].
+/// DynamoDB (`flowmerge-aws`), both held to `flowmerge_core::conformance::claim_ledger_conformance`.
 ///
 /// Objects are named by `scope` (the bucket on S3, empty for a local directory) and their key
 /// and etag, as in [`BatchId::new`].
@@ -208,7 +208,7 @@ pub struct RollupRecord {
 
 /// The rollup side of a ledger: a lease per partition, so that one partition is never rolled up
 /// twice at once, and the partition's current rollup, written under that lease. Implemented by
-/// SQLite and DynamoDB, both held to [`crate::conformance::rollup_ledger_conformance`].
+/// SQLite and DynamoDB, both held to `flowmerge_core::conformance::rollup_ledger_conformance`.
 #[async_trait]
 pub trait RollupLedger: Send + Sync {
     /// Leases `partition` to `owner` until `lease_until` (Unix seconds) if it is free, its lease
@@ -255,7 +255,7 @@ pub struct Delivery {
 
 /// A queue of jobs with at-least-once delivery and visibility timeouts, as SQS has them:
 /// implemented by SQS (`flowmerge-aws`) and in process (`flowmerge-local`), both held to the
-/// suite in [`crate::conformance`].
+/// suite in `flowmerge_core::conformance`.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     /// Queues a job durably; returns its message id.

@@ -1,5 +1,5 @@
 //! Object keys and locations as the pipeline names them. Stores themselves are opened by the
-//! adapters (`flowmerge-aws` for S3, the CLI for local directories): the core only sees
+//! adapters (`flowmerge-aws` for S3, the CLI for local directories): the engine only sees
 //! `dyn ObjectStore`.
 
 use object_store::path::Path;

@@ -3,7 +3,7 @@
 //!
 //! Join key: client address and port, DNS id and the first question's name (case-insensitive).
 //! A response joins the earliest open query with its key. A query without a response within
-//! [`DnsOptions::timeout`] of capture time becomes a row with `dns_rcode` = -1; a response without
+//! [`DnsOptions::timeout_ns`] of capture time becomes a row with `dns_rcode` = -1; a response without
 //! a query a row with `dns_rcode` = -2 and its own fields. State does not cross objects: a query
 //! whose response is in the next capture file is a -1 row and the response a -2 row, which keeps
 //! the output of a retried batch a function of its objects alone.
