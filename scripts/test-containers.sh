@@ -7,9 +7,9 @@
 # the mapper's `batch` span and the merger's `merge job`; `docker-compose stop` must end both
 # workers with exit code 0 inside the stop grace period, and `down -v` leave nothing running.
 #
-# Usage: scripts/test-containers.sh            build the images from the Dockerfiles (cold: ~75 min
+# Usage: scripts/test-containers.sh            build the images from the Dockerfiles (cold: ~35 min
 #                                              on 2 cores with the code-change check; a code-only
-#                                              change alone: ~20 min, mostly the thin-LTO link)
+#                                              change alone: ~2 min)
 #        scripts/test-containers.sh --built   the checks and the compose run on the images as tagged
 #        scripts/test-containers.sh --prebuilt BIN_DIR
 #                                              the same checks and compose run with images made
@@ -77,7 +77,7 @@ else
     docker tag flowmerge-merger:local flowmerge-merger:tree
     # A code-only change must not rebuild the dependencies: the `cargo chef cook` step comes from
     # the layer cache, and only flowmerge's crates compile again (CONTAINERS_SKIP_CODE_CHANGE=1
-    # skips this check: another 20 minutes on 2 cores).
+    # skips this check: another minute or two on 2 cores).
     if [ -z "${CONTAINERS_SKIP_CODE_CHANGE:-}" ]; then
     copy="$work/code-change"; rm -rf "$copy"; mkdir -p "$copy"
     git ls-files -z | xargs -0 cp --parents -t "$copy"
