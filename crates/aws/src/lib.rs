@@ -5,7 +5,7 @@
 //! The protocol and its crash points are described in `docs/aws-protocol.md`.
 //!
 //! Without the feature `merger` this crate links only `flowmerge-protocol`, not the engine
-//! (polars): that is how the mapper is built (docs/architecture.md, "Build time").
+//! (polars): that is how the mapper is built (docs/architecture.md, "Crates").
 
 pub mod bootstrap;
 pub mod clients;
