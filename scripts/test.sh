@@ -45,7 +45,9 @@ cargo test --locked --workspace
 echo "== the mapper without the engine: no polars in its build, its own lints, its binary"
 # docker/mapper.Dockerfile builds it so; the container run below uses this binary.
 mapper_args=(--locked -p flowmerge-cli --no-default-features)
-if cargo tree "${mapper_args[@]}" -e normal --prefix none | grep -E '^(polars|rusqlite|flowmerge-core) '; then
+# The tree first, so that a failing `cargo tree` stops the run instead of finding nothing.
+mapper_tree=$(cargo tree "${mapper_args[@]}" -e normal --prefix none)
+if grep -E '^(polars|rusqlite|flowmerge-core) ' <<<"$mapper_tree"; then
     echo "FAIL the mapper's build (flowmerge-cli --no-default-features) links the engine (above)"
     exit 1
 fi
