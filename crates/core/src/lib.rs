@@ -12,6 +12,7 @@ pub mod formats;
 pub mod memory;
 pub mod merge;
 pub mod rollup;
+mod sort;
 pub mod source;
 
 pub use flowmerge_protocol::{batch, claim, fault, job, layout, ports, store, window};

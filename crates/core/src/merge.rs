@@ -23,11 +23,20 @@ pub enum Finish {
 /// Merges frames of raw records (no `merged_records` column: each row counts 1) and/or of earlier
 /// merges (with `merged_records`) into one frame with one row per merge key.
 pub fn merge_frames(frames: Vec<DataFrame>, finish: Finish) -> PolarsResult<DataFrame> {
-    merge_plan(frames, finish)?.collect()
+    let (plan, by) = merge_plan(frames, finish)?;
+    let merged = plan.collect()?;
+    match finish {
+        Finish::Partial => Ok(merged),
+        Finish::Final | Finish::Sorted => crate::sort::sort_rows(merged, &by),
+    }
 }
 
-/// The lazy plan of [`merge_frames`].
-pub fn merge_plan(frames: Vec<DataFrame>, finish: Finish) -> PolarsResult<LazyFrame> {
+/// The lazy plan of [`merge_frames`], up to its sort, and the columns to sort by (none for
+/// [`Finish::Partial`]).
+fn merge_plan(
+    frames: Vec<DataFrame>,
+    finish: Finish,
+) -> PolarsResult<(LazyFrame, Vec<PlSmallStr>)> {
     let mut columns: Vec<(PlSmallStr, DataType)> = Vec::new();
     for df in &frames {
         for (name, dtype) in df.schema().iter() {
@@ -86,32 +95,25 @@ pub fn merge_plan(frames: Vec<DataFrame>, finish: Finish) -> PolarsResult<LazyFr
         union.group_by(keys).agg(aggs)
     };
     Ok(match finish {
-        Finish::Partial => merged,
-        Finish::Final | Finish::Sorted => {
-            let mut by: Vec<PlSmallStr> = SORT_PREFIX
-                .iter()
-                .filter(|c| columns.iter().any(|(n, _)| n == *c))
-                .map(|c| PlSmallStr::from(*c))
-                .collect();
-            for (n, _) in &columns {
-                if fields::role_of_column(n) == Role::Key && !by.contains(n) {
-                    by.push(n.clone());
-                }
-            }
-            let merged = merged.select(order);
-            if by.is_empty() {
-                merged
-            } else {
-                let n = by.len();
-                merged.sort(
-                    by,
-                    SortMultipleOptions::default()
-                        .with_nulls_last(true)
-                        .with_order_descending_multi(vec![false; n]),
-                )
-            }
-        }
+        Finish::Partial => (merged, Vec::new()),
+        Finish::Final | Finish::Sorted => (merged.select(order), sort_columns(&columns)),
     })
+}
+
+/// The columns the output is ordered by: [`SORT_PREFIX`], then the other key columns in column
+/// order.
+fn sort_columns(columns: &[(PlSmallStr, DataType)]) -> Vec<PlSmallStr> {
+    let mut by: Vec<PlSmallStr> = SORT_PREFIX
+        .iter()
+        .filter(|c| columns.iter().any(|(n, _)| n == *c))
+        .map(|c| PlSmallStr::from(*c))
+        .collect();
+    for (n, _) in columns {
+        if fields::role_of_column(n) == Role::Key && !by.contains(n) {
+            by.push(n.clone());
+        }
+    }
+    by
 }
 
 /// The aggregate of a metric column; `None` for key columns. A group whose values are all null

@@ -1,0 +1,437 @@
+//! The output's row order, computed without polars' general multi-column sort.
+//!
+//! polars sorts a frame by several columns by encoding every row's key columns into one byte
+//! string and comparing those (`memcmp` on ~100-byte rows reached through an index): on traffic
+//! whose flows rarely repeat that was a fifth of a batch's CPU time (docs/architecture.md, "Where
+//! the time goes"). Here each sort column is turned into ranks instead — a string column's
+//! distinct values sorted once (few per column: accounts, interfaces, actions; at most one per
+//! row for addresses), a number's offset from its column's least value — the ranks of a row
+//! are packed into one integer beside its row number, and those integers are sorted. The order
+//! is the one polars gives (strings by their bytes, numbers by value, nulls last, ascending),
+//! with ties kept in row order; when the ranks do not fit 128 bits, or a column is of another
+//! type, polars sorts.
+
+use std::ops::{BitOr, Shl};
+
+use hashbrown::HashMap;
+use polars::prelude::*;
+use rayon::prelude::*;
+
+/// `df` ordered by the columns `by`, each ascending with nulls last.
+pub(crate) fn sort_rows(df: DataFrame, by: &[PlSmallStr]) -> PolarsResult<DataFrame> {
+    if by.is_empty() || df.height() < 2 {
+        return Ok(df);
+    }
+    match permutation(&df, by)? {
+        Some(order) => df.take(&IdxCa::from_vec(PlSmallStr::EMPTY, order)),
+        None => df.sort(
+            by,
+            SortMultipleOptions::default()
+                .with_nulls_last(true)
+                .with_order_descending_multi(vec![false; by.len()]),
+        ),
+    }
+}
+
+/// The row numbers of `df` in sorted order, or `None` when the ranks do not fit one `u128`.
+fn permutation(df: &DataFrame, by: &[PlSmallStr]) -> PolarsResult<Option<Vec<IdxSize>>> {
+    let rows = df.height();
+    // Columns are ranked in parallel, each on its own.
+    let ranked: Vec<Option<Ranks>> = by
+        .par_iter()
+        .map(|name| ranks(df.column(name)?))
+        .collect::<PolarsResult<_>>()?;
+    let Some(columns) = ranked.into_iter().collect::<Option<Vec<Ranks>>>() else {
+        return Ok(None);
+    };
+    let row_bits = bits_for(rows as u64);
+    let bits = row_bits + columns.iter().map(|c| bits_for(c.values)).sum::<u32>();
+    Ok(match bits {
+        0..=64 => Some(sorted::<u64>(&columns, rows, row_bits)),
+        65..=128 => Some(sorted::<u128>(&columns, rows, row_bits)),
+        _ => None,
+    })
+}
+
+/// A column as ranks: equal values have equal ranks, and ranks order as the values do.
+struct Ranks {
+    codes: Vec<u32>,
+    /// How many ranks there are (the greatest is `values - 1`).
+    values: u64,
+}
+
+fn ranks(column: &Column) -> PolarsResult<Option<Ranks>> {
+    Ok(match column.dtype() {
+        DataType::String => Some(string_ranks(column.str()?)),
+        DataType::Int32 => {
+            let ca = column.i32()?;
+            let (min, max) = (ca.min().map(i64::from), ca.max().map(i64::from));
+            int_ranks(
+                ca.iter().map(|v| v.map(i64::from)),
+                min,
+                max,
+                ca.null_count(),
+            )
+        }
+        DataType::Int64 => {
+            let ca = column.i64()?;
+            int_ranks(ca.iter(), ca.min(), ca.max(), ca.null_count())
+        }
+        _ => None,
+    })
+}
+
+/// Ranks of strings by their bytes, null after every value. A column of few distinct values
+/// (accounts, interfaces, actions) finds each through a hash table and sorts only those; one of
+/// many (addresses) is sorted whole, by its first 16 bytes and then by the rest — the way the
+/// first rows of the column look decides which, and either gives the same ranks.
+fn string_ranks(ca: &StringChunked) -> Ranks {
+    let mut distinct: HashMap<&str, ()> = HashMap::new();
+    for v in ca.iter().take(SAMPLE_ROWS).flatten() {
+        distinct.insert(v, ());
+        if distinct.len() > FEW_VALUES {
+            return sorted_string_ranks(ca);
+        }
+    }
+    hashed_string_ranks(ca)
+}
+
+/// Rows looked at to choose how a string column is ranked, and the most distinct values among
+/// them for a hash table to pay.
+const SAMPLE_ROWS: usize = 4096;
+const FEW_VALUES: usize = 256;
+
+fn hashed_string_ranks(ca: &StringChunked) -> Ranks {
+    const NULL: u32 = u32::MAX;
+    let mut ids: HashMap<&str, u32> = HashMap::new();
+    let mut distinct: Vec<&str> = Vec::new();
+    let mut codes: Vec<u32> = ca
+        .iter()
+        .map(|v| match v {
+            None => NULL,
+            Some(s) => *ids.entry(s).or_insert_with(|| {
+                distinct.push(s);
+                (distinct.len() - 1) as u32
+            }),
+        })
+        .collect();
+    let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| distinct[a as usize].cmp(distinct[b as usize]));
+    let mut rank = vec![0u32; distinct.len()];
+    for (r, &id) in order.iter().enumerate() {
+        rank[id as usize] = r as u32;
+    }
+    let null_rank = distinct.len() as u32;
+    for code in &mut codes {
+        *code = match *code {
+            NULL => null_rank,
+            id => rank[id as usize],
+        };
+    }
+    Ranks {
+        codes,
+        values: distinct.len() as u64 + u64::from(ca.null_count() > 0),
+    }
+}
+
+fn sorted_string_ranks(ca: &StringChunked) -> Ranks {
+    let strings: Vec<Option<&str>> = ca.iter().collect();
+    // A string's first 16 bytes, zero-padded, as a big-endian number: a smaller prefix is a
+    // smaller string; equal prefixes are told apart by the whole strings.
+    let prefix = |s: &str| {
+        let mut buf = [0u8; 16];
+        let n = s.len().min(16);
+        buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+        u128::from_be_bytes(buf)
+    };
+    let mut entries: Vec<(u128, u32)> = strings
+        .iter()
+        .enumerate()
+        .filter_map(|(row, s)| s.map(|s| (prefix(s), row as u32)))
+        .collect();
+    let whole = |row: u32| strings[row as usize].unwrap_or_default();
+    // Sorted by prefix alone (a plain integer sort, which is much the fastest), then each run of
+    // one prefix by the whole strings.
+    entries.sort_unstable();
+    for run in entries.chunk_by_mut(|a, b| a.0 == b.0) {
+        if run.len() > 1 {
+            run.sort_by(|a, b| whole(a.1).cmp(whole(b.1)));
+        }
+    }
+    let mut codes = vec![0u32; strings.len()];
+    let mut rank = 0u32;
+    for (i, &(p, row)) in entries.iter().enumerate() {
+        if i > 0 {
+            let (q, before) = entries[i - 1];
+            if p != q || whole(row) != whole(before) {
+                rank += 1;
+            }
+        }
+        codes[row as usize] = rank;
+    }
+    let distinct = match entries.is_empty() {
+        true => 0,
+        false => rank + 1,
+    };
+    if entries.len() < strings.len() {
+        for (code, s) in codes.iter_mut().zip(&strings) {
+            if s.is_none() {
+                *code = distinct;
+            }
+        }
+    }
+    Ranks {
+        codes,
+        values: u64::from(distinct) + u64::from(entries.len() < strings.len()),
+    }
+}
+
+/// Ranks of numbers as their offsets from the least (null after the greatest), or `None` when
+/// the values span more than 32 bits.
+fn int_ranks(
+    values: impl Iterator<Item = Option<i64>>,
+    min: Option<i64>,
+    max: Option<i64>,
+    nulls: usize,
+) -> Option<Ranks> {
+    let (min, span) = match (min, max) {
+        (Some(min), Some(max)) => (min, u64::try_from(i128::from(max) - i128::from(min)).ok()?),
+        _ => (0, 0),
+    };
+    // The offsets and the null's rank after them must fit a u32.
+    if span >= u64::from(u32::MAX) {
+        return None;
+    }
+    let null_rank = span as u32 + 1;
+    let codes = values
+        .map(|v| v.map_or(null_rank, |v| (v - min) as u32))
+        .collect();
+    Some(Ranks {
+        codes,
+        values: span + 1 + u64::from(nulls > 0),
+    })
+}
+
+/// Bits that hold `0..values`.
+fn bits_for(values: u64) -> u32 {
+    match values {
+        0 | 1 => 0,
+        v => u64::BITS - (v - 1).leading_zeros(),
+    }
+}
+
+/// An integer a row's ranks and row number are packed in.
+trait Packed: Copy + Ord + Send + From<u32> + Shl<u32, Output = Self> + BitOr<Output = Self> {
+    fn low_u32(self) -> u32;
+}
+
+impl Packed for u64 {
+    fn low_u32(self) -> u32 {
+        self as u32
+    }
+}
+
+impl Packed for u128 {
+    fn low_u32(self) -> u32 {
+        self as u32
+    }
+}
+
+/// Packs each row's ranks (first column in the highest bits) and its row number (lowest), sorts
+/// the packed integers and gives back the row numbers in that order.
+fn sorted<P: Packed>(columns: &[Ranks], rows: usize, row_bits: u32) -> Vec<IdxSize> {
+    let mut keys = vec![P::from(0u32); rows];
+    for column in columns {
+        let bits = bits_for(column.values);
+        for (key, &code) in keys.iter_mut().zip(&column.codes) {
+            *key = (*key << bits) | P::from(code);
+        }
+    }
+    for (row, key) in keys.iter_mut().enumerate() {
+        *key = (*key << row_bits) | P::from(row as u32);
+    }
+    keys.par_sort_unstable();
+    // Row numbers are below 2^row_bits ≤ 2^32: the low 32 bits hold them.
+    let mask = match row_bits {
+        32 => u32::MAX,
+        b => (1u32 << b) - 1,
+    };
+    keys.into_iter()
+        .map(|k| (k.low_u32() & mask) as IdxSize)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn polars_sorted(df: &DataFrame, by: &[PlSmallStr]) -> DataFrame {
+        df.sort(
+            by,
+            SortMultipleOptions::default()
+                .with_nulls_last(true)
+                .with_order_descending_multi(vec![false; by.len()])
+                .with_maintain_order(true),
+        )
+        .unwrap()
+    }
+
+    fn names(by: &[&str]) -> Vec<PlSmallStr> {
+        by.iter().map(|s| PlSmallStr::from(*s)).collect()
+    }
+
+    #[test]
+    fn bits_hold_the_values() {
+        assert_eq!(
+            [0, 1, 2, 3, 4, 5, 256, 257].map(bits_for),
+            [0, 0, 1, 2, 2, 3, 8, 9]
+        );
+        assert_eq!(bits_for(1 << 32), 32);
+    }
+
+    /// Bytes order, not character order; numbers by value, negative ones too; nulls last; a
+    /// column of one value takes no bits.
+    #[test]
+    fn orders_as_polars_does() {
+        let df = df!(
+            "a" => [Some("b"), Some("a"), None, Some("a"), Some("é"), Some("Z"), Some("a")],
+            "n" => [Some(2i32), Some(-7), Some(1), None, Some(0), Some(5), Some(-7)],
+            "one" => [Some(9i64); 7],
+            "row" => [0i64, 1, 2, 3, 4, 5, 6],
+        )
+        .unwrap();
+        let by = names(&["a", "n", "one"]);
+        let ours = sort_rows(df.clone(), &by).unwrap();
+        assert!(ours.equals_missing(&polars_sorted(&df, &by)), "{ours}");
+        let rows: Vec<_> = ours.column("row").unwrap().i64().unwrap().iter().collect();
+        assert_eq!(rows, [5, 1, 6, 3, 0, 4, 2].map(Some), "ties keep row order");
+    }
+
+    /// Ranks wider than 128 bits, a span past 32 bits, or a column of another type: polars sorts.
+    #[test]
+    fn falls_back_to_polars() {
+        let wide = df!(
+            "a" => [i64::MIN, 0, i64::MAX],
+            "f" => [1.5f64, 0.5, 2.5],
+        )
+        .unwrap();
+        for by in [names(&["a"]), names(&["f"])] {
+            assert!(permutation(&wide, &by).unwrap().is_none());
+            let ours = sort_rows(wide.clone(), &by).unwrap();
+            assert!(ours.equals_missing(&polars_sorted(&wide, &by)));
+        }
+        let spread: Vec<i64> = (0..6).map(|i| i << 30).collect();
+        let many = DataFrame::new(
+            6,
+            (0..5)
+                .map(|c| Column::new(format!("c{c}").into(), &spread))
+                .collect(),
+        )
+        .unwrap();
+        let by: Vec<PlSmallStr> = many.get_column_names_owned();
+        assert!(permutation(&many, &by).unwrap().is_none(), "5 × 33 bits");
+        assert!(
+            sort_rows(many.clone(), &by)
+                .unwrap()
+                .equals_missing(&polars_sorted(&many, &by))
+        );
+    }
+
+    /// A column of many values is sorted whole rather than hashed: the order is still polars'.
+    #[test]
+    fn many_values_sort_as_polars_does() {
+        let addresses: Vec<Option<String>> = (0..3000u32)
+            .map(|i| match i % 97 {
+                0 => None,
+                _ => Some(format!(
+                    "10.{}.{}.{}",
+                    (i * 7919) % 256,
+                    i % 13,
+                    (i * 31) % 256
+                )),
+            })
+            .collect();
+        let ports: Vec<i32> = (0..3000).map(|i| (i * 17) % 1024).collect();
+        let df = df!("addr" => addresses, "port" => ports).unwrap();
+        let by = names(&["addr", "port"]);
+        let sample = df.column("addr").unwrap().str().unwrap();
+        let distinct = sample
+            .iter()
+            .take(SAMPLE_ROWS)
+            .flatten()
+            .collect::<std::collections::HashSet<_>>();
+        assert!(distinct.len() > FEW_VALUES, "the sorted path is taken");
+        let ours = sort_rows(df.clone(), &by).unwrap();
+        assert!(ours.equals_missing(&polars_sorted(&df, &by)));
+    }
+
+    proptest! {
+        /// Both ways of ranking strings give the same ranks, whatever the strings: long ones
+        /// that share 16 bytes, NUL bytes (a 16-byte prefix pads with them), empty, null.
+        #[test]
+        fn string_ranks_agree(
+            values in proptest::collection::vec(
+                proptest::option::weighted(0.9, prop_oneof![
+                    "[ab]{0,3}",
+                    "aaaaaaaaaaaaaaa[ab\\x00]{0,3}",
+                    "[a\\x00]{0,17}",
+                ]),
+                0..200,
+            ),
+        ) {
+            let ca = StringChunked::from_iter_options("s".into(), values.iter().map(|v| v.as_deref()));
+            let (hashed, sorted) = (hashed_string_ranks(&ca), sorted_string_ranks(&ca));
+            prop_assert_eq!(&hashed.codes, &sorted.codes);
+            prop_assert_eq!(hashed.values, sorted.values);
+            // And the ranks order as the bytes do.
+            for (a, ra) in values.iter().zip(&hashed.codes) {
+                for (b, rb) in values.iter().zip(&hashed.codes) {
+                    let bytes = |v: &Option<String>| v.as_ref().map(|s| s.as_bytes().to_vec());
+                    let expected = match (bytes(a), bytes(b)) {
+                        (None, None) => std::cmp::Ordering::Equal,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (Some(x), Some(y)) => x.cmp(&y),
+                    };
+                    prop_assert_eq!(ra.cmp(rb), expected);
+                }
+            }
+        }
+
+        /// Any frame of string and number columns, nulls and repeats included, in several
+        /// chunks: the order polars' sort gives.
+        #[test]
+        fn same_order_as_polars(
+            rows in proptest::collection::vec(
+                (
+                    proptest::option::weighted(0.8, "[a-c]{0,3}"),
+                    proptest::option::weighted(0.8, -3i32..3),
+                    proptest::option::weighted(0.9, prop_oneof![Just(i64::MIN / 4), -5i64..5, Just(1i64 << 40)]),
+                    proptest::option::weighted(0.9, "[0-9.]{1,15}"),
+                ),
+                0..120,
+            ),
+            split in 0usize..120,
+        ) {
+            let (s, n, w, t): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) = rows.into_iter().fold(
+                Default::default(),
+                |(mut s, mut n, mut w, mut t), (a, b, c, d)| {
+                    s.push(a); n.push(b); w.push(c); t.push(d);
+                    (s, n, w, t)
+                },
+            );
+            let mut df = df!("s" => s, "n" => n, "w" => w, "t" => t).unwrap();
+            let at = split.min(df.height());
+            let (head, tail) = (df.slice(0, at), df.slice(at as i64, df.height()));
+            if at > 0 && at < df.height() {
+                df = head.vstack(&tail).unwrap();
+            }
+            for by in [names(&["s", "n"]), names(&["t", "s", "n"]), names(&["n", "w"]), names(&["w", "t"])] {
+                let ours = sort_rows(df.clone(), &by).unwrap();
+                let theirs = polars_sorted(&df, &by);
+                prop_assert!(ours.equals_missing(&theirs), "by {:?}\n{}\n{}", by, ours, theirs);
+            }
+        }
+    }
+}
