@@ -329,22 +329,20 @@ impl<'a> LineParser<'a> {
     }
 }
 
-/// Splits a line on runs of spaces and tabs (and a trailing CR) into `tokens`.
+/// Splits a line on runs of spaces, tabs and CRs (a CRLF line's CR ends its last field) into
+/// `tokens`. memchr finds the separators a vector at a time, which is markedly faster than a
+/// test per byte on lines of short fields.
 fn split_fields<'a>(line: &'a [u8], tokens: &mut Vec<&'a [u8]>) {
     tokens.clear();
-    let is_sep = |b: u8| b == b' ' || b == b'\t' || b == b'\r';
-    let (mut i, n) = (0, line.len());
-    while i < n {
-        while i < n && is_sep(line[i]) {
-            i += 1;
+    let mut start = 0;
+    for sep in memchr::memchr3_iter(b' ', b'\t', b'\r', line) {
+        if sep > start {
+            tokens.push(&line[start..sep]);
         }
-        let start = i;
-        while i < n && !is_sep(line[i]) {
-            i += 1;
-        }
-        if start < i {
-            tokens.push(&line[start..i]);
-        }
+        start = sep + 1;
+    }
+    if start < line.len() {
+        tokens.push(&line[start..]);
     }
 }
 
@@ -485,6 +483,31 @@ mod tests {
         assert_eq!(parse_int(b"4x"), None);
         assert_eq!(parse_int(b"99999999999999999999"), None);
         assert_eq!(parse_int(b""), None);
+    }
+
+    proptest::proptest! {
+        /// Fields are the runs between separators, whatever the bytes: leading, trailing and
+        /// repeated separators give no empty field.
+        #[test]
+        fn fields_split_on_runs_of_separators(
+            line in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b' '),
+                    proptest::strategy::Just(b'\t'),
+                    proptest::strategy::Just(b'\r'),
+                    proptest::num::u8::ANY,
+                ],
+                0..200,
+            ),
+        ) {
+            let mut tokens = Vec::new();
+            split_fields(&line, &mut tokens);
+            let expected: Vec<&[u8]> = line
+                .split(|b| matches!(b, b' ' | b'\t' | b'\r'))
+                .filter(|t| !t.is_empty())
+                .collect();
+            proptest::prop_assert_eq!(tokens, expected);
+        }
     }
 
     #[test]
