@@ -8,8 +8,8 @@
 //! row for addresses), a number's offset from its column's least value — the ranks of a row
 //! are packed into one integer beside its row number, and those integers are sorted. The order
 //! is the one polars gives (strings by their bytes, numbers by value, nulls last, ascending),
-//! with ties kept in row order; when the ranks do not fit 128 bits, or a column is of another
-//! type, polars sorts.
+//! with ties kept in row order; when the ranks do not fit 128 bits, a number column spans more
+//! than 32 bits, or a column is of another type, polars sorts.
 
 use std::ops::{BitOr, Shl};
 
