@@ -114,8 +114,10 @@ impl Command {
     fn blocking_threads(&self) -> usize {
         const READS: usize = 8;
         match self {
-            Command::Compact(a) => a.concurrency.saturating_mul(2).saturating_add(READS),
-            Command::Rollup(a) => a.concurrency.saturating_mul(2).saturating_add(READS),
+            Command::Compact(compact::CompactArgs { concurrency, .. })
+            | Command::Rollup(rollup::RollupArgs { concurrency, .. }) => {
+                concurrency.saturating_mul(2).saturating_add(READS)
+            }
             // tokio's default.
             Command::Gen(_) | Command::Ddl(_) | Command::Aws(_) => 512,
         }

@@ -13,7 +13,7 @@
 
 use std::ops::{BitOr, Shl};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use polars::prelude::*;
 use rayon::prelude::*;
 
@@ -86,9 +86,9 @@ fn ranks(column: &Column) -> PolarsResult<Option<Ranks>> {
 /// many (addresses) is sorted whole, by its first 16 bytes and then by the rest — the way the
 /// first rows of the column look decides which, and either gives the same ranks.
 fn string_ranks(ca: &StringChunked) -> Ranks {
-    let mut distinct: HashMap<&str, ()> = HashMap::new();
+    let mut distinct: HashSet<&str> = HashSet::new();
     for v in ca.iter().take(SAMPLE_ROWS).flatten() {
-        distinct.insert(v, ());
+        distinct.insert(v);
         if distinct.len() > FEW_VALUES {
             return sorted_string_ranks(ca);
         }
