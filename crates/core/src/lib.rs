@@ -5,6 +5,9 @@
 //! `flowmerge-protocol`, which the mapper links without this crate; its modules are re-exported
 //! here under their own names, so `flowmerge_core::window` is `flowmerge_protocol::window`.
 
+// The one exception, libdeflate's gzip call, is allowed in `formats::inflate` alone.
+#![deny(unsafe_code)]
+
 pub mod conformance;
 pub mod error;
 pub mod exec;

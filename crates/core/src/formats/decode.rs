@@ -121,15 +121,28 @@ pub fn stream_lines(
     mut f: impl FnMut(&[u8]) -> Result<(), ParseError>,
 ) -> Result<u64, ParseError> {
     let gzip = raw.starts_with(&GZIP_MAGIC);
-    let mut reader: Box<dyn Read> = match gzip {
-        true => Box::new(MultiGzDecoder::new(raw)),
-        false => Box::new(raw),
-    };
     let capacity = CHUNK_BYTES + limits.max_line_bytes;
     LINE_BUFFER.with_borrow_mut(|buf| {
         if buf.len() != capacity {
             *buf = vec![0u8; capacity];
         }
+        // An object whose text is under a chunk is handed over whole, after the same check, as
+        // the loop below would: decode it in one call if it fits (most flow-log objects do).
+        // Anything else — larger, or not valid gzip — is decoded by the loop, which names errors.
+        if gzip
+            && small_gzip(raw)
+            && let Some(n) = super::inflate::gunzip_into(raw, &mut buf[..CHUNK_BYTES - 1])
+        {
+            limits.check(source, raw.len(), gzip, n as u64)?;
+            if n > 0 {
+                f(&buf[..n])?;
+            }
+            return Ok(n as u64);
+        }
+        let mut reader: Box<dyn Read> = match gzip {
+            true => Box::new(MultiGzDecoder::new(raw)),
+            false => Box::new(raw),
+        };
         let (mut filled, mut decoded, mut lines) = (0usize, 0u64, 0usize);
         loop {
             let n = match reader.read(&mut buf[filled..]) {
@@ -177,6 +190,15 @@ pub fn stream_lines(
 /// The text [`stream_lines`] hands over at a time, at most (plus one line).
 pub const CHUNK_BYTES: usize = 1 << 20;
 
+/// Whether a gzip object's trailer says its (last member's) text is under a chunk: a hint that
+/// decoding it whole will succeed, not a bound (the size is the writer's word, modulo 2³²).
+fn small_gzip(raw: &[u8]) -> bool {
+    match raw.last_chunk::<4>() {
+        Some(size) => (u32::from_le_bytes(*size) as usize) < CHUNK_BYTES,
+        None => false,
+    }
+}
+
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// A decode buffer larger than this is released after use rather than kept for the next object.
@@ -220,6 +242,39 @@ mod tests {
             assert_eq!(got, text);
             assert!(calls > 2, "{calls} chunks");
         }
+    }
+
+    #[test]
+    fn small_objects_decode_whole_with_every_member_and_the_same_errors() {
+        let a: Vec<u8> = (0..2000)
+            .flat_map(|i| format!("a {i}\n").into_bytes())
+            .collect();
+        let raw = [gz(&a), gz(b"b\nc"), gz(&a)].concat();
+        let (got, calls) = chunks(&raw, &DecodeLimits::default()).unwrap();
+        assert_eq!(got, [&a[..], b"b\nc", &a[..]].concat());
+        assert_eq!(calls, 1, "a small object is one chunk");
+        // Corrupt, or lying about its size in its trailer: decoded by streaming, which names
+        // the error as it always has.
+        let mut bad = gz(&a);
+        let at = bad.len() - 6;
+        bad[at] ^= 1;
+        let e = chunks(&bad, &DecodeLimits::default()).unwrap_err();
+        assert!(e.reason.starts_with("gzip: "), "{e}");
+        let big: Vec<u8> = (0..200_000)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
+        let mut lying = gz(&big);
+        let n = lying.len();
+        lying[n - 4..].copy_from_slice(&100u32.to_le_bytes());
+        let e = chunks(&lying, &DecodeLimits::default()).unwrap_err();
+        assert!(e.reason.starts_with("gzip: "), "{e}");
+        // The object bound holds on the fast path too.
+        let small = DecodeLimits {
+            max_object_bytes: 1000,
+            ..DecodeLimits::default()
+        };
+        let e = chunks(&gz(&a), &small).unwrap_err();
+        assert!(e.reason.contains("more than 1000 B"), "{e}");
     }
 
     #[test]

@@ -3,4 +3,5 @@
 pub mod cloudtrail;
 pub mod decode;
 pub mod dns;
+mod inflate;
 pub mod vpcflow;
