@@ -20,7 +20,10 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use polars::prelude::*;
 
 use super::fields::{FieldType, MERGED_RECORDS, Role};
-use super::parse::{At, ColumnBuilder, Layout, LineParser, ParseOptions, RecordSink};
+use super::parse::{
+    At, ColumnBuilder, Layout, LineParser, ParseOptions, RecordSink, field_end, scan_int,
+    skip_separators,
+};
 use crate::error::ParseError;
 use crate::formats::decode::{DecodeLimits, stream_lines};
 
@@ -243,6 +246,64 @@ impl RecordSink for Staged {
         seg.present.push(present);
         Ok(())
     }
+
+    fn push_line(&mut self, line: &[u8], utf8: bool) -> Option<()> {
+        self.stage_line(line, utf8)
+    }
+}
+
+impl Staged {
+    /// Stages a line in one pass when every field is one [`scan_int`] reads (or a string of a
+    /// valid UTF-8 text) and the line has the layout's field count; `None`, with nothing kept,
+    /// otherwise. What it stages is what [`RecordSink::push`] stages for the line's fields.
+    fn stage_line(&mut self, line: &[u8], utf8: bool) -> Option<()> {
+        let seg = self.segments.last_mut()?;
+        if seg.width > 64 || !utf8 {
+            return None;
+        }
+        let (keys, metrics) = (seg.keys.len(), seg.metrics.len());
+        match stage_fields(seg, line) {
+            Some(present) => {
+                seg.key_ends.push(seg.keys.len());
+                seg.present.push(present);
+                Some(())
+            }
+            None => {
+                seg.keys.truncate(keys);
+                seg.metrics.truncate(metrics);
+                None
+            }
+        }
+    }
+}
+
+/// Stages a line's fields into `seg`'s keys and metrics, giving the presence bits; `None` at
+/// the first field it does not read, or when the line has more or fewer fields than the layout.
+fn stage_fields(seg: &mut StagedSegment, line: &[u8]) -> Option<u64> {
+    let (mut pos, mut present, mut slot) = (skip_separators(line, 0), 0u64, 0);
+    for column in &seg.layout.columns {
+        if pos == line.len() {
+            return None;
+        }
+        let end = match (column.role, column.ty) {
+            (Role::Key, FieldType::String) => field_end(line, pos),
+            (Role::Key, ty) => scan_int(line, pos, ty)?.1,
+            (_, ty) => {
+                let (v, end) = scan_int(line, pos, ty)?;
+                if v.is_some() {
+                    present |= 1 << slot;
+                }
+                seg.metrics.push(v.unwrap_or(0));
+                slot += 1;
+                end
+            }
+        };
+        if column.role == Role::Key {
+            encode_token(&mut seg.keys, &line[pos..end]);
+        }
+        pos = skip_separators(line, end);
+    }
+    (pos == line.len()).then_some(present)
 }
 
 /// Whether a number's token is how the number prints (`0`, `80`, `-1`): no sign, no leading zero.
@@ -485,6 +546,144 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         }
         c
+    }
+
+    /// A sink with `header`'s layout begun, as the parser leaves it after the header line.
+    fn staged_after(header: &str) -> Staged {
+        let mut staged = Staged::default();
+        LineParser::new("t", &ParseOptions::default())
+            .feed(format!("{header}\n").as_bytes(), &mut staged)
+            .unwrap();
+        assert_eq!(staged.segments.len(), 1);
+        staged
+    }
+
+    fn staged_fields(s: &Staged) -> (Vec<u8>, Vec<usize>, Vec<i64>, Vec<u64>) {
+        let seg = &s.segments[0];
+        (
+            seg.keys.clone(),
+            seg.key_ends.clone(),
+            seg.metrics.clone(),
+            seg.present.clone(),
+        )
+    }
+
+    /// A field as flow logs spell them, and as they might: numbers in every spelling, nulls,
+    /// text, bytes that are not UTF-8.
+    fn field() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(b"-".to_vec()),
+            Just(b"0".to_vec()),
+            "[1-9][0-9]{0,20}".prop_map(String::into_bytes),
+            "[+-]?0?[0-9]{1,6}".prop_map(String::into_bytes),
+            "[A-Za-z0-9.:-]{1,24}".prop_map(String::into_bytes),
+            proptest::collection::vec(any::<u8>(), 1..6),
+        ]
+    }
+
+    /// The fields of a `HEADER` line: mostly what its columns hold, sometimes anything; now and
+    /// then one too many or too few.
+    fn record() -> impl proptest::strategy::Strategy<Value = Vec<Vec<u8>>> {
+        use proptest::prelude::*;
+        let text = [1, 2, 3, 4, 12, 13];
+        let columns: Vec<_> = (0..15)
+            .map(|i| {
+                let typical = match text.contains(&i) {
+                    true => "[A-Za-z0-9.:-]{1,21}".prop_map(String::into_bytes).boxed(),
+                    false => prop_oneof![
+                        4 => "[1-9][0-9]{0,10}".prop_map(String::into_bytes),
+                        1 => Just(b"-".to_vec()),
+                        1 => Just(b"0".to_vec()),
+                    ]
+                    .boxed(),
+                };
+                prop_oneof![12 => typical, 1 => field()]
+            })
+            .collect();
+        (columns, 0..8usize, field()).prop_map(|(mut fields, n, extra)| {
+            match n {
+                0 => fields.push(extra),
+                1 => {
+                    fields.pop();
+                }
+                _ => {}
+            }
+            fields
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The one-pass path stages exactly what splitting and `push` stage, or nothing.
+        #[test]
+        fn the_fast_path_stages_what_push_stages(
+            fields in record(),
+            seps in proptest::collection::vec("[ \t\r]{1,3}", 17),
+            lead in "[ \t]{0,1}",
+            trail in "[ \t\r]{0,2}",
+        ) {
+            let mut line = lead.into_bytes();
+            for (f, sep) in fields.iter().zip(&seps) {
+                if line.len() > 1 {
+                    line.extend_from_slice(sep.as_bytes());
+                }
+                line.extend_from_slice(f);
+            }
+            line.extend_from_slice(trail.as_bytes());
+            let utf8 = std::str::from_utf8(&line).is_ok();
+            let mut fast = staged_after(HEADER);
+            let read = fast.stage_line(&line, utf8);
+            let mut general = staged_after(HEADER);
+            let mut tokens = Vec::new();
+            super::super::parse::split_fields(&line, &mut tokens);
+            let pushed = match tokens.len() == 15 {
+                true => general.push(&At { source: "t", line: 2 }, &tokens, utf8),
+                false => Err(ParseError::whole("t", "field count")),
+            };
+            match read {
+                Some(()) => {
+                    proptest::prop_assert!(pushed.is_ok(), "{:?}", pushed);
+                    proptest::prop_assert_eq!(staged_fields(&fast), staged_fields(&general));
+                }
+                None => {
+                    proptest::prop_assert_eq!(staged_fields(&fast), staged_fields(&staged_after(HEADER)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_reads_plain_records_and_leaves_the_rest() {
+        let mut s = staged_after(HEADER);
+        let line = b"2 123 eni-1 10.0.0.1 10.0.0.2 443 49152 6 10 840 1600000000 1600000060 ACCEPT OK 19\r";
+        assert_eq!(s.stage_line(line, true), Some(()));
+        assert_eq!(
+            s.segments[0].metrics,
+            vec![10, 840, 1600000000, 1600000060, 19]
+        );
+        assert_eq!(s.segments[0].present, vec![0b11111]);
+        // Another spelling, a field too many or too few, text that is not UTF-8, a number
+        // past 32 bits: left to the general path.
+        for line in [
+            &b"2 123 eni-1 a b +443 1 6 1 1 1 1 ACCEPT OK 0"[..],
+            b"2 123 eni-1 a b 443 1 6 1 1 1 1 ACCEPT OK 0 extra",
+            b"2 123 eni-1 a b 443 1 6 1 1 1 1 ACCEPT OK",
+            b"2 123 eni-1 a b 4294967296 1 6 1 1 1 1 ACCEPT OK 0",
+        ] {
+            assert_eq!(
+                s.stage_line(line, true),
+                None,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(s.stage_line(line, false), None);
+        assert_eq!(
+            s.segments[0].key_ends.len(),
+            1,
+            "nothing kept of what was refused"
+        );
     }
 
     #[test]

@@ -98,6 +98,13 @@ pub(crate) trait RecordSink {
     /// One record of the current segment; `tokens` has one token per field of its layout.
     /// `utf8` tells that the whole text is valid UTF-8, so string tokens need no check.
     fn push(&mut self, at: &At<'_>, tokens: &[&[u8]], utf8: bool) -> Result<(), ParseError>;
+    /// A record of the current segment given as its whole line, for a sink with a fast path
+    /// that reads the line in one pass: `None` when it does not read this line (it then keeps
+    /// nothing of it, and the line is split and given to [`RecordSink::push`], which names any
+    /// error). Only called for lines that cannot be a header, once a layout is known.
+    fn push_line(&mut self, _line: &[u8], _utf8: bool) -> Option<()> {
+        None
+    }
 }
 
 /// Where a record is: the object and the 1-based line, for error messages.
@@ -265,6 +272,18 @@ impl<'a> LineParser<'a> {
             let bytes = &text[pos..end];
             pos = end + 1;
             self.line += 1;
+            // A line that starts with neither a letter nor a separator is no header (names
+            // start with a lowercase letter): once the layout is known, the sink may read it in
+            // one pass.
+            if self.layout.is_some()
+                && bytes
+                    .first()
+                    .is_some_and(|&b| !b.is_ascii_lowercase() && !is_separator(b))
+                && sink.push_line(bytes, utf8).is_some()
+            {
+                self.records += 1;
+                continue;
+            }
             let at = At {
                 source,
                 line: self.line,
@@ -332,7 +351,7 @@ impl<'a> LineParser<'a> {
 /// Splits a line on runs of spaces, tabs and CRs (a CRLF line's CR ends its last field) into
 /// `tokens`. memchr finds the separators a vector at a time, which is markedly faster than a
 /// test per byte on lines of short fields.
-fn split_fields<'a>(line: &'a [u8], tokens: &mut Vec<&'a [u8]>) {
+pub(crate) fn split_fields<'a>(line: &'a [u8], tokens: &mut Vec<&'a [u8]>) {
     tokens.clear();
     let mut start = 0;
     for sep in memchr::memchr3_iter(b' ', b'\t', b'\r', line) {
@@ -344,6 +363,69 @@ fn split_fields<'a>(line: &'a [u8], tokens: &mut Vec<&'a [u8]>) {
     if start < line.len() {
         tokens.push(&line[start..]);
     }
+}
+
+/// Whether a byte separates fields.
+pub(crate) fn is_separator(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r')
+}
+
+/// Where the field starting at `pos` of `line` ends: at the next separator or the line's end.
+pub(crate) fn field_end(line: &[u8], mut pos: usize) -> usize {
+    // Bytes above a space are never separators: one comparison for nearly every byte.
+    while let Some(&b) = line.get(pos) {
+        if b <= b' ' && is_separator(b) {
+            break;
+        }
+        pos += 1;
+    }
+    pos
+}
+
+/// Where the separators after `pos` end.
+pub(crate) fn skip_separators(line: &[u8], mut pos: usize) -> usize {
+    while line.get(pos).is_some_and(|&b| is_separator(b)) {
+        pos += 1;
+    }
+    pos
+}
+
+/// The integer field starting at `pos` (not a separator), read the way [`LayoutColumn::int`]
+/// reads it, and where it ends — for the fields the fast path reads: `-` (null) or a number as
+/// it prints (`0`, `80`; no sign, no leading zero, at most 18 digits so it cannot overflow),
+/// within 32 bits for an `Int32` field. `None` for anything else, which the caller reads the
+/// general way.
+pub(crate) fn scan_int(line: &[u8], pos: usize, ty: FieldType) -> Option<(Option<i64>, usize)> {
+    let field = &line[pos..];
+    let ends_at = |i: usize| field.get(i).is_none_or(|&b| is_separator(b));
+    let first = *field.first()?;
+    if first == b'-' || first == b'0' {
+        if !ends_at(1) {
+            return None;
+        }
+        return Some(((first == b'0').then_some(0), pos + 1));
+    }
+    let mut v = i64::from(first.wrapping_sub(b'1'));
+    if v > 8 {
+        return None;
+    }
+    v += 1;
+    let mut i = 1;
+    while let Some(&b) = field.get(i) {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        i += 1;
+        if i > 18 {
+            return None;
+        }
+        v = v * 10 + i64::from(d);
+    }
+    if !ends_at(i) || (ty == FieldType::Int32 && i32::try_from(v).is_err()) {
+        return None;
+    }
+    Some((Some(v), pos + i))
 }
 
 /// A header names fields: every token is shaped like a field name and at least one is a
