@@ -95,13 +95,8 @@ impl Drop for Decompressor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
-
-    fn gz(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
+    use crate::formats::decode::tests::gz;
+    use std::io::Read;
 
     fn flate2_text(raw: &[u8]) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::new();
