@@ -421,7 +421,7 @@ pub(crate) fn skip_separators(line: &[u8], mut pos: usize) -> usize {
 /// general way.
 #[inline]
 pub(crate) fn scan_int(line: &[u8], pos: usize, ty: FieldType) -> Option<(Option<i64>, usize)> {
-    let field = &line[pos..];
+    let field = line.get(pos..)?;
     let ends_at = |i: usize| field.get(i).is_none_or(|&b| is_separator(b));
     let first = *field.first()?;
     if first == b'-' || first == b'0' {
