@@ -247,16 +247,10 @@ impl RecordSink for Staged {
         Ok(())
     }
 
-    fn push_line(&mut self, line: &[u8], utf8: bool) -> Option<()> {
-        self.stage_line(line, utf8)
-    }
-}
-
-impl Staged {
     /// Stages a line in one pass when every field is one [`scan_int`] reads (or a string of a
     /// valid UTF-8 text) and the line has the layout's field count; `None`, with nothing kept,
     /// otherwise. What it stages is what [`RecordSink::push`] stages for the line's fields.
-    fn stage_line(&mut self, line: &[u8], utf8: bool) -> Option<()> {
+    fn push_line(&mut self, line: &[u8], utf8: bool) -> Option<()> {
         let seg = self.segments.last_mut()?;
         if seg.width > 64 || !utf8 {
             return None;
@@ -286,8 +280,14 @@ fn stage_fields(seg: &mut StagedSegment, line: &[u8]) -> Option<u64> {
             return None;
         }
         let end = match (column.role, column.ty) {
-            (Role::Key, FieldType::String) => field_end(line, pos),
-            (Role::Key, ty) => scan_int(line, pos, ty)?.1,
+            (Role::Key, ty) => {
+                let end = match ty {
+                    FieldType::String => field_end(line, pos),
+                    _ => scan_int(line, pos, ty)?.1,
+                };
+                encode_field(&mut seg.keys, line, pos, end);
+                end
+            }
             (_, ty) => {
                 let (v, end) = scan_int(line, pos, ty)?;
                 if v.is_some() {
@@ -298,9 +298,6 @@ fn stage_fields(seg: &mut StagedSegment, line: &[u8]) -> Option<u64> {
                 end
             }
         };
-        if column.role == Role::Key {
-            encode_field(&mut seg.keys, line, pos, end);
-        }
         pos = skip_separators(line, end);
     }
     (pos == line.len()).then_some(present)
@@ -646,8 +643,8 @@ mod tests {
             trail in "[ \t\r]{0,2}",
         ) {
             let mut line = lead.into_bytes();
-            for (f, sep) in fields.iter().zip(&seps) {
-                if line.len() > 1 {
+            for (i, (f, sep)) in fields.iter().zip(&seps).enumerate() {
+                if i > 0 {
                     line.extend_from_slice(sep.as_bytes());
                 }
                 line.extend_from_slice(f);
@@ -655,7 +652,7 @@ mod tests {
             line.extend_from_slice(trail.as_bytes());
             let utf8 = std::str::from_utf8(&line).is_ok();
             let mut fast = staged_after(HEADER);
-            let read = fast.stage_line(&line, utf8);
+            let read = fast.push_line(&line, utf8);
             let mut general = staged_after(HEADER);
             let mut tokens = Vec::new();
             super::super::parse::split_fields(&line, &mut tokens);
@@ -679,7 +676,7 @@ mod tests {
     fn the_fast_path_reads_plain_records_and_leaves_the_rest() {
         let mut s = staged_after(HEADER);
         let line = b"2 123 eni-1 10.0.0.1 10.0.0.2 443 49152 6 10 840 1600000000 1600000060 ACCEPT OK 19\r";
-        assert_eq!(s.stage_line(line, true), Some(()));
+        assert_eq!(s.push_line(line, true), Some(()));
         assert_eq!(
             s.segments[0].metrics,
             vec![10, 840, 1600000000, 1600000060, 19]
@@ -694,13 +691,13 @@ mod tests {
             b"2 123 eni-1 a b 4294967296 1 6 1 1 1 1 ACCEPT OK 0",
         ] {
             assert_eq!(
-                s.stage_line(line, true),
+                s.push_line(line, true),
                 None,
                 "{}",
                 String::from_utf8_lossy(line)
             );
         }
-        assert_eq!(s.stage_line(line, false), None);
+        assert_eq!(s.push_line(line, false), None);
         assert_eq!(
             s.segments[0].key_ends.len(),
             1,
