@@ -112,6 +112,9 @@ fn machine_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The write buffer of a spill file: a spill writes [`SPILL_PARTS`] files at once per table.
+const SPILL_BUFFER: usize = 64 << 10;
+
 /// A batch's spill folder: removed with everything in it when dropped.
 #[derive(Debug)]
 pub struct SpillDir {
@@ -142,6 +145,26 @@ impl SpillDir {
             .with_statistics(StatisticsOptions::empty())
             .finish(df)?;
         Ok(path)
+    }
+
+    /// A new, empty file of the folder, buffered, for bytes of the caller's own form.
+    pub fn create(&self) -> Result<(PathBuf, std::io::BufWriter<std::fs::File>)> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.path().join(format!("{n:06}.bin"));
+        let file = std::fs::File::create(&path).map_err(|e| spill_error(&path, e))?;
+        Ok((path, std::io::BufWriter::with_capacity(SPILL_BUFFER, file)))
+    }
+
+    /// The bytes of a file [`SpillDir::create`] made, which is removed.
+    pub fn take(path: &Path) -> Result<Vec<u8>> {
+        let bytes = std::fs::read(path).map_err(|e| spill_error(path, e))?;
+        std::fs::remove_file(path).map_err(|e| spill_error(path, e))?;
+        Ok(bytes)
+    }
+
+    /// The folder's path, for error messages.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Reads back a file [`SpillDir::write`] wrote, and removes it.

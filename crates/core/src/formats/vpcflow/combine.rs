@@ -133,6 +133,78 @@ impl Combiner {
     }
 }
 
+/// Spilling: a combiner's entries written to disk in hash parts and folded back in, part by
+/// part, without leaving the combiner's own form. An entry is written as its key's length
+/// (`u32`), its key, its presence bits, its count and its metrics, little-endian.
+impl Combiner {
+    /// Writes each table's entries to `file(part, layout)`, in `parts` parts by the hash
+    /// [`super::split_parts`] gives the table's rows — so a part holds the rows it would after
+    /// the merge, and spilled or not, the output is the same. Every table writes every part, an
+    /// empty one too, so every part knows every layout (and the merged parts share one schema).
+    pub(crate) fn spill_parts<W: std::io::Write>(
+        self,
+        parts: usize,
+        mut file: impl FnMut(usize, &Arc<Layout>) -> std::io::Result<W>,
+    ) -> std::io::Result<()> {
+        for table in self.tables {
+            let mut files = (0..parts)
+                .map(|p| file(p, &table.layout))
+                .collect::<std::io::Result<Vec<W>>>()?;
+            table.write_parts(&mut files)?;
+            for f in &mut files {
+                f.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds in entries [`Combiner::spill_parts`] wrote for a table of `layout`.
+    pub(crate) fn fold_spilled(
+        &mut self,
+        layout: &Arc<Layout>,
+        mut bytes: &[u8],
+    ) -> Result<(), String> {
+        let i = match self
+            .tables
+            .iter()
+            .position(|t| t.layout.names == layout.names)
+        {
+            Some(i) => i,
+            None => {
+                self.tables.push(Table::new(Arc::clone(layout)));
+                self.tables.len() - 1
+            }
+        };
+        let table = &mut self.tables[i];
+        let mut values = vec![0i64; table.roles.len()];
+        let truncated = || "a spill file ends inside an entry".to_owned();
+        while !bytes.is_empty() {
+            let n = take_u32(&mut bytes).ok_or_else(truncated)? as usize;
+            let key = bytes.get(..n).ok_or_else(truncated)?;
+            bytes = &bytes[n..];
+            let present = take_u64(&mut bytes).ok_or_else(truncated)?;
+            let count = take_u64(&mut bytes).ok_or_else(truncated)? as i64;
+            for v in &mut values {
+                *v = take_u64(&mut bytes).ok_or_else(truncated)? as i64;
+            }
+            table.fold_entry(key, &values, present, count);
+        }
+        Ok(())
+    }
+}
+
+fn take_u32(bytes: &mut &[u8]) -> Option<u32> {
+    let (head, rest) = bytes.split_first_chunk::<4>()?;
+    *bytes = rest;
+    Some(u32::from_le_bytes(*head))
+}
+
+fn take_u64(bytes: &mut &[u8]) -> Option<u64> {
+    let (head, rest) = bytes.split_first_chunk::<8>()?;
+    *bytes = rest;
+    Some(u64::from_le_bytes(*head))
+}
+
 /// The roles of a layout's metric columns, in column order: one slot each in a table's entries.
 fn metric_roles(layout: &Layout) -> Vec<Role> {
     layout
@@ -485,6 +557,49 @@ impl Table {
                 self.index.insert_unique(hash, entry, |&e| hashes[e]);
             }
         }
+    }
+
+    /// Writes every entry to `files[part]`, its part as [`super::split_parts`] gives its row.
+    fn write_parts<W: std::io::Write>(&self, files: &mut [W]) -> std::io::Result<()> {
+        // Where each of the part columns is among the key's tokens, if the layout has it.
+        let key_columns: Vec<_> = self
+            .layout
+            .columns
+            .iter()
+            .filter(|c| c.role == Role::Key)
+            .collect();
+        let positions: Vec<Option<usize>> = super::PART_COLUMNS
+            .iter()
+            .map(|name| {
+                key_columns
+                    .iter()
+                    .position(|c| c.name == *name && c.ty == FieldType::String)
+            })
+            .collect();
+        let width = self.roles.len();
+        let mut tokens: Vec<&[u8]> = Vec::new();
+        for entry in 0..self.counts.len() {
+            let key = self.key(entry);
+            tokens.clear();
+            tokens.extend(decode_tokens(key));
+            let mut h = super::FNV_OFFSET;
+            for position in &positions {
+                // `-` is the frame's null: a marker byte keeps it apart from the empty string.
+                let value = position.and_then(|i| tokens.get(i)).filter(|t| **t != b"-");
+                h = super::fnv(h, &[u8::from(value.is_some())]);
+                h = super::fnv(h, value.map_or(&[][..], |v| v));
+            }
+            let f = &mut files[(h % files.len() as u64) as usize];
+            let n = u32::try_from(key.len()).map_err(|_| std::io::ErrorKind::InvalidData)?;
+            f.write_all(&n.to_le_bytes())?;
+            f.write_all(key)?;
+            f.write_all(&self.present[entry].to_le_bytes())?;
+            f.write_all(&self.counts[entry].to_le_bytes())?;
+            for v in &self.metrics[entry * width..(entry + 1) * width] {
+                f.write_all(&v.to_le_bytes())?;
+            }
+        }
+        Ok(())
     }
 
     fn into_frame(self) -> PolarsResult<DataFrame> {

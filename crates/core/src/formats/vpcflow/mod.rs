@@ -5,13 +5,15 @@ pub mod combine;
 pub mod fields;
 pub mod parse;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use polars::prelude::*;
 
 pub use combine::{Combiner, ObjectStats, combine_object};
 pub use parse::{ParseOptions, ParsedObject, parse_object, parse_text};
+
+use parse::Layout;
 
 use crate::error::Result;
 use crate::exec::{BatchReport, ProgressHook};
@@ -242,14 +244,10 @@ fn merge_incoming(
                 .parts
                 .into_inner()
                 .unwrap_or_else(PoisonError::into_inner);
-            let mut frames = Vec::new();
+            // What the threads still hold is spilled too: each part is then folded from its
+            // files alone.
             for combiner in combiners {
-                frames.extend(combiner.into_frames()?);
-            }
-            for frame in frames {
-                for (p, mut part) in split_parts(frame)?.into_iter().enumerate() {
-                    parts[p].push(spill.write(&mut part)?);
-                }
+                parts_of(combiner, &spill, &mut parts)?;
             }
             Some(merge_spilled(
                 spill,
@@ -271,8 +269,8 @@ struct FoldState {
     spill_parent: std::path::PathBuf,
     /// The batch's spill folder, made at the first spill.
     spill: OnceLock<Result<SpillDir>>,
-    /// Spilled files per hash part.
-    parts: Mutex<Vec<Vec<std::path::PathBuf>>>,
+    /// Spilled files per hash part, with the layout of the table each is of.
+    parts: Mutex<Vec<SpilledPart>>,
     failed: Mutex<Option<crate::Error>>,
 }
 
@@ -284,16 +282,12 @@ impl FoldState {
             .get_or_init(|| SpillDir::new(&self.spill_parent))
             .as_ref()
             .map_err(|e| crate::Error::Spill(e.to_string()))?;
-        let mut written = Vec::new();
-        for frame in table.into_frames()? {
-            for (p, mut part) in split_parts(frame)?.into_iter().enumerate() {
-                written.push((p, dir.write(&mut part)?));
-            }
-        }
-        tracing::debug!(files = written.len(), "folded keys spilled");
+        let mut written = vec![Vec::new(); SPILL_PARTS];
+        parts_of(table, dir, &mut written)?;
+        tracing::debug!(tables = written[0].len(), "folded keys spilled");
         let mut parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
-        for (p, path) in written {
-            parts[p].push(path);
+        for (part, files) in parts.iter_mut().zip(written) {
+            part.extend(files);
         }
         Ok(())
     }
@@ -304,25 +298,90 @@ impl FoldState {
     }
 }
 
-/// Merges each hash part's spilled files on its own, then gives the window's rows: one sorted
-/// frame when there are at most `sorted_rows` of them (the frame an unspilled merge gives), or
-/// the sorted parts in order.
+/// One hash part's spilled files, each with the layout of the table it is of.
+type SpilledPart = Vec<(std::path::PathBuf, Arc<Layout>)>;
+
+/// Spills a combiner's tables into `dir`, one file per table and hash part, added to `parts`.
+fn parts_of(combiner: Combiner, dir: &SpillDir, parts: &mut [SpilledPart]) -> Result<()> {
+    combiner
+        .spill_parts(SPILL_PARTS, |p, layout| {
+            let (path, file) = dir.create().map_err(std::io::Error::other)?;
+            parts[p].push((path, Arc::clone(layout)));
+            Ok(file)
+        })
+        .map_err(|e| crate::Error::Spill(format!("{}: {e}", dir.path().display())))
+}
+
+/// A part's merged rows, spilled: the file and how many rows it holds.
+type FoldedPart = (std::path::PathBuf, usize);
+
+/// Folds one hash part's spilled files into one sorted frame, spilled in turn.
+fn fold_part(files: &SpilledPart, dir: &SpillDir, window_start: i64) -> Result<FoldedPart> {
+    let mut combiner = Combiner::default();
+    for (path, layout) in files {
+        let bytes = SpillDir::take(path)?;
+        combiner
+            .fold_spilled(layout, &bytes)
+            .map_err(|e| crate::Error::Spill(format!("{}: {e}", path.display())))?;
+    }
+    // As after an unspilled fold: one layout's table holds the merge's rows already.
+    let finish = match combiner.single_layout() {
+        true => Finish::Sorted,
+        false => Finish::Final,
+    };
+    let frames = combiner.into_frames()?;
+    let mut part = with_window_start(merge_frames(frames, finish)?, window_start)?;
+    Ok((dir.write(&mut part)?, part.height()))
+}
+
+/// Folds each hash part's spilled files on its own (a part's rows are all the rows of its
+/// keys), then gives the window's rows: one sorted frame when there are at most `sorted_rows`
+/// of them (the frame an unspilled merge gives), or the sorted parts in order.
 fn merge_spilled(
     dir: SpillDir,
-    parts: Vec<Vec<std::path::PathBuf>>,
+    parts: Vec<SpilledPart>,
     window_start: i64,
     sorted_rows: usize,
 ) -> Result<Rows> {
-    let mut merged = Vec::with_capacity(parts.len());
-    let mut rows = 0;
-    for files in parts {
-        let frames = files
-            .iter()
-            .map(|f| SpillDir::read(f))
-            .collect::<Result<Vec<_>>>()?;
-        let mut part = with_window_start(merge_frames(frames, Finish::Final)?, window_start)?;
-        rows += part.height();
-        merged.push(dir.write(&mut part)?);
+    // Parts are folded side by side, one per core, each holding only its own keys. The threads
+    // are plain ones, not rayon tasks: a rayon task waiting on the sort's parallel work would
+    // take up another part meanwhile, and hold many parts at once.
+    let threads = rayon::current_num_threads().clamp(1, parts.len().max(1));
+    let next = AtomicUsize::new(0);
+    let folded: Vec<Mutex<Option<Result<FoldedPart>>>> =
+        parts.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(files) = parts.get(i) else { break };
+                    let done = fold_part(files, &dir, window_start);
+                    let failed = done.is_err();
+                    *folded[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(done);
+                    if failed {
+                        // The batch fails: no thread starts another part.
+                        next.store(parts.len(), Ordering::Relaxed);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let (mut merged, mut rows) = (Vec::with_capacity(parts.len()), 0);
+    let mut missing = false;
+    for f in folded {
+        match f.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            Some(Ok((file, height))) => {
+                merged.push(file);
+                rows += height;
+            }
+            Some(Err(e)) => return Err(e),
+            None => missing = true,
+        }
+    }
+    if missing {
+        return Err(crate::Error::Spill("a spilled part was not folded".into()));
     }
     if rows > sorted_rows {
         return Ok(Rows::Parts {
@@ -443,19 +502,17 @@ mod tests {
         rows.unwrap()
     }
 
-    fn frame_of(rows: Rows) -> DataFrame {
-        match rows {
-            Rows::Frame(df) => df,
-            Rows::Parts { files, .. } => {
-                let parts: Vec<DataFrame> =
-                    files.iter().map(|f| SpillDir::read(f).unwrap()).collect();
-                for p in &parts {
-                    let sorted = merge_frames(vec![p.clone()], Finish::Sorted).unwrap();
-                    assert!(p.equals_missing(&sorted), "each part is sorted");
-                }
-                merge_frames(parts, Finish::Sorted).unwrap()
-            }
+    /// The frames of spilled parts, in order; each is sorted.
+    fn parts_of_rows(rows: &Rows) -> Vec<DataFrame> {
+        let Rows::Parts { files, .. } = rows else {
+            panic!("{rows:?}");
+        };
+        let parts: Vec<DataFrame> = files.iter().map(|f| SpillDir::read(f).unwrap()).collect();
+        for p in &parts {
+            let sorted = merge_frames(vec![p.clone()], Finish::Sorted).unwrap();
+            assert!(p.equals_missing(&sorted), "each part is sorted");
         }
+        parts
     }
 
     #[test]
@@ -496,7 +553,10 @@ mod tests {
             panic!("rows under sorted_rows are one frame");
         };
         assert!(got.equals_missing(&want), "{got}\n{want}");
-        // More rows than one sort may hold: the sorted parts, which together are the same rows.
+        // More rows than one sort may hold: the sorted parts, which together are the same rows,
+        // and part by part the same whether the fold spilled or not (the output is the parts
+        // in order).
+        let mut split = Vec::new();
         for fold_bytes in [1, 1 << 30] {
             let parts = MemoryLimits {
                 fold_bytes,
@@ -504,10 +564,15 @@ mod tests {
                 ..tight.clone()
             };
             let rows = merged(&parts);
-            assert!(matches!(rows, Rows::Parts { .. }), "{rows:?}");
             assert_eq!(rows.height(), want.height());
-            let got = frame_of(rows);
+            let frames = parts_of_rows(&rows);
+            let got = merge_frames(frames.clone(), Finish::Sorted).unwrap();
             assert!(got.equals_missing(&want), "{got}\n{want}");
+            split.push(frames);
+        }
+        assert_eq!(split[0].len(), split[1].len());
+        for (spilled, unspilled) in split[0].iter().zip(&split[1]) {
+            assert!(spilled.equals_missing(unspilled), "{spilled}\n{unspilled}");
         }
         assert_eq!(
             std::fs::read_dir(spill_dir.path()).unwrap().count(),
