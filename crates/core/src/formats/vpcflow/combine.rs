@@ -584,10 +584,9 @@ impl Table {
             tokens.extend(decode_tokens(key));
             let mut h = super::FNV_OFFSET;
             for position in &positions {
-                // `-` is the frame's null: a marker byte keeps it apart from the empty string.
+                // `-` is the frame's null.
                 let value = position.and_then(|i| tokens.get(i)).filter(|t| **t != b"-");
-                h = super::fnv(h, &[u8::from(value.is_some())]);
-                h = super::fnv(h, value.map_or(&[][..], |v| v));
+                h = super::part_mix(h, value.copied());
             }
             let f = &mut files[(h % files.len() as u64) as usize];
             let n = u32::try_from(key.len()).map_err(|_| std::io::ErrorKind::InvalidData)?;

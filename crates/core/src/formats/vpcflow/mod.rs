@@ -402,11 +402,7 @@ fn merge_spilled(
 /// makes it. Every part keeps every column, even when empty, so all parts have one schema.
 fn split_parts(df: DataFrame) -> Result<Vec<DataFrame>> {
     let mut hashes = vec![FNV_OFFSET; df.height()];
-    // A marker byte keeps null apart from the empty string and values from each other.
-    let mix = |h: &mut u64, value: Option<&str>| {
-        *h = fnv(*h, &[u8::from(value.is_some())]);
-        *h = fnv(*h, value.unwrap_or_default().as_bytes());
-    };
+    let mix = |h: &mut u64, value: Option<&str>| *h = part_mix(*h, value.map(str::as_bytes));
     for name in PART_COLUMNS {
         match df.column(name) {
             Ok(c) => {
@@ -432,6 +428,13 @@ fn split_parts(df: DataFrame) -> Result<Vec<DataFrame>> {
 const PART_COLUMNS: [&str; 4] = ["account_id", "interface_id", "srcaddr", "dstaddr"];
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// One part column's value mixed into a part hash. A marker byte keeps null apart from the
+/// empty string and values from each other.
+fn part_mix(h: u64, value: Option<&[u8]>) -> u64 {
+    let h = fnv(h, &[u8::from(value.is_some())]);
+    fnv(h, value.unwrap_or_default())
+}
 
 fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
