@@ -21,8 +21,8 @@ use polars::prelude::*;
 
 use super::fields::{FieldType, MERGED_RECORDS, Role};
 use super::parse::{
-    At, ColumnBuilder, Layout, LineParser, ParseOptions, RecordSink, field_end, scan_int,
-    skip_separators,
+    At, ColumnBuilder, Layout, LayoutColumn, LineParser, ParseOptions, RecordSink, field_end,
+    scan_int, skip_separators,
 };
 use crate::error::ParseError;
 use crate::formats::decode::{DecodeLimits, stream_lines};
@@ -559,15 +559,19 @@ impl Table {
         }
     }
 
-    /// Writes every entry to `files[part]`, its part as [`super::split_parts`] gives its row.
-    fn write_parts<W: std::io::Write>(&self, files: &mut [W]) -> std::io::Result<()> {
-        // Where each of the part columns is among the key's tokens, if the layout has it.
-        let key_columns: Vec<_> = self
-            .layout
+    /// The layout's key columns, in the order of an encoded key's tokens.
+    fn key_columns(&self) -> Vec<&LayoutColumn> {
+        self.layout
             .columns
             .iter()
             .filter(|c| c.role == Role::Key)
-            .collect();
+            .collect()
+    }
+
+    /// Writes every entry to `files[part]`, its part as [`super::split_parts`] gives its row.
+    fn write_parts<W: std::io::Write>(&self, files: &mut [W]) -> std::io::Result<()> {
+        // Where each of the part columns is among the key's tokens, if the layout has it.
+        let key_columns = self.key_columns();
         let positions: Vec<Option<usize>> = super::PART_COLUMNS
             .iter()
             .map(|name| {
@@ -604,12 +608,7 @@ impl Table {
     fn into_frame(self) -> PolarsResult<DataFrame> {
         let rows = self.counts.len();
         let width = self.roles.len();
-        let key_columns: Vec<_> = self
-            .layout
-            .columns
-            .iter()
-            .filter(|c| c.role == Role::Key)
-            .collect();
+        let key_columns = self.key_columns();
         let mut keys: Vec<ColumnBuilder> = key_columns
             .iter()
             .map(|c| ColumnBuilder::new(c, rows))

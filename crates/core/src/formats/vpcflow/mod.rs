@@ -368,20 +368,15 @@ fn merge_spilled(
             });
         }
     });
+    // Parts are taken in order, so a part that was never taken comes after one that failed.
     let (mut merged, mut rows) = (Vec::with_capacity(parts.len()), 0);
-    let mut missing = false;
     for f in folded {
-        match f.into_inner().unwrap_or_else(PoisonError::into_inner) {
-            Some(Ok((file, height))) => {
-                merged.push(file);
-                rows += height;
-            }
-            Some(Err(e)) => return Err(e),
-            None => missing = true,
-        }
-    }
-    if missing {
-        return Err(crate::Error::Spill("a spilled part was not folded".into()));
+        let (file, height) = f
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ok_or_else(|| crate::Error::Spill("a spilled part was not folded".into()))??;
+        merged.push(file);
+        rows += height;
     }
     if rows > sorted_rows {
         return Ok(Rows::Parts {
