@@ -77,6 +77,13 @@ pub struct Combiner {
 /// The most staging capacity kept for the next object: a larger object's is freed after it.
 const MAX_KEPT_STAGING: usize = 16 << 20;
 
+/// The most tables of one layout [`Combiner::absorb`] keeps side by side.
+const MAX_TABLES_PER_LAYOUT: usize = 4;
+
+/// One hash of keys for every table, so that an entry's hash holds in any of them.
+static KEY_HASHER: std::sync::LazyLock<DefaultHashBuilder> =
+    std::sync::LazyLock::new(DefaultHashBuilder::default);
+
 impl Combiner {
     /// Records folded in so far.
     pub fn records(&self) -> u64 {
@@ -91,29 +98,58 @@ impl Combiner {
         self.tables.iter().map(Table::held_bytes).sum()
     }
 
-    /// One frame per table, with the header's columns and `merged_records`: the input of
+    /// One frame per layout (header), with its columns and `merged_records`: the input of
     /// [`crate::merge::merge_frames`].
     pub fn into_frames(self) -> PolarsResult<Vec<DataFrame>> {
-        self.tables.into_iter().map(Table::into_frame).collect()
+        // The tables [`Combiner::absorb`] kept side by side become one frame: one chunk per
+        // column, as polars encodes and gathers fastest.
+        let mut layouts: Vec<Vec<Table>> = Vec::new();
+        for table in self.tables {
+            match layouts
+                .iter_mut()
+                .find(|l| l[0].layout.names == table.layout.names)
+            {
+                Some(tables) => tables.push(table),
+                None => layouts.push(vec![table]),
+            }
+        }
+        layouts
+            .iter()
+            .map(|tables| Table::frame_of(tables))
+            .collect()
     }
 
-    /// Whether all records are of one layout (header), so that one table holds them all.
+    /// Whether all records are of one layout (header), so that the tables hold the merge's
+    /// rows: each key in one of them.
     pub fn single_layout(&self) -> bool {
-        self.tables.len() <= 1
+        self.tables
+            .windows(2)
+            .all(|w| w[0].layout.names == w[1].layout.names)
     }
 
     /// Folds another combiner's tables into this one's. Keys are spelled one way per value, so
-    /// when one table holds a layout's records its rows are the merge's rows: no group-by is
+    /// when the tables hold one layout's records their rows are the merge's rows: no group-by is
     /// needed after it.
+    ///
+    /// A table is not inserted into one already here: each of its entries whose key one of them
+    /// holds is folded into that one (a lookup, no copy), and the table, with those entries
+    /// taken out, is kept beside them. When keys rarely repeat across threads that is most of a
+    /// table's entries, which would otherwise be hashed, copied and grown into again. Each key is
+    /// in one table only; past [`MAX_TABLES_PER_LAYOUT`] tables of a layout (so that a lookup
+    /// does not probe every thread's table), the rest is inserted into the first.
     pub fn absorb(&mut self, other: Combiner) {
-        for table in other.tables {
-            match self
-                .tables
-                .iter()
-                .position(|t| t.layout.names == table.layout.names)
-            {
-                Some(i) => self.tables[i].absorb(table),
-                None => self.tables.push(table),
+        for mut table in other.tables {
+            let same: Vec<usize> = (0..self.tables.len())
+                .filter(|&i| self.tables[i].layout.names == table.layout.names)
+                .collect();
+            for &i in &same {
+                self.tables[i].take_shared(&mut table);
+            }
+            match same.first() {
+                Some(&first) if same.len() >= MAX_TABLES_PER_LAYOUT => {
+                    self.tables[first].absorb(table)
+                }
+                _ => self.tables.push(table),
             }
         }
     }
@@ -447,7 +483,6 @@ fn nth_key<'k>(keys: &'k [u8], ends: &[usize], n: usize) -> &'k [u8] {
 struct Table {
     layout: Arc<Layout>,
     roles: Vec<Role>,
-    hasher: DefaultHashBuilder,
     index: HashTable<usize>,
     hashes: Vec<u64>,
     keys: Vec<u8>,
@@ -462,7 +497,6 @@ impl Table {
         Self {
             roles: metric_roles(&layout),
             layout,
-            hasher: DefaultHashBuilder::default(),
             index: HashTable::new(),
             hashes: Vec::new(),
             keys: Vec::new(),
@@ -496,12 +530,13 @@ impl Table {
         }
     }
 
-    /// Folds another table of the same layout into this one.
+    /// Folds another table of the same layout into this one (its entries not taken out).
     fn absorb(&mut self, other: Table) {
         let width = self.roles.len();
-        for entry in 0..other.counts.len() {
+        for entry in other.live() {
             let values = &other.metrics[entry * width..(entry + 1) * width];
-            self.fold_entry(
+            self.fold_hashed(
+                other.hashes[entry],
                 other.key(entry),
                 values,
                 other.present[entry],
@@ -510,41 +545,46 @@ impl Table {
         }
     }
 
+    /// Folds into this table each of `other`'s entries whose key it holds, and takes those out
+    /// of `other` (a count of 0 marks an entry taken out).
+    fn take_shared(&mut self, other: &mut Table) {
+        let width = self.roles.len();
+        for entry in 0..other.counts.len() {
+            if other.counts[entry] == 0 {
+                continue;
+            }
+            let Some(mine) = self.find(other.hashes[entry], other.key(entry)) else {
+                continue;
+            };
+            let values = &other.metrics[entry * width..(entry + 1) * width];
+            self.fold_into(mine, values, other.present[entry], other.counts[entry]);
+            other.counts[entry] = 0;
+        }
+    }
+
+    /// The entries not taken out, in order.
+    fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.counts.len()).filter(|&e| self.counts[e] != 0)
+    }
+
+    /// The entry holding `key`, if one does.
+    fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        let (keys, key_ends, counts) = (&self.keys, &self.key_ends, &self.counts);
+        self.index
+            .find(hash, |&e| {
+                counts[e] != 0 && nth_key(keys, key_ends, e) == key
+            })
+            .copied()
+    }
+
     /// Folds one record, or one entry of `count` records, into the table.
     fn fold_entry(&mut self, key: &[u8], values: &[i64], present: u64, count: i64) {
-        let width = self.roles.len();
-        let hash = self.hasher.hash_one(key);
-        let found = {
-            let (keys, key_ends) = (&self.keys, &self.key_ends);
-            self.index
-                .find(hash, |&e| nth_key(keys, key_ends, e) == key)
-        };
-        match found {
-            Some(&entry) => {
-                let acc = &mut self.metrics[entry * width..(entry + 1) * width];
-                let had = self.present[entry];
-                for (slot, ((a, &v), role)) in
-                    acc.iter_mut().zip(values).zip(&self.roles).enumerate()
-                {
-                    let bit = 1u64 << slot;
-                    if present & bit == 0 {
-                        continue;
-                    }
-                    *a = if had & bit == 0 {
-                        v
-                    } else {
-                        match role {
-                            Role::Sum => a.wrapping_add(v),
-                            Role::Min => (*a).min(v),
-                            Role::Max => (*a).max(v),
-                            Role::BitOr => *a | v,
-                            Role::Key => *a,
-                        }
-                    };
-                }
-                self.present[entry] = had | present;
-                self.counts[entry] += count;
-            }
+        self.fold_hashed(KEY_HASHER.hash_one(key), key, values, present, count);
+    }
+
+    fn fold_hashed(&mut self, hash: u64, key: &[u8], values: &[i64], present: u64, count: i64) {
+        match self.find(hash, key) {
+            Some(entry) => self.fold_into(entry, values, present, count),
             None => {
                 let entry = self.counts.len();
                 self.keys.extend_from_slice(key);
@@ -557,6 +597,32 @@ impl Table {
                 self.index.insert_unique(hash, entry, |&e| hashes[e]);
             }
         }
+    }
+
+    /// Folds metrics of `count` records into `entry`.
+    fn fold_into(&mut self, entry: usize, values: &[i64], present: u64, count: i64) {
+        let width = self.roles.len();
+        let acc = &mut self.metrics[entry * width..(entry + 1) * width];
+        let had = self.present[entry];
+        for (slot, ((a, &v), role)) in acc.iter_mut().zip(values).zip(&self.roles).enumerate() {
+            let bit = 1u64 << slot;
+            if present & bit == 0 {
+                continue;
+            }
+            *a = if had & bit == 0 {
+                v
+            } else {
+                match role {
+                    Role::Sum => a.wrapping_add(v),
+                    Role::Min => (*a).min(v),
+                    Role::Max => (*a).max(v),
+                    Role::BitOr => *a | v,
+                    Role::Key => *a,
+                }
+            };
+        }
+        self.present[entry] = had | present;
+        self.counts[entry] += count;
     }
 
     /// The layout's key columns, in the order of an encoded key's tokens.
@@ -582,7 +648,7 @@ impl Table {
             .collect();
         let width = self.roles.len();
         let mut tokens: Vec<&[u8]> = Vec::new();
-        for entry in 0..self.counts.len() {
+        for entry in self.live() {
             let key = self.key(entry);
             tokens.clear();
             tokens.extend(decode_tokens(key));
@@ -605,20 +671,27 @@ impl Table {
         Ok(())
     }
 
-    fn into_frame(self) -> PolarsResult<DataFrame> {
-        let rows = self.counts.len();
-        let width = self.roles.len();
-        let key_columns = self.key_columns();
+    /// The rows of `tables`, all of one layout (at least one table): their entries in order,
+    /// those taken out skipped.
+    fn frame_of(tables: &[Table]) -> PolarsResult<DataFrame> {
+        let first = &tables[0];
+        let live: Vec<(&Table, usize)> = tables
+            .iter()
+            .flat_map(|t| t.live().map(move |e| (t, e)))
+            .collect();
+        let rows = live.len();
+        let width = first.roles.len();
+        let key_columns = first.key_columns();
         let mut keys: Vec<ColumnBuilder> = key_columns
             .iter()
             .map(|c| ColumnBuilder::new(c, rows))
             .collect();
-        for entry in 0..rows {
-            let mut tokens = decode_tokens(self.key(entry));
+        for (row, &(table, entry)) in live.iter().enumerate() {
+            let mut tokens = decode_tokens(table.key(entry));
             // Tokens were checked when staged: a failure here is a bug, reported as such.
             let at = At {
                 source: "combiner entry",
-                line: entry + 1,
+                line: row + 1,
             };
             for (builder, column) in keys.iter_mut().zip(&key_columns) {
                 builder
@@ -627,16 +700,17 @@ impl Table {
             }
         }
         let mut keys = keys.into_iter();
-        let mut columns: Vec<Column> = Vec::with_capacity(self.layout.columns.len() + 1);
+        let mut columns: Vec<Column> = Vec::with_capacity(first.layout.columns.len() + 1);
         let mut slot = 0;
-        for column in &self.layout.columns {
+        for column in &first.layout.columns {
             if column.role == Role::Key {
                 columns.extend(keys.next().map(ColumnBuilder::finish));
                 continue;
             }
             let bit = 1u64 << slot;
-            let values = (0..rows)
-                .map(|e| (self.present[e] & bit != 0).then(|| self.metrics[e * width + slot]));
+            let values = live
+                .iter()
+                .map(|&(t, e)| (t.present[e] & bit != 0).then(|| t.metrics[e * width + slot]));
             let name = column.name.clone();
             columns.push(match column.ty {
                 // Metrics were parsed as 32-bit values; min, max and bit-or stay in range.
@@ -652,7 +726,8 @@ impl Table {
             });
             slot += 1;
         }
-        columns.push(Int64Chunked::from_vec(MERGED_RECORDS.into(), self.counts).into_column());
+        let counts: Vec<i64> = live.iter().map(|&(t, e)| t.counts[e]).collect();
+        columns.push(Int64Chunked::from_vec(MERGED_RECORDS.into(), counts).into_column());
         DataFrame::new(rows, columns)
     }
 }
