@@ -136,7 +136,9 @@ impl Combiner {
     /// taken out, is kept beside them. When keys rarely repeat across threads that is most of a
     /// table's entries, which would otherwise be hashed, copied and grown into again. Each key is
     /// in one table only; past [`MAX_TABLES_PER_LAYOUT`] tables of a layout (so that a lookup
-    /// does not probe every thread's table), the rest is inserted into the first.
+    /// does not probe every thread's table), the rest is inserted into the first. A combiner
+    /// that has absorbed others is built into frames, or absorbs more; records are not folded
+    /// into it (a fold looks in one table of a layout only).
     pub fn absorb(&mut self, other: Combiner) {
         for mut table in other.tables {
             let same: Vec<usize> = (0..self.tables.len())
@@ -155,6 +157,14 @@ impl Combiner {
     }
 
     fn fold(&mut self, segment: &StagedSegment) {
+        debug_assert!(
+            self.tables
+                .iter()
+                .filter(|t| t.layout.names == segment.layout.names)
+                .count()
+                <= 1,
+            "records folded into a combiner that has absorbed others"
+        );
         let table = match self.tables.iter().position(|t| {
             Arc::ptr_eq(&t.layout, &segment.layout) || t.layout.names == segment.layout.names
         }) {
