@@ -105,10 +105,7 @@ impl Combiner {
         // column, as polars encodes and gathers fastest.
         let mut layouts: Vec<Vec<Table>> = Vec::new();
         for table in self.tables {
-            match layouts
-                .iter_mut()
-                .find(|l| l[0].layout.names == table.layout.names)
-            {
+            match layouts.iter_mut().find(|l| l[0].of_layout(&table.layout)) {
                 Some(tables) => tables.push(table),
                 None => layouts.push(vec![table]),
             }
@@ -122,9 +119,7 @@ impl Combiner {
     /// Whether all records are of one layout (header), so that the tables hold the merge's
     /// rows: each key in one of them.
     pub fn single_layout(&self) -> bool {
-        self.tables
-            .windows(2)
-            .all(|w| w[0].layout.names == w[1].layout.names)
+        self.tables.windows(2).all(|w| w[0].of_layout(&w[1].layout))
     }
 
     /// Folds another combiner's tables into this one's. Keys are spelled one way per value, so
@@ -142,14 +137,14 @@ impl Combiner {
     pub fn absorb(&mut self, other: Combiner) {
         for mut table in other.tables {
             let same: Vec<usize> = (0..self.tables.len())
-                .filter(|&i| self.tables[i].layout.names == table.layout.names)
+                .filter(|&i| self.tables[i].of_layout(&table.layout))
                 .collect();
             for &i in &same {
                 self.tables[i].take_shared(&mut table);
             }
             match same.first() {
                 Some(&first) if same.len() >= MAX_TABLES_PER_LAYOUT => {
-                    self.tables[first].absorb(table)
+                    self.tables[first].insert_rest(table)
                 }
                 _ => self.tables.push(table),
             }
@@ -160,21 +155,22 @@ impl Combiner {
         debug_assert!(
             self.tables
                 .iter()
-                .filter(|t| t.layout.names == segment.layout.names)
+                .filter(|t| t.of_layout(&segment.layout))
                 .count()
                 <= 1,
             "records folded into a combiner that has absorbed others"
         );
-        let table = match self.tables.iter().position(|t| {
-            Arc::ptr_eq(&t.layout, &segment.layout) || t.layout.names == segment.layout.names
-        }) {
-            Some(i) => &mut self.tables[i],
-            None => {
-                self.tables.push(Table::new(Arc::clone(&segment.layout)));
-                let last = self.tables.len() - 1;
-                &mut self.tables[last]
-            }
-        };
+        let table =
+            match self.tables.iter().position(|t| {
+                Arc::ptr_eq(&t.layout, &segment.layout) || t.of_layout(&segment.layout)
+            }) {
+                Some(i) => &mut self.tables[i],
+                None => {
+                    self.tables.push(Table::new(Arc::clone(&segment.layout)));
+                    let last = self.tables.len() - 1;
+                    &mut self.tables[last]
+                }
+            };
         table.fold(segment);
     }
 }
@@ -210,11 +206,7 @@ impl Combiner {
         layout: &Arc<Layout>,
         mut bytes: &[u8],
     ) -> Result<(), String> {
-        let i = match self
-            .tables
-            .iter()
-            .position(|t| t.layout.names == layout.names)
-        {
+        let i = match self.tables.iter().position(|t| t.of_layout(layout)) {
             Some(i) => i,
             None => {
                 self.tables.push(Table::new(Arc::clone(layout)));
@@ -540,12 +532,18 @@ impl Table {
         }
     }
 
-    /// Folds another table of the same layout into this one (its entries not taken out).
-    fn absorb(&mut self, other: Table) {
+    /// Whether this table holds records of `layout` (the same header).
+    fn of_layout(&self, layout: &Layout) -> bool {
+        self.layout.names == layout.names
+    }
+
+    /// Inserts `other`'s entries not taken out, none of whose keys this table holds (as
+    /// [`Table::take_shared`] leaves them): no lookup is needed.
+    fn insert_rest(&mut self, other: Table) {
         let width = self.roles.len();
         for entry in other.live() {
             let values = &other.metrics[entry * width..(entry + 1) * width];
-            self.fold_hashed(
+            self.insert(
                 other.hashes[entry],
                 other.key(entry),
                 values,
@@ -589,24 +587,24 @@ impl Table {
 
     /// Folds one record, or one entry of `count` records, into the table.
     fn fold_entry(&mut self, key: &[u8], values: &[i64], present: u64, count: i64) {
-        self.fold_hashed(KEY_HASHER.hash_one(key), key, values, present, count);
-    }
-
-    fn fold_hashed(&mut self, hash: u64, key: &[u8], values: &[i64], present: u64, count: i64) {
+        let hash = KEY_HASHER.hash_one(key);
         match self.find(hash, key) {
             Some(entry) => self.fold_into(entry, values, present, count),
-            None => {
-                let entry = self.counts.len();
-                self.keys.extend_from_slice(key);
-                self.key_ends.push(self.keys.len());
-                self.metrics.extend_from_slice(values);
-                self.present.push(present);
-                self.counts.push(count);
-                self.hashes.push(hash);
-                let hashes = &self.hashes;
-                self.index.insert_unique(hash, entry, |&e| hashes[e]);
-            }
+            None => self.insert(hash, key, values, present, count),
         }
+    }
+
+    /// A new entry, for a key the table does not hold.
+    fn insert(&mut self, hash: u64, key: &[u8], values: &[i64], present: u64, count: i64) {
+        let entry = self.counts.len();
+        self.keys.extend_from_slice(key);
+        self.key_ends.push(self.keys.len());
+        self.metrics.extend_from_slice(values);
+        self.present.push(present);
+        self.counts.push(count);
+        self.hashes.push(hash);
+        let hashes = &self.hashes;
+        self.index.insert_unique(hash, entry, |&e| hashes[e]);
     }
 
     /// Folds metrics of `count` records into `entry`.
