@@ -83,7 +83,7 @@ fn ranks(column: &Column) -> PolarsResult<Option<Ranks>> {
 
 /// Ranks of strings by their bytes, null after every value. A column of few distinct values
 /// (accounts, interfaces, actions) finds each through a hash table and sorts only those; one of
-/// many (addresses) is sorted whole, by its first 16 bytes and then by the rest — the way the
+/// many (addresses) is sorted whole, by its first 15 bytes and length and then by the rest — the way the
 /// first rows of the column look decides which, and either gives the same ranks.
 fn string_ranks(ca: &StringChunked) -> Ranks {
     let mut distinct: HashSet<&str> = HashSet::new();
@@ -136,26 +136,24 @@ fn hashed_string_ranks(ca: &StringChunked) -> Ranks {
 
 fn sorted_string_ranks(ca: &StringChunked) -> Ranks {
     let strings: Vec<Option<&str>> = ca.iter().collect();
-    // A string's first 16 bytes, zero-padded, as a big-endian number: a smaller prefix is a
-    // smaller string; equal prefixes are told apart by the whole strings.
-    let prefix = |s: &str| {
-        let mut buf = [0u8; 16];
-        let n = s.len().min(16);
-        buf[..n].copy_from_slice(&s.as_bytes()[..n]);
-        u128::from_be_bytes(buf)
-    };
     let mut entries: Vec<(u128, u32)> = strings
         .iter()
         .enumerate()
-        .filter_map(|(row, s)| s.map(|s| (prefix(s), row as u32)))
+        .filter_map(|(row, s)| s.map(|s| (prefix_key(s.as_bytes()), row as u32)))
         .collect();
-    let whole = |row: u32| strings[row as usize].unwrap_or_default();
-    // Sorted by prefix alone (a plain integer sort, which is much the fastest), then each run of
-    // one prefix by the whole strings.
-    entries.sort_unstable();
+    // What tells apart strings of one prefix key: nothing for a string it holds whole, the
+    // bytes after the first 15 otherwise.
+    let rest = |row: u32| {
+        let s = strings[row as usize].unwrap_or_default().as_bytes();
+        s.get(PREFIX_BYTES..).unwrap_or_default()
+    };
+    // Sorted by prefix key alone (a plain integer sort, which is much the fastest), then each
+    // run of one key of strings longer than it holds by the rest of them. Addresses of IPv4 fit
+    // the key whole, so their runs (one address's rows) need no comparison of bytes.
+    radsort::sort_by_key(&mut entries, |e| e.0);
     for run in entries.chunk_by_mut(|a, b| a.0 == b.0) {
-        if run.len() > 1 {
-            run.sort_by(|a, b| whole(a.1).cmp(whole(b.1)));
+        if run.len() > 1 && !holds_whole(run[0].0) {
+            run.sort_by(|a, b| rest(a.1).cmp(rest(b.1)));
         }
     }
     let mut codes = vec![0u32; strings.len()];
@@ -163,7 +161,7 @@ fn sorted_string_ranks(ca: &StringChunked) -> Ranks {
     for (i, &(p, row)) in entries.iter().enumerate() {
         if i > 0 {
             let (q, before) = entries[i - 1];
-            if p != q || whole(row) != whole(before) {
+            if p != q || (!holds_whole(p) && rest(row) != rest(before)) {
                 rank += 1;
             }
         }
@@ -184,6 +182,27 @@ fn sorted_string_ranks(ca: &StringChunked) -> Ranks {
         codes,
         values: u64::from(distinct) + u64::from(entries.len() < strings.len()),
     }
+}
+
+/// The bytes of a string [`prefix_key`] holds.
+const PREFIX_BYTES: usize = 15;
+
+/// A string's first 15 bytes, zero-padded, then its length up to 16, as a big-endian number.
+/// Keys order as the strings do where they differ; strings of one key are equal when it
+/// [holds them whole](holds_whole) (a length below 16: the same bytes, the same length), and
+/// otherwise are ordered by their bytes after the first 15. The length byte is what tells `a`
+/// from `a\0`, which pad alike.
+fn prefix_key(s: &[u8]) -> u128 {
+    let mut buf = [0u8; 16];
+    let n = s.len().min(PREFIX_BYTES);
+    buf[..n].copy_from_slice(&s[..n]);
+    buf[PREFIX_BYTES] = s.len().min(PREFIX_BYTES + 1) as u8;
+    u128::from_be_bytes(buf)
+}
+
+/// Whether a [`prefix_key`] holds its string whole (at most 15 bytes).
+fn holds_whole(key: u128) -> bool {
+    (key & 0xff) as usize <= PREFIX_BYTES
 }
 
 /// Ranks of numbers as their offsets from the least (null after the greatest), or `None` when
@@ -368,13 +387,14 @@ mod tests {
 
     proptest! {
         /// Both ways of ranking strings give the same ranks, whatever the strings: long ones
-        /// that share 16 bytes, NUL bytes (a 16-byte prefix pads with them), empty, null.
+        /// that share 14 or 15 bytes, NUL bytes (the prefix key pads with them), empty, null.
         #[test]
         fn string_ranks_agree(
             values in proptest::collection::vec(
                 proptest::option::weighted(0.9, prop_oneof![
                     "[ab]{0,3}",
                     "aaaaaaaaaaaaaaa[ab\\x00]{0,3}",
+                    "aaaaaaaaaaaaaa[ab\\x00]{0,3}",
                     "[a\\x00]{0,17}",
                 ]),
                 0..200,
