@@ -452,23 +452,29 @@ fn encode_field(out: &mut Vec<u8>, line: &[u8], start: usize, end: usize) {
 const COPY: usize = 32;
 
 /// The tokens of an encoded key, in order.
-fn decode_tokens(mut key: &[u8]) -> impl Iterator<Item = &[u8]> {
+fn decode_tokens(key: &[u8]) -> impl Iterator<Item = &[u8]> {
+    token_ranges(key).map(move |r| &key[r])
+}
+
+/// Where the tokens of an encoded key are in it, in order.
+fn token_ranges(key: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut at = 0;
     std::iter::from_fn(move || {
-        if key.is_empty() {
+        if at >= key.len() {
             return None;
         }
         let (mut n, mut shift) = (0usize, 0);
-        while let Some((&b, rest)) = key.split_first() {
-            key = rest;
+        while let Some(&b) = key.get(at) {
+            at += 1;
             n |= usize::from(b & 0x7f) << shift;
             shift += 7;
             if b & 0x80 == 0 {
                 break;
             }
         }
-        let (token, rest) = key.split_at(n.min(key.len()));
-        key = rest;
-        Some(token)
+        let start = at;
+        at = (start + n).min(key.len());
+        Some(start..at)
     })
 }
 
@@ -694,17 +700,45 @@ impl Table {
             .iter()
             .map(|c| ColumnBuilder::new(c, rows))
             .collect();
-        for (row, &(table, entry)) in live.iter().enumerate() {
-            let mut tokens = decode_tokens(table.key(entry));
-            // Tokens were checked when staged: a failure here is a bug, reported as such.
-            let at = At {
-                source: "combiner entry",
-                line: row + 1,
-            };
-            for (builder, column) in keys.iter_mut().zip(&key_columns) {
-                builder
-                    .append(column, &at, tokens.next().unwrap_or(b"-"))
-                    .map_err(|e| polars_err!(ComputeError: "{e}"))?;
+        let mut row = 0;
+        for table in tables {
+            // Key tokens were checked as UTF-8 when staged, and the lengths before them are
+            // ASCII bytes (below 128), so a table's keys are one valid text unless a token is
+            // longer: checked once here, a string token is then a slice of that text rather
+            // than checked again (which was a tenth of building the columns).
+            let text = std::str::from_utf8(&table.keys).ok();
+            for entry in table.live() {
+                row += 1;
+                let start = match entry {
+                    0 => 0,
+                    e => table.key_ends[e - 1],
+                };
+                let key = table.key(entry);
+                let mut tokens = token_ranges(key);
+                // Tokens were checked when staged: a failure here is a bug, reported as such.
+                let at = At {
+                    source: "combiner entry",
+                    line: row,
+                };
+                for (builder, column) in keys.iter_mut().zip(&key_columns) {
+                    let range = tokens.next();
+                    let text = text.zip(range.as_ref());
+                    match (builder, text) {
+                        (ColumnBuilder::Str(b), Some((text, r))) => {
+                            match text.get(start + r.start..start + r.end) {
+                                Some(value) => b.append_option((value != "-").then_some(value)),
+                                None => b.append_option(
+                                    column
+                                        .str(&at, &key[r.clone()])
+                                        .map_err(|e| polars_err!(ComputeError: "{e}"))?,
+                                ),
+                            }
+                        }
+                        (builder, _) => builder
+                            .append(column, &at, range.map_or(&b"-"[..], |r| &key[r]))
+                            .map_err(|e| polars_err!(ComputeError: "{e}"))?,
+                    }
+                }
             }
         }
         let mut keys = keys.into_iter();
@@ -944,6 +978,33 @@ mod tests {
         assert_eq!(packets.get(1), None, "a group of nulls stays null");
         let flags = combined.column("tcp_flags").unwrap().i32().unwrap();
         assert_eq!(flags.get(0), Some(19));
+    }
+
+    /// String columns come out as the plain merge's whether a table's keys are one text (the
+    /// slice path) or not (a token of 128 bytes or more has a length byte that is not ASCII,
+    /// and every token is then checked on its own): multi-byte text and nulls included.
+    #[test]
+    fn string_columns_are_the_merges_with_long_tokens_or_without() {
+        let long = format!("eni-{}", "é".repeat(100));
+        for eni in ["eni-ü", long.as_str()] {
+            let a = format!(
+                "{HEADER}\n\
+                 2 1 {eni} 10.0.0.1 10.0.0.2 1 2 6 10 100 50 60 ACCEPT OK 2\n\
+                 2 1 eni-2 - - - - - - - 40 70 - NODATA -\n\
+                 2 1 {eni} 10.0.0.1 10.0.0.2 1 2 6 5 7 45 65 ACCEPT OK 1\n"
+            );
+            let c = combine(&[&a]);
+            let combined = merge_frames(c.into_frames().unwrap(), Finish::Final).unwrap();
+            let plain = parse_text("t", a.as_bytes(), &ParseOptions::default())
+                .unwrap()
+                .frames;
+            let plain = merge_frames(plain, Finish::Final).unwrap();
+            assert!(combined.equals_missing(&plain), "{combined}\n{plain}");
+            let enis = combined.column("interface_id").unwrap().str().unwrap();
+            assert_eq!(enis.iter().flatten().filter(|e| *e == eni).count(), 1);
+            let srcaddr = combined.column("srcaddr").unwrap().str().unwrap();
+            assert_eq!(srcaddr.null_count(), 1, "`-` is null on either path");
+        }
     }
 
     #[test]
