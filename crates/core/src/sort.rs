@@ -83,8 +83,8 @@ fn ranks(column: &Column) -> PolarsResult<Option<Ranks>> {
 
 /// Ranks of strings by their bytes, null after every value. A column of few distinct values
 /// (accounts, interfaces, actions) finds each through a hash table and sorts only those; one of
-/// many (addresses) is sorted whole, by its first 15 bytes and length and then by the rest — the way the
-/// first rows of the column look decides which, and either gives the same ranks.
+/// many (addresses) is sorted whole, by a key of its first 15 bytes and its length, then by the
+/// rest — the way the first rows of the column look decides which; either gives the same ranks.
 fn string_ranks(ca: &StringChunked) -> Ranks {
     let mut distinct: HashSet<&str> = HashSet::new();
     for v in ca.iter().take(SAMPLE_ROWS).flatten() {
@@ -147,7 +147,7 @@ fn sorted_string_ranks(ca: &StringChunked) -> Ranks {
         let s = strings[row as usize].unwrap_or_default().as_bytes();
         s.get(PREFIX_BYTES..).unwrap_or_default()
     };
-    // Sorted by prefix key alone (a plain integer sort, which is much the fastest), then each
+    // Sorted by prefix key alone (a radix sort of integers, which is much the fastest), then each
     // run of one key of strings longer than it holds by the rest of them. Addresses of IPv4 fit
     // the key whole, so their runs (one address's rows) need no comparison of bytes.
     radsort::sort_by_key(&mut entries, |e| e.0);

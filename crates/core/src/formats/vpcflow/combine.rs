@@ -704,8 +704,8 @@ impl Table {
         for table in tables {
             // Key tokens were checked as UTF-8 when staged, and the lengths before them are
             // ASCII bytes (below 128), so a table's keys are one valid text unless a token is
-            // longer: checked once here, a string token is then a slice of that text rather
-            // than checked again (which was a tenth of building the columns).
+            // 128 bytes or longer: checked once here, a string token is then a slice of that
+            // text rather than checked again (which was a tenth of building the columns).
             let text = std::str::from_utf8(&table.keys).ok();
             for entry in table.live() {
                 row += 1;
