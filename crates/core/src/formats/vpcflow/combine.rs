@@ -480,11 +480,16 @@ fn token_ranges(key: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_
 
 /// Entry `n`'s key in keys stored back to back, each ending at `ends[n]`.
 fn nth_key<'k>(keys: &'k [u8], ends: &[usize], n: usize) -> &'k [u8] {
+    &keys[key_range(ends, n)]
+}
+
+/// Where entry `n`'s key is in keys stored back to back, each ending at `ends[n]`.
+fn key_range(ends: &[usize], n: usize) -> std::ops::Range<usize> {
     let start = match n {
         0 => 0,
         _ => ends[n - 1],
     };
-    &keys[start..ends[n]]
+    start..ends[n]
 }
 
 /// The folded records of one layout: a hash table on the encoded key, entries in columns.
@@ -709,11 +714,9 @@ impl Table {
             let text = std::str::from_utf8(&table.keys).ok();
             for entry in table.live() {
                 row += 1;
-                let start = match entry {
-                    0 => 0,
-                    e => table.key_ends[e - 1],
-                };
-                let key = table.key(entry);
+                let range = key_range(&table.key_ends, entry);
+                let key_text = text.and_then(|t| t.get(range.clone()));
+                let key = &table.keys[range];
                 let mut tokens = token_ranges(key);
                 // Tokens were checked when staged: a failure here is a bug, reported as such.
                 let at = At {
@@ -721,21 +724,14 @@ impl Table {
                     line: row,
                 };
                 for (builder, column) in keys.iter_mut().zip(&key_columns) {
-                    let range = tokens.next();
-                    let text = text.zip(range.as_ref());
-                    match (builder, text) {
-                        (ColumnBuilder::Str(b), Some((text, r))) => {
-                            match text.get(start + r.start..start + r.end) {
-                                Some(value) => b.append_option((value != "-").then_some(value)),
-                                None => b.append_option(
-                                    column
-                                        .str(&at, &key[r.clone()])
-                                        .map_err(|e| polars_err!(ComputeError: "{e}"))?,
-                                ),
-                            }
+                    let token = tokens.next();
+                    let value = key_text.zip(token.clone()).and_then(|(k, r)| k.get(r));
+                    match (builder, value) {
+                        (ColumnBuilder::Str(b), Some(v)) => {
+                            b.append_option((v != "-").then_some(v))
                         }
                         (builder, _) => builder
-                            .append(column, &at, range.map_or(&b"-"[..], |r| &key[r]))
+                            .append(column, &at, token.map_or(&b"-"[..], |r| &key[r]))
                             .map_err(|e| polars_err!(ComputeError: "{e}"))?,
                     }
                 }
