@@ -83,8 +83,10 @@ fn ranks(column: &Column) -> PolarsResult<Option<Ranks>> {
 
 /// Ranks of strings by their bytes, null after every value. A column of few distinct values
 /// (accounts, interfaces, actions) finds each through a hash table and sorts only those; one of
-/// many (addresses) is sorted whole, by a key of its first 15 bytes and its length, then by the
-/// rest — the way the first rows of the column look decides which; either gives the same ranks.
+/// many (addresses) is sorted whole by a radix sort: of 64-bit keys when every value is digits
+/// and dots (IPv4 addresses), otherwise of a key of its first 15 bytes and its length, then by
+/// the rest — the way the first rows of the column look decides between hashing and sorting;
+/// every way gives the same ranks.
 fn string_ranks(ca: &StringChunked) -> Ranks {
     let mut distinct: HashSet<&str> = HashSet::new();
     for v in ca.iter().take(SAMPLE_ROWS).flatten() {
@@ -136,6 +138,84 @@ fn hashed_string_ranks(ca: &StringChunked) -> Ranks {
 
 fn sorted_string_ranks(ca: &StringChunked) -> Ranks {
     let strings: Vec<Option<&str>> = ca.iter().collect();
+    let (mut codes, distinct, values) =
+        digit_ranks(&strings).unwrap_or_else(|| prefix_ranks(&strings));
+    if values < strings.len() {
+        for (code, s) in codes.iter_mut().zip(&strings) {
+            if s.is_none() {
+                *code = distinct;
+            }
+        }
+    }
+    Ranks {
+        codes,
+        values: u64::from(distinct) + u64::from(values < strings.len()),
+    }
+}
+
+/// Ranks of the values of `strings` (nulls left at 0), how many distinct values there are, and
+/// how many values (rows not null).
+type Ranked = (Vec<u32>, u32, usize);
+
+/// Codes from entries sorted by their value, `(…, row)`, of `rows` rows: the rank of each
+/// entry's value, a new one wherever `differs(entry before, entry)`.
+fn ranks_of_sorted<K>(
+    entries: &[(K, u32)],
+    rows: usize,
+    differs: impl Fn(&(K, u32), &(K, u32)) -> bool,
+) -> Ranked {
+    let mut codes = vec![0u32; rows];
+    let mut rank = 0u32;
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 && differs(&entries[i - 1], entry) {
+            rank += 1;
+        }
+        codes[entry.1 as usize] = rank;
+    }
+    let distinct = match entries.is_empty() {
+        true => 0,
+        false => rank + 1,
+    };
+    (codes, distinct, entries.len())
+}
+
+/// Strings of digits and dots (IPv4 addresses, numbers spelled as text) up to 16 bytes, ranked
+/// by [`digit_key`]s: a 64-bit radix sort, half the passes of [`prefix_ranks`] over entries
+/// half the size. `None` when a value is of other bytes or longer.
+fn digit_ranks(strings: &[Option<&str>]) -> Option<Ranked> {
+    let mut entries: Vec<(u64, u32)> = Vec::with_capacity(strings.len());
+    for (row, s) in strings.iter().enumerate() {
+        if let Some(s) = s {
+            entries.push((digit_key(s.as_bytes())?, row as u32));
+        }
+    }
+    radsort::sort_by_key(&mut entries, |e| e.0);
+    Some(ranks_of_sorted(&entries, strings.len(), |a, b| a.0 != b.0))
+}
+
+/// A string of at most 16 digits and dots as a number that orders as the strings' bytes do and
+/// is equal only for equal strings: a nibble per byte, most significant first, `.` as 1 and
+/// `0`–`9` as 2–11 (the bytes' own order), and 0 after the end, below every byte (a string
+/// before the longer strings it starts).
+fn digit_key(s: &[u8]) -> Option<u64> {
+    if s.len() > 16 {
+        return None;
+    }
+    let mut key = 0u64;
+    for &b in s {
+        let nibble = match b {
+            b'.' => 1,
+            b'0'..=b'9' => b - b'0' + 2,
+            _ => return None,
+        };
+        key = (key << 4) | u64::from(nibble);
+    }
+    Some(key.checked_shl(4 * (16 - s.len() as u32)).unwrap_or(0))
+}
+
+/// Any strings, ranked by [`prefix_key`]s (a 128-bit radix sort), then each run of one key of
+/// strings longer than it holds by the rest of their bytes.
+fn prefix_ranks(strings: &[Option<&str>]) -> Ranked {
     let mut entries: Vec<(u128, u32)> = strings
         .iter()
         .enumerate()
@@ -148,40 +228,16 @@ fn sorted_string_ranks(ca: &StringChunked) -> Ranks {
         s.get(PREFIX_BYTES..).unwrap_or_default()
     };
     // Sorted by prefix key alone (a radix sort of integers, which is much the fastest), then each
-    // run of one key of strings longer than it holds by the rest of them. Addresses of IPv4 fit
-    // the key whole, so their runs (one address's rows) need no comparison of bytes.
+    // run of one key of strings longer than it holds by the rest of them.
     radsort::sort_by_key(&mut entries, |e| e.0);
     for run in entries.chunk_by_mut(|a, b| a.0 == b.0) {
         if run.len() > 1 && !holds_whole(run[0].0) {
             run.sort_by(|a, b| rest(a.1).cmp(rest(b.1)));
         }
     }
-    let mut codes = vec![0u32; strings.len()];
-    let mut rank = 0u32;
-    for (i, &(p, row)) in entries.iter().enumerate() {
-        if i > 0 {
-            let (q, before) = entries[i - 1];
-            if p != q || (!holds_whole(p) && rest(row) != rest(before)) {
-                rank += 1;
-            }
-        }
-        codes[row as usize] = rank;
-    }
-    let distinct = match entries.is_empty() {
-        true => 0,
-        false => rank + 1,
-    };
-    if entries.len() < strings.len() {
-        for (code, s) in codes.iter_mut().zip(&strings) {
-            if s.is_none() {
-                *code = distinct;
-            }
-        }
-    }
-    Ranks {
-        codes,
-        values: u64::from(distinct) + u64::from(entries.len() < strings.len()),
-    }
+    ranks_of_sorted(&entries, strings.len(), |&(q, before), &(p, row)| {
+        p != q || (!holds_whole(p) && rest(row) != rest(before))
+    })
 }
 
 /// The bytes of a string [`prefix_key`] holds.
@@ -357,6 +413,27 @@ mod tests {
         );
     }
 
+    /// Only digits and dots, at most 16 of them, take the 64-bit keys.
+    #[test]
+    fn digit_keys_hold_digits_and_dots() {
+        let takes =
+            |v: &[&str]| digit_ranks(&v.iter().map(|s| Some(*s)).collect::<Vec<_>>()).is_some();
+        assert!(takes(&[
+            "10.0.0.1",
+            "255.255.255.255",
+            "",
+            "1234567890123456"
+        ]));
+        assert!(!takes(&["10.0.0.1", "12345678901234567"]), "17 bytes");
+        for other in ["2001:db8::1", "-", "1/2", "a", "٣"] {
+            assert!(!takes(&["10.0.0.1", other]), "{other}");
+        }
+        assert_eq!(digit_key(b""), Some(0));
+        assert!(digit_key(b"1") < digit_key(b"1."));
+        assert!(digit_key(b"1.") < digit_key(b"10"));
+        assert!(digit_key(b"10.0.0.10") < digit_key(b"10.0.0.2"));
+    }
+
     /// A column of many values is sorted whole rather than hashed: the order is still polars'.
     #[test]
     fn many_values_sort_as_polars_does() {
@@ -396,6 +473,7 @@ mod tests {
                     "aaaaaaaaaaaaaaa[ab\\x00]{0,3}",
                     "aaaaaaaaaaaaaa[ab\\x00]{0,3}",
                     "[a\\x00]{0,17}",
+                    "[0-9.]{0,17}",
                 ]),
                 0..200,
             ),
@@ -404,6 +482,20 @@ mod tests {
             let (hashed, sorted) = (hashed_string_ranks(&ca), sorted_string_ranks(&ca));
             prop_assert_eq!(&hashed.codes, &sorted.codes);
             prop_assert_eq!(hashed.values, sorted.values);
+            let strings: Vec<Option<&str>> = ca.iter().collect();
+            let (codes, distinct, _) = prefix_ranks(&strings);
+            let nulls_after = |mut codes: Vec<u32>| {
+                for (code, s) in codes.iter_mut().zip(&strings) {
+                    if s.is_none() {
+                        *code = distinct;
+                    }
+                }
+                codes
+            };
+            prop_assert_eq!(&nulls_after(codes), &hashed.codes, "the 128-bit keys");
+            if let Some((codes, _, _)) = digit_ranks(&strings) {
+                prop_assert_eq!(&nulls_after(codes), &hashed.codes, "the digit keys");
+            }
             // And the ranks order as the bytes do.
             for (a, ra) in values.iter().zip(&hashed.codes) {
                 for (b, rb) in values.iter().zip(&hashed.codes) {
@@ -417,6 +509,20 @@ mod tests {
                     prop_assert_eq!(ra.cmp(rb), expected);
                 }
             }
+        }
+
+        /// Columns of digits and dots (as addresses are) take the 64-bit keys, and those rank
+        /// as the bytes do: short strings, ones that start others, the longest the keys hold.
+        #[test]
+        fn digit_ranks_agree(
+            values in proptest::collection::vec(
+                proptest::option::weighted(0.9, prop_oneof!["[0-9.]{0,4}", "1[0-9.]{0,15}", "[0-9.]{16}"]),
+                0..200,
+            ),
+        ) {
+            let ca = StringChunked::from_iter_options("s".into(), values.iter().map(|v| v.as_deref()));
+            let strings: Vec<Option<&str>> = ca.iter().collect();
+            prop_assert_eq!(digit_ranks(&strings), Some(prefix_ranks(&strings)));
         }
 
         /// Any frame of string and number columns, nulls and repeats included, in several
