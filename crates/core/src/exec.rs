@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use polars::polars_utils::compression::ZstdLevel;
 use polars::prelude::*;
 use tracing::Instrument;
 
@@ -275,16 +276,32 @@ fn permits_of(size: u64, budget: u64) -> u32 {
     (size.min(budget) / 1024).clamp(1, u64::from(u32::MAX >> 4)) as u32
 }
 
+/// How hard zstd works on a Parquet file's pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effort {
+    /// Batches as they are merged: zstd level 1. Pages are already dictionary- and
+    /// RLE-encoded, so level 3 (zstd's default) made the benchmark's files only 0.25–0.35%
+    /// smaller, for 5–7% of a merge's CPU time (docs/architecture.md, "Compression level").
+    Merge,
+    /// Closed partitions rolled up, written once and then read by every query: zstd's default
+    /// level (3).
+    Rollup,
+}
+
 /// zstd Parquet with full statistics.
-pub fn write_parquet(df: &mut DataFrame) -> Result<Vec<u8>> {
+pub fn write_parquet(df: &mut DataFrame, effort: Effort) -> Result<Vec<u8>> {
     let mut body = Vec::new();
-    output_writer(&mut body).finish(df)?;
+    output_writer(&mut body, effort).finish(df)?;
     Ok(body)
 }
 
-fn output_writer(body: &mut Vec<u8>) -> ParquetWriter<&mut Vec<u8>> {
+fn output_writer(body: &mut Vec<u8>, effort: Effort) -> ParquetWriter<&mut Vec<u8>> {
+    let level = match effort {
+        Effort::Merge => ZstdLevel::try_new(1).ok(),
+        Effort::Rollup => None,
+    };
     ParquetWriter::new(body)
-        .with_compression(ParquetCompression::Zstd(None))
+        .with_compression(ParquetCompression::Zstd(level))
         .with_statistics(StatisticsOptions::full())
 }
 
@@ -292,7 +309,7 @@ fn output_writer(body: &mut Vec<u8>) -> ParquetWriter<&mut Vec<u8>> {
 /// parts read back one at a time and written in order, each as its own row groups.
 fn write_rows(rows: Rows) -> Result<Vec<u8>> {
     let (files, _dir) = match rows {
-        Rows::Frame(mut df) => return write_parquet(&mut df),
+        Rows::Frame(mut df) => return write_parquet(&mut df, Effort::Merge),
         Rows::Parts { files, dir, .. } => (files, dir),
     };
     let mut body = Vec::new();
@@ -301,7 +318,7 @@ fn write_rows(rows: Rows) -> Result<Vec<u8>> {
         return Ok(body);
     };
     let mut part = SpillDir::read(first)?;
-    let mut writer = output_writer(&mut body).batched(part.schema())?;
+    let mut writer = output_writer(&mut body, Effort::Merge).batched(part.schema())?;
     loop {
         part.rechunk_mut();
         if part.height() > 0 {

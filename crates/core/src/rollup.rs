@@ -29,7 +29,7 @@ use tracing::Instrument;
 
 use crate::batch::{BatchId, SourceKind};
 use crate::error::{Error, Result};
-use crate::exec::write_parquet;
+use crate::exec::{Effort, write_parquet};
 use crate::fault;
 use crate::ports::{BatchState, ClaimLedger, RollupLedger, RollupRecord, RollupState};
 use crate::store::key_path;
@@ -576,7 +576,9 @@ async fn roll(
     let mut bodies = Vec::with_capacity(outputs.len());
     for i in 0..outputs.len() {
         let mut part = merged.slice((i * per_part) as i64, per_part);
-        bodies.push(tokio::task::spawn_blocking(move || write_parquet(&mut part)).await??);
+        bodies.push(
+            tokio::task::spawn_blocking(move || write_parquet(&mut part, Effort::Rollup)).await??,
+        );
     }
     drop(merged);
     let exposed = std::time::Instant::now();
