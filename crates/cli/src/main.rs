@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 
 // polars allocates and frees many small buffers from several thread pools; mimalloc is markedly
 // faster than glibc malloc for that and returns memory instead of fragmenting per-thread arenas.
+// It is built without asking for transparent huge pages (the workspace's `no_thp`: see
+// docs/architecture.md, "Allocator").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
