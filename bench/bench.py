@@ -1,7 +1,7 @@
 """flowmerge compact vs DuckDB (read_csv with an explicit schema, GROUP BY, ORDER BY, zstd Parquet)
 on the same generated files, in the same run, the two run alternately. Prints records/s of both,
-the median of the per-pair speed ratios, peak RSS, output bytes, and the rate of plain gzip
-decoding of the same files (zcat on every core, and on one)."""
+the median of the per-pair speed ratios, peak RSS, flowmerge's user and system CPU time, output
+bytes, and the rate of plain gzip decoding of the same files (zcat on every core, and on one)."""
 
 import argparse
 import statistics
@@ -52,15 +52,21 @@ print(time.perf_counter() - started)
 """
 
 
-def peak_rss_of(cmd, want_code=(0,)):
-    """Runs cmd under /usr/bin/time -f %M (KiB); returns (seconds, peak RSS bytes, stdout)."""
+def measured(cmd, want_code=(0,)):
+    """Runs cmd under /usr/bin/time; returns (seconds, peak RSS bytes, stdout, user CPU seconds,
+    system CPU seconds)."""
     start = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, capture_output=True)
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S"] + cmd, capture_output=True)
     elapsed = time.perf_counter() - start
     if proc.returncode not in want_code:
         sys.exit(f"{' '.join(cmd[:3])} exited {proc.returncode}, not {want_code}: {proc.stderr.decode()[-2000:]}")
-    rss_kib = int(proc.stderr.decode().strip().splitlines()[-1])
-    return elapsed, rss_kib * 1024, proc.stdout
+    rss_kib, user, system = proc.stderr.decode().strip().splitlines()[-1].split()
+    return elapsed, int(rss_kib) * 1024, proc.stdout, float(user), float(system)
+
+
+def peak_rss_of(cmd, want_code=(0,)):
+    """Runs cmd under /usr/bin/time; returns (seconds, peak RSS bytes, stdout)."""
+    return measured(cmd, want_code)[:3]
 
 
 def tree_bytes(path, pattern):
@@ -121,7 +127,7 @@ def compare(fm, work, name, shape, fm_args=(), hostile=False, duckdb=True):
     fm_runs, duck_runs = [], []
     for i in range(RUNS + 1):
         shutil.rmtree(out, ignore_errors=True)
-        run = peak_rss_of([fm, "compact", raw, out, "--json", *fm_args],
+        run = measured([fm, "compact", raw, out, "--json", *fm_args],
                           want_code=(3,) if hostile else (0,))
         if duckdb:
             shutil.rmtree(duck_out, ignore_errors=True)
@@ -150,11 +156,16 @@ def compare(fm, work, name, shape, fm_args=(), hostile=False, duckdb=True):
         "gunzip_one_core_records_per_s": round(n_records / gunzip[1]),
         "flowmerge_vs_parallel_gunzip": round(gunzip[os.cpu_count()] / fm_s, 2),
         "flowmerge_peak_rss_mib": round(fm_rss / 2**20, 1),
+        # System time is mostly the kernel faulting in fresh pages; on a VM it swings widely
+        # from run to run (docs/architecture.md, "Allocator").
+        "flowmerge_user_cpu_s": round(statistics.median(x[3] for x in fm_runs), 2),
+        "flowmerge_system_cpu_s": round(statistics.median(x[4] for x in fm_runs), 2),
         "flowmerge_output_bytes": fm_bytes,
     }
     print(f"\n== {name}: {n_files} files, {n_records:,} records → {fm_rows:,} rows"
           + (f", {bad} hostile objects" if bad else "") + (f"  [{' '.join(fm_args)}]" if fm_args else ""))
-    print(f"  flowmerge  {r['flowmerge_records_per_s']:>12,} records/s  {fm_s:7.2f} s  peak RSS {r['flowmerge_peak_rss_mib']:7.1f} MiB  output {fm_bytes:>11,} B")
+    print(f"  flowmerge  {r['flowmerge_records_per_s']:>12,} records/s  {fm_s:7.2f} s  peak RSS {r['flowmerge_peak_rss_mib']:7.1f} MiB  output {fm_bytes:>11,} B"
+          f"  (CPU {r['flowmerge_user_cpu_s']} s user, {r['flowmerge_system_cpu_s']} s system)")
     if duckdb:
         # DuckDB writes one file per window, like flowmerge; its time is the query's own,
         # without the interpreter's start-up.
