@@ -128,7 +128,7 @@ def compare(fm, work, name, shape, fm_args=(), hostile=False, duckdb=True):
     for i in range(RUNS + 1):
         shutil.rmtree(out, ignore_errors=True)
         run = measured([fm, "compact", raw, out, "--json", *fm_args],
-                          want_code=(3,) if hostile else (0,))
+                       want_code=(3,) if hostile else (0,))
         if duckdb:
             shutil.rmtree(duck_out, ignore_errors=True)
             _, rss, stdout = peak_rss_of([sys.executable, "-c", DUCKDB_SCRIPT, raw, duck_out,
