@@ -1,5 +1,6 @@
-"""flowmerge compact vs DuckDB (read_csv with an explicit schema, GROUP BY, ORDER BY, zstd Parquet)
-on the same generated files, in the same run, the two run alternately. Prints records/s of both,
+"""flowmerge compact vs DuckDB (read_csv with an explicit schema, GROUP BY, ORDER BY, zstd Parquet;
+for real-like and no-merge traffic also without ORDER BY) on the same generated files, in the same
+run, the two run alternately. Prints records/s of both,
 the median of the per-pair speed ratios, peak RSS, flowmerge's user and system CPU time, output
 bytes, and the rate of plain gzip decoding of the same files (zcat on every core, and on one)."""
 
@@ -21,6 +22,7 @@ V2 = {
     "action": "VARCHAR", "log_status": "VARCHAR",
 }
 RUNS = 3
+ORDER_BY = "  ORDER BY account_id, interface_id, srcaddr, dstaddr\n"
 KEYS = ["version", "account_id", "interface_id", "srcaddr", "dstaddr", "srcport", "dstport",
         "protocol", "action", "log_status"]
 
@@ -50,6 +52,10 @@ COPY (
 ''')
 print(time.perf_counter() - started)
 """
+# The same query without ORDER BY: less work than flowmerge's sorted files, but what a user who
+# only wants the rows might run, so the benchmark reports that ratio too (the harder one).
+DUCKDB_UNSORTED_SCRIPT = DUCKDB_SCRIPT.replace(ORDER_BY, "")
+assert DUCKDB_UNSORTED_SCRIPT != DUCKDB_SCRIPT and ORDER_BY in DUCKDB_SCRIPT
 
 
 def measured(cmd, want_code=(0,)):
@@ -104,7 +110,15 @@ def add_hostile(raw):
     return 3
 
 
-def compare(fm, work, name, shape, fm_args=(), hostile=False, duckdb=True):
+def run_duckdb(script, raw, out):
+    """One DuckDB run of `script` into `out`: (the query's seconds, peak RSS bytes)."""
+    shutil.rmtree(out, ignore_errors=True)
+    _, rss, stdout = peak_rss_of([sys.executable, "-c", script, raw, out,
+                                  json.dumps(V2), json.dumps(KEYS)])
+    return float(stdout.decode().split()[-1]), rss
+
+
+def compare(fm, work, name, shape, fm_args=(), hostile=False, duckdb=True, unsorted=False):
     raw = os.path.join(work, name, "raw")
     generate(fm, raw, *shape)
     records = shape[3]
@@ -124,20 +138,20 @@ def compare(fm, work, name, shape, fm_args=(), hostile=False, duckdb=True):
     # One warm-up run each, then RUNS runs of each, alternating (the VM's speed drifts).
     out = os.path.join(work, name, "flowmerge")
     duck_out = os.path.join(work, name, "duckdb")
-    fm_runs, duck_runs = [], []
+    unsorted_out = os.path.join(work, name, "duckdb-unsorted")
+    fm_runs, duck_runs, unsorted_runs = [], [], []
     for i in range(RUNS + 1):
         shutil.rmtree(out, ignore_errors=True)
         run = measured([fm, "compact", raw, out, "--json", *fm_args],
                        want_code=(3,) if hostile else (0,))
-        if duckdb:
-            shutil.rmtree(duck_out, ignore_errors=True)
-            _, rss, stdout = peak_rss_of([sys.executable, "-c", DUCKDB_SCRIPT, raw, duck_out,
-                                          json.dumps(V2), json.dumps(KEYS)])
-            duck = (float(stdout.decode().split()[-1]), rss)
+        duck = run_duckdb(DUCKDB_SCRIPT, raw, duck_out) if duckdb else None
+        loose = run_duckdb(DUCKDB_UNSORTED_SCRIPT, raw, unsorted_out) if unsorted else None
         if i > 0:
             fm_runs.append(run)
             if duckdb:
                 duck_runs.append(duck)
+            if unsorted:
+                unsorted_runs.append(loose)
     fm_s = statistics.median(r[0] for r in fm_runs)
     fm_rss = max(r[1] for r in fm_runs)
     summary = json.loads(fm_runs[-1][2])
@@ -185,11 +199,24 @@ def compare(fm, work, name, shape, fm_args=(), hostile=False, duckdb=True):
             "duckdb_output_bytes": duck_bytes, "output_ratio": round(fm_bytes / duck_bytes, 3),
         })
         print(f"  duckdb     {r['duckdb_records_per_s']:>12,} records/s  {duck_s:7.2f} s  peak RSS {r['duckdb_peak_rss_mib']:7.1f} MiB  output {duck_bytes:>11,} B")
+    if unsorted:
+        loose_s = statistics.median(d[0] for d in unsorted_runs)
+        loose_ratios = [d[0] / f[0] for d, f in zip(unsorted_runs, fm_runs)]
+        r.update({
+            "duckdb_unsorted_seconds": round(loose_s, 3),
+            "speed_ratio_unsorted_median": round(statistics.median(loose_ratios), 2),
+            "speed_ratios_unsorted": [round(x, 2) for x in loose_ratios],
+            "duckdb_unsorted_peak_rss_mib": round(max(d[1] for d in unsorted_runs) / 2**20, 1),
+        })
+        print(f"  duckdb     {round(n_records / loose_s):>12,} records/s  {loose_s:7.2f} s  peak RSS {r['duckdb_unsorted_peak_rss_mib']:7.1f} MiB  (no ORDER BY: unsorted files)")
     print(f"  gunzip     {r['gunzip_all_cores_records_per_s']:>12,} records/s on {os.cpu_count()} cores, {r['gunzip_one_core_records_per_s']:,} on one")
     line = f"  ratios: {r['flowmerge_vs_parallel_gunzip']}× parallel gunzip"
     if duckdb:
         line += (f"; speed {r['speed_ratio_median']}× DuckDB (median of {r['speed_ratios']}); "
                  f"output {r['output_ratio']}× DuckDB's bytes")
+    if unsorted:
+        line += (f"; {r['speed_ratio_unsorted_median']}× DuckDB without ORDER BY "
+                 f"(median of {r['speed_ratios_unsorted']})")
     print(line)
     return r
 
@@ -202,23 +229,28 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
-    tight = ("--memory-limit", "768MiB")
+    tight = dict(fm_args=("--memory-limit", "768MiB"))
+    # DuckDB stops at the first bad object: flowmerge alone on the hostile sets.
+    hostile = dict(tight, hostile=True, duckdb=False)
+    # Real-like and no-merge traffic are also compared with DuckDB without ORDER BY.
+    both = dict(unsorted=True)
+    # name, (accounts, minutes, objects per account and minute, records per object, profile),
+    # options of `compare`
     if a.quick:
-        sets = [("quick-repeat", (2, 5, 2, 200, "repeat")), ("quick-real", (2, 5, 2, 200, "real")),
-                ("quick-unique", (2, 5, 2, 200, "unique")),
-                ("quick-spill", (2, 5, 2, 2000, "unique"), ("--memory-limit", "4MiB")),
-                ("quick-hostile", (2, 5, 2, 200, "real"), tight, True, False)]
+        sets = [("quick-repeat", (2, 5, 2, 200, "repeat"), {}),
+                ("quick-real", (2, 5, 2, 200, "real"), both),
+                ("quick-unique", (2, 5, 2, 200, "unique"), both),
+                ("quick-spill", (2, 5, 2, 2000, "unique"), dict(fm_args=("--memory-limit", "4MiB"))),
+                ("quick-hostile", (2, 5, 2, 200, "real"), hostile)]
     else:
-        # accounts, minutes, objects per account and minute, records per object, profile
-        sets = [("720-files-repeat", (8, 30, 3, 2000, "repeat")),
-                ("720-files-real", (8, 30, 3, 2000, "real")),
-                ("720-files-unique", (8, 30, 3, 2000, "unique")),
-                ("1000-file-batch", (8, 5, 25, 3000, "repeat")),
+        sets = [("720-files-repeat", (8, 30, 3, 2000, "repeat"), {}),
+                ("720-files-real", (8, 30, 3, 2000, "real"), both),
+                ("720-files-unique", (8, 30, 3, 2000, "unique"), both),
+                ("1000-file-batch", (8, 5, 25, 3000, "repeat"), {}),
                 # One window of 400 objects × 10,000 distinct flows: 4M keys in one batch.
                 ("4M-keys-one-batch", (8, 5, 10, 10000, "unique"), tight),
-                # DuckDB stops at the first bad object: flowmerge alone.
-                ("hostile", (8, 5, 3, 2000, "real"), tight, True, False)]
-    results = [compare(a.flowmerge, a.work, *s) for s in sets]
+                ("hostile", (8, 5, 3, 2000, "real"), hostile)]
+    results = [compare(a.flowmerge, a.work, name, shape, **options) for name, shape, options in sets]
     with open(os.path.join(a.work, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(f"\nresults: {os.path.join(a.work, 'results.json')}")
