@@ -4,7 +4,9 @@
 #                                 profiles — keys repeating ~10×, real-like ~1.2×, none — the
 #                                 1,000-file / 3M-record batch, one batch of 4M distinct keys under
 #                                 --memory-limit 768MiB, a window with hostile objects under the
-#                                 same limit, and bench/rollup.py: the rollup of a day)
+#                                 same limit; bench/independent.py: the same checks on traffic
+#                                 from a generator of its own, with a conservation oracle;
+#                                 bench/rollup.py: the rollup of a day)
 #        BENCH_QUICK=1 bench/run.sh   (a small set, to check the script itself)
 # Installs what it needs (duckdb from PyPI into a cached venv); builds flowmerge in release mode.
 set -euo pipefail
@@ -18,6 +20,9 @@ if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check 'duckdb>=1.1'
 
 "$venv/bin/python" "$here/bench.py" --flowmerge "$CARGO_TARGET_DIR/release/flowmerge" \
+  --work "${BENCH_WORK:-$here/out}" ${BENCH_QUICK:+--quick}
+# The performance issue's checks on traffic from a generator independent of `flowmerge gen`.
+"$venv/bin/python" "$here/independent.py" --flowmerge "$CARGO_TARGET_DIR/release/flowmerge" \
   --work "${BENCH_WORK:-$here/out}" ${BENCH_QUICK:+--quick}
 # The rollup of a day (BENCH_QUICK: two hours of two accounts).
 "$venv/bin/python" "$here/rollup.py" --flowmerge "$CARGO_TARGET_DIR/release/flowmerge" \
