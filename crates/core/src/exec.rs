@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use polars::io::parquet::write::BatchedWriter;
+use polars::io::parquet::write::{BatchedWriter, get_encodings};
 use polars::polars_utils::compression::ZstdLevel;
 use polars::prelude::*;
 use polars_parquet::write::{
@@ -331,10 +331,13 @@ fn write_row_groups(
         compression: compression(effort).into(),
         data_page_size: None,
     };
-    let encodings: Vec<Encoding> = df
+    // polars' encodings, one per leaf of each column, but for the integer columns.
+    let defaults = get_encodings(&df.schema().to_arrow(CompatLevel::newest()));
+    let encodings: Vec<Vec<Encoding>> = df
         .columns()
         .par_iter()
-        .map(encoding_of)
+        .zip(defaults.par_iter())
+        .map(|(column, default)| encoding_of(column, default))
         .collect::<PolarsResult<_>>()?;
     let df = polars::frame::chunk_df_for_writing(df, ROW_GROUP_ROWS)?;
     let types = writer.parquet_schema().fields().to_vec();
@@ -346,7 +349,7 @@ fn write_row_groups(
             .columns()
             .par_iter()
             .zip(types.par_iter().zip(&encodings))
-            .map(|(array, (type_, &encoding))| column_pages(array, type_, encoding, options))
+            .map(|(array, (type_, encoding))| column_pages(array, type_, encoding, options))
             .collect::<PolarsResult<_>>()?;
         writer.write_row_group(batch.len() as u64, &columns)?;
     }
@@ -357,12 +360,12 @@ fn write_row_groups(
 fn column_pages(
     array: &ArrayRef,
     type_: &ParquetType,
-    encoding: Encoding,
+    encoding: &[Encoding],
     options: WriteOptions,
 ) -> PolarsResult<Vec<CompressedPage>> {
     let mut pages = Vec::new();
-    // One leaf per column: the output has no nested columns.
-    for leaf in array_to_columns(array, type_.clone(), options, &[encoding])? {
+    // A leaf per encoding: one for a flat column.
+    for leaf in array_to_columns(array, type_.clone(), options, encoding)? {
         for page in leaf {
             pages.push(compress(page?, Vec::new(), options.compression)?);
         }
@@ -376,9 +379,10 @@ fn column_pages(
 /// with more values than that into fewer bytes than a dictionary and its bit-packed indexes
 /// (13–15% fewer for `bytes`, 4–20% for ports), and skipping the dictionary skips hashing every
 /// value; below it the dictionary wins (7–25% for `start`, `end`, `packets`). The count is exact,
-/// so the same rows are always encoded, and written, the same way. Every other column is left to
-/// polars as before: strings are dictionary-encoded unless three quarters of them are distinct.
-fn encoding_of(column: &Column) -> PolarsResult<Encoding> {
+/// so the same rows are always encoded, and written, the same way. Every other column keeps
+/// polars' encodings, `default` (strings are dictionary-encoded unless three quarters of them
+/// are distinct).
+fn encoding_of(column: &Column, default: &[Encoding]) -> PolarsResult<Vec<Encoding>> {
     let many = match column.dtype() {
         DataType::Int32 => {
             let ca = column.i32()?;
@@ -389,12 +393,12 @@ fn encoding_of(column: &Column) -> PolarsResult<Encoding> {
             let ca = column.i64()?;
             has_many_values(ca.iter().flatten(), ca.min(), ca.max(), ca.len())
         }
-        _ => false,
+        _ => return Ok(default.to_vec()),
     };
-    Ok(match many {
+    Ok(vec![match many {
         true => Encoding::Plain,
         false => Encoding::RleDictionary,
-    })
+    }])
 }
 
 /// Whether `values` (between `min` and `max`, of a column of `rows`) hold more than one distinct
@@ -520,15 +524,20 @@ mod tests {
             "start",
             (0..50).map(|i| (i % 3 != 0).then_some(i % 4)).collect(),
         );
-        assert_eq!(encoding_of(&distinct).unwrap(), Encoding::Plain);
-        assert_eq!(encoding_of(&few).unwrap(), Encoding::RleDictionary);
+        let default = [Encoding::RleDictionary];
+        assert_eq!(encoding_of(&distinct, &default).unwrap(), [Encoding::Plain]);
+        assert_eq!(encoding_of(&few, &default).unwrap(), default);
         let ports = Column::new(
             "srcport".into(),
             (0..50).map(|i| i * 7).collect::<Vec<i32>>(),
         );
-        assert_eq!(encoding_of(&ports).unwrap(), Encoding::Plain);
+        assert_eq!(encoding_of(&ports, &default).unwrap(), [Encoding::Plain]);
+        // Other columns keep polars' encodings, whatever they are.
         let text = Column::new("action".into(), vec!["ACCEPT"; 50]);
-        assert_eq!(encoding_of(&text).unwrap(), Encoding::RleDictionary);
+        assert_eq!(
+            encoding_of(&text, &[Encoding::Plain]).unwrap(),
+            [Encoding::Plain]
+        );
     }
 
     /// The writer's pages, whichever encoding each column gets, read back as the frame written,
