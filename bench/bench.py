@@ -221,12 +221,17 @@ def compare(fm, work, name, shape, fm_args=(), hostile=False, duckdb=True, unsor
     return r
 
 
-def main():
+def arguments():
+    """The benchmark scripts' arguments: the flowmerge binary, a work folder, --quick."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--flowmerge", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def main():
+    a = arguments()
     os.makedirs(a.work, exist_ok=True)
     print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
     tight = dict(fm_args=("--memory-limit", "768MiB"))

@@ -17,7 +17,6 @@ NODATA records. On it, in one run:
 Usage: bench/independent.py --flowmerge BIN --work DIR [--quick]   (bench/run.sh runs it)
 """
 
-import argparse
 import glob
 import gzip
 import json
@@ -207,11 +206,7 @@ def conserved(fm, work, name, shape, flipped=None):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--flowmerge", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
+    a = bench.arguments()
     work = os.path.join(a.work, "independent")
     os.makedirs(work, exist_ok=True)
     # accounts, minutes, objects per account and minute, records per object
