@@ -118,9 +118,16 @@ def run_duckdb(script, raw, out):
     return float(stdout.decode().split()[-1]), rss
 
 
-def compare(fm, work, name, shape, fm_args=(), hostile=False, duckdb=True, unsorted=False):
+def compare(fm, work, name, shape, fm_args=(), hostile=False, duckdb=True, unsorted=False,
+            make=None):
+    """flowmerge against DuckDB (and parallel gunzip) on a set of `shape` written into a fresh
+    raw folder by `make(raw)` — `flowmerge gen` unless another generator is given."""
     raw = os.path.join(work, name, "raw")
-    generate(fm, raw, *shape)
+    if make is None:
+        generate(fm, raw, *shape)
+    else:
+        shutil.rmtree(raw, ignore_errors=True)
+        make(raw)
     records = shape[3]
     listing = sorted(glob.glob(f"{raw}/**/*.log.gz", recursive=True))
     n_files = len(listing)

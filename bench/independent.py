@@ -7,7 +7,8 @@ share of records that repeat an earlier key of the same 5-minute window (`--merg
 NODATA records. On it, in one run:
 
 - 720 objects / 1.44M records with ~20% of records merging and with none: flowmerge against DuckDB
-  (with and without ORDER BY), alternating, the median ratio of wall times and the peak RSS;
+  (with and without ORDER BY), alternating, the median ratio of wall times and the peak RSS, and
+  the rate of parallel gunzip of the same files (bench.compare, as for `flowmerge gen`'s sets);
 - one batch of 400 objects x 10,000 distinct flows (4M keys) under --memory-limit 768MiB: peak
   RSS, and conservation checked by an oracle (DuckDB's GROUP BY over the raw text, compared row for
   row with flowmerge's output, both ways);
@@ -23,7 +24,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 
@@ -139,42 +139,10 @@ def conservation(raw, out):
 
 
 def speed(fm, work, name, merge, shape):
-    """flowmerge against DuckDB sorted and unsorted, alternating, on a generated set."""
-    raw, out = os.path.join(work, name, "raw"), os.path.join(work, name, "flowmerge")
-    shutil.rmtree(raw, ignore_errors=True)
-    generate(raw, *shape, merge=merge, seed=7)
-    listing = sorted(glob.glob(f"{raw}/**/*.log.gz", recursive=True))
-    fm_runs, sorted_runs, unsorted_runs = [], [], []
-    for i in range(bench.RUNS + 1):
-        shutil.rmtree(out, ignore_errors=True)
-        run = bench.measured([fm, "compact", raw, out, "--json"])
-        duck = bench.run_duckdb(bench.DUCKDB_SCRIPT, raw, os.path.join(work, name, "duckdb"))
-        loose = bench.run_duckdb(bench.DUCKDB_UNSORTED_SCRIPT, raw,
-                                 os.path.join(work, name, "duckdb-unsorted"))
-        if i > 0:
-            fm_runs.append(run)
-            sorted_runs.append(duck)
-            unsorted_runs.append(loose)
-    summary = json.loads(fm_runs[-1][2])
-    ratio = lambda runs: statistics.median(d[0] / f[0] for d, f in zip(runs, fm_runs))
-    r = {
-        "set": name, "files": len(listing), "records": summary["records_in"],
-        "rows_out": summary["rows_out"],
-        "flowmerge_seconds": round(statistics.median(f[0] for f in fm_runs), 3),
-        "flowmerge_peak_rss_mib": round(max(f[1] for f in fm_runs) / 2**20, 1),
-        "duckdb_seconds": round(statistics.median(d[0] for d in sorted_runs), 3),
-        "duckdb_unsorted_seconds": round(statistics.median(d[0] for d in unsorted_runs), 3),
-        "speed_ratio_median": round(ratio(sorted_runs), 2),
-        "speed_ratio_unsorted_median": round(ratio(unsorted_runs), 2),
-        "duckdb_peak_rss_mib": round(max(d[1] for d in sorted_runs) / 2**20, 1),
-    }
-    print(f"\n== {name}: {r['files']} files, {r['records']:,} records → {r['rows_out']:,} rows")
-    print(f"  flowmerge {r['flowmerge_seconds']} s, peak {r['flowmerge_peak_rss_mib']} MiB; DuckDB "
-          f"{r['duckdb_seconds']} s sorted, {r['duckdb_unsorted_seconds']} s unsorted, peak "
-          f"{r['duckdb_peak_rss_mib']} MiB")
-    print(f"  speed {r['speed_ratio_median']}× DuckDB, {r['speed_ratio_unsorted_median']}× DuckDB "
-          f"without ORDER BY")
-    return r
+    """flowmerge against DuckDB sorted and unsorted, and parallel gunzip, on a generated set
+    (bench.compare: alternating runs, median ratios)."""
+    make = lambda raw: generate(raw, *shape, merge=merge, seed=7)
+    return bench.compare(fm, work, name, shape, unsorted=True, make=make)
 
 
 def conserved(fm, work, name, shape, flipped=None):
