@@ -72,6 +72,61 @@ pub struct Combiner {
     tables: Vec<Table>,
     /// The vectors an object is staged in, reused by the next object.
     staged: Staged,
+    /// What the first table made reserves.
+    room: Room,
+}
+
+/// Room a table reserves when it is made: entries, and bytes of their keys and metrics.
+///
+/// A table that grows by doubling copies itself into fresh memory at every step, and the kernel
+/// zeroes each fresh page first: on traffic whose keys rarely repeat (every record a table
+/// entry) that was 5% of the CPU time. Given the size the last batch's tables reached, a table
+/// is made that size at once; untouched room costs no resident memory, and it never changes
+/// what a table holds, only where.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Room {
+    pub entries: usize,
+    pub key_bytes: usize,
+    /// Metric slots (a table's metrics per entry, times its entries).
+    pub metrics: usize,
+}
+
+impl Room {
+    pub const NONE: Room = Room {
+        entries: 0,
+        key_bytes: 0,
+        metrics: 0,
+    };
+
+    /// About the bytes a table with this room holds, as [`Combiner::held_bytes`] counts them.
+    pub fn bytes(&self) -> u64 {
+        let words = self.metrics + 5 * self.entries;
+        // The index: a usize and a control byte per bucket, at most 7/8 of them full.
+        let index = self.entries.div_ceil(7) * 8 * 9;
+        (self.key_bytes + 8 * words + index) as u64
+    }
+
+    /// This room, or as much of it in proportion as [`Room::bytes`] fits in `bytes`.
+    pub fn within(self, bytes: u64) -> Room {
+        let have = self.bytes();
+        match have <= bytes {
+            true => self,
+            false => self.times(bytes, have),
+        }
+    }
+
+    /// This room times `num / den`.
+    pub fn times(self, num: u64, den: u64) -> Room {
+        let scale = |n: usize| {
+            let scaled = n as u128 * u128::from(num) / u128::from(den.max(1));
+            usize::try_from(scaled).unwrap_or(usize::MAX)
+        };
+        Room {
+            entries: scale(self.entries),
+            key_bytes: scale(self.key_bytes),
+            metrics: scale(self.metrics),
+        }
+    }
 }
 
 /// The most staging capacity kept for the next object: a larger object's is freed after it.
@@ -85,6 +140,27 @@ static KEY_HASHER: std::sync::LazyLock<DefaultHashBuilder> =
     std::sync::LazyLock::new(DefaultHashBuilder::default);
 
 impl Combiner {
+    /// An empty combiner whose first table reserves `room` ([`Room`]).
+    pub fn with_room(room: Room) -> Self {
+        Self {
+            room,
+            ..Self::default()
+        }
+    }
+
+    /// The size of its largest table: the room to give the next batch's tables.
+    pub fn largest_table(&self) -> Room {
+        self.tables
+            .iter()
+            .map(|t| Room {
+                entries: t.counts.len(),
+                key_bytes: t.keys.len(),
+                metrics: t.metrics.len(),
+            })
+            .max_by_key(|r| r.entries)
+            .unwrap_or_default()
+    }
+
     /// Records folded in so far.
     pub fn records(&self) -> u64 {
         self.tables
@@ -166,7 +242,9 @@ impl Combiner {
             }) {
                 Some(i) => &mut self.tables[i],
                 None => {
-                    self.tables.push(Table::new(Arc::clone(&segment.layout)));
+                    let room = std::mem::take(&mut self.room);
+                    let table = Table::with_room(Arc::clone(&segment.layout), room);
+                    self.tables.push(table);
                     let last = self.tables.len() - 1;
                     &mut self.tables[last]
                 }
@@ -507,16 +585,20 @@ struct Table {
 
 impl Table {
     fn new(layout: Arc<Layout>) -> Self {
+        Self::with_room(layout, Room::NONE)
+    }
+
+    fn with_room(layout: Arc<Layout>, room: Room) -> Self {
         Self {
             roles: metric_roles(&layout),
             layout,
-            index: HashTable::new(),
-            hashes: Vec::new(),
-            keys: Vec::new(),
-            key_ends: Vec::new(),
-            metrics: Vec::new(),
-            present: Vec::new(),
-            counts: Vec::new(),
+            index: HashTable::with_capacity(room.entries),
+            hashes: Vec::with_capacity(room.entries),
+            keys: Vec::with_capacity(room.key_bytes),
+            key_ends: Vec::with_capacity(room.entries),
+            metrics: Vec::with_capacity(room.metrics),
+            present: Vec::with_capacity(room.entries),
+            counts: Vec::with_capacity(room.entries),
         }
     }
 
@@ -779,7 +861,10 @@ mod tests {
     const HEADER: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status tcp-flags";
 
     fn combine(texts: &[&str]) -> Combiner {
-        let mut c = Combiner::default();
+        combine_into(Combiner::default(), texts)
+    }
+
+    fn combine_into(mut c: Combiner, texts: &[&str]) -> Combiner {
         for (i, t) in texts.iter().enumerate() {
             combine_object(
                 &format!("o{i}"),
@@ -1073,5 +1158,56 @@ mod tests {
                 .get(0),
             Some(2)
         );
+    }
+
+    #[test]
+    fn room_changes_where_a_table_is_not_what_it_holds() {
+        let first = format!("{HEADER}\n2 1 eni-1 a b 1 2 6 1 1 1 1 ACCEPT OK 0\n");
+        let first = format!("{first}2 1 eni-1 c d 1 2 6 1 1 1 1 ACCEPT OK 0\n");
+        let second = format!("{HEADER}\n2 1 eni-1 a b 1 2 6 5 5 0 9 ACCEPT OK 2\n");
+        let texts = [first.as_str(), second.as_str()];
+        let plain = combine(&texts);
+        let grown = plain.largest_table();
+        assert_eq!(grown.entries, 2, "two keys");
+        assert_eq!(grown.metrics, 2 * plain.tables[0].roles.len());
+        assert!(grown.key_bytes > 0);
+
+        let room = Room {
+            entries: 10_000,
+            key_bytes: 500_000,
+            metrics: 60_000,
+        };
+        let roomy = combine_into(Combiner::with_room(room), &texts);
+        // The room is taken by the first table only, and is what it holds.
+        assert!(
+            roomy.held_bytes() >= room.bytes() * 9 / 10,
+            "{}",
+            roomy.held_bytes()
+        );
+        assert!(roomy.held_bytes() > 10 * plain.held_bytes());
+        assert_eq!(roomy.largest_table(), grown);
+        assert_eq!(roomy.into_frames().unwrap(), plain.into_frames().unwrap());
+    }
+
+    #[test]
+    fn room_is_scaled_to_fit() {
+        let room = Room {
+            entries: 1 << 20,
+            key_bytes: 64 << 20,
+            metrics: 6 << 20,
+        };
+        assert_eq!(room.within(u64::MAX), room);
+        assert_eq!(room.within(room.bytes()), room);
+        for bytes in [0, 1 << 10, 1 << 20, room.bytes() / 2] {
+            let fit = room.within(bytes);
+            // Each part is rounded down; the index is counted in whole groups of buckets.
+            assert!(fit.bytes() <= bytes + 72, "{fit:?} in {bytes}");
+            assert!(fit.entries < room.entries);
+        }
+        let half = room.times(1, 2);
+        assert_eq!(half.entries, 1 << 19);
+        assert_eq!(half.key_bytes, 32 << 20);
+        assert_eq!(room.times(3, 2).entries, 3 << 19);
+        assert_eq!(room.times(1, 0), room, "no division by zero");
     }
 }

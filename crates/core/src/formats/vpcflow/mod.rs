@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use polars::prelude::*;
 
-pub use combine::{Combiner, ObjectStats, combine_object};
+pub use combine::{Combiner, ObjectStats, Room, combine_object};
 pub use parse::{ParseOptions, ParsedObject, parse_object, parse_text};
 
 use parse::Layout;
@@ -143,9 +143,22 @@ fn merge_incoming(
     progress: Option<&ProgressHook>,
 ) -> Result<(Option<Rows>, BatchReport)> {
     let memory = &opts.memory;
+    let threads = rayon::current_num_threads().max(1);
+    // Each thread's table starts half as large again as the last batch's largest grew (a
+    // table that outgrows its room copies all of it once more), within a quarter of the
+    // thread's share of the fold's memory, so that room it does not use never makes it spill
+    // much sooner.
+    let room = last_room()
+        .times(3, 2)
+        .within(memory.fold_bytes / threads as u64 / 4);
+    tracing::debug!(
+        entries = room.entries,
+        bytes = room.bytes(),
+        "room of the threads' tables"
+    );
     let state = FoldState {
-        combiners: (0..rayon::current_num_threads().max(1))
-            .map(|_| Mutex::default())
+        combiners: (0..threads)
+            .map(|_| Mutex::new(Combiner::with_room(room)))
             .collect(),
         held: AtomicU64::new(0),
         budget: memory.fold_bytes,
@@ -209,6 +222,8 @@ fn merge_incoming(
         .map(|c| c.into_inner().unwrap_or_else(PoisonError::into_inner));
     let rows = match state.spill.into_inner() {
         None => {
+            let combiners: Vec<Combiner> = combiners.collect();
+            remember_room(combiners.iter().map(Combiner::largest_table));
             // The threads' tables folded into one: with one layout its rows are the merge's
             // rows already, and polars only orders them (no group-by of every row again).
             let mut all = Combiner::default();
@@ -258,6 +273,21 @@ fn merge_incoming(
         }
     };
     Ok((rows, report))
+}
+
+/// The largest table a thread built in the last batch that did not spill: the room
+/// ([`Room`]) the next batch's tables reserve. One per process: batches of one pipeline are
+/// alike in size, and a wrong guess costs only untouched room or a doubling, never output.
+static LAST_ROOM: Mutex<Room> = Mutex::new(Room::NONE);
+
+fn last_room() -> Room {
+    *LAST_ROOM.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn remember_room(tables: impl Iterator<Item = Room>) {
+    if let Some(largest) = tables.max_by_key(|r| r.entries) {
+        *LAST_ROOM.lock().unwrap_or_else(PoisonError::into_inner) = largest;
+    }
 }
 
 /// What the parsing threads share while they fold.
