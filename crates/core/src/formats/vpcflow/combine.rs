@@ -819,6 +819,20 @@ impl Table {
                 }
             }
         }
+        // The metrics, a vector per slot, in one pass over the entries (a slot's value under a
+        // missing metric is 0, masked by the column's validity).
+        let mut metrics: Vec<Vec<i64>> = (0..width).map(|_| Vec::with_capacity(rows)).collect();
+        let mut all_present = u64::MAX;
+        for &(t, e) in &live {
+            all_present &= t.present[e];
+            for (column, &v) in metrics
+                .iter_mut()
+                .zip(&t.metrics[e * width..(e + 1) * width])
+            {
+                column.push(v);
+            }
+        }
+        let mut metrics = metrics.into_iter();
         let mut keys = keys.into_iter();
         let mut columns: Vec<Column> = Vec::with_capacity(first.layout.columns.len() + 1);
         let mut slot = 0;
@@ -828,27 +842,36 @@ impl Table {
                 continue;
             }
             let bit = 1u64 << slot;
-            let values = live
-                .iter()
-                .map(|&(t, e)| (t.present[e] & bit != 0).then(|| t.metrics[e * width + slot]));
+            let values = metrics.next().unwrap_or_default();
+            let validity = (all_present & bit == 0).then(|| {
+                let present = live.iter().map(|&(t, e)| t.present[e] & bit != 0);
+                BooleanChunked::from_iter_values(PlSmallStr::EMPTY, present)
+            });
             let name = column.name.clone();
             columns.push(match column.ty {
                 // Metrics were parsed as 32-bit values; min, max and bit-or stay in range.
-                FieldType::Int32 => values
-                    .map(|v| v.map(|v| v as i32))
-                    .collect::<Int32Chunked>()
-                    .with_name(name)
-                    .into_column(),
-                _ => values
-                    .collect::<Int64Chunked>()
-                    .with_name(name)
-                    .into_column(),
+                FieldType::Int32 => {
+                    let values = values.into_iter().map(|v| v as i32).collect();
+                    masked(Int32Chunked::from_vec(name, values), validity.as_ref()).into_column()
+                }
+                _ => masked(Int64Chunked::from_vec(name, values), validity.as_ref()).into_column(),
             });
             slot += 1;
         }
         let counts: Vec<i64> = live.iter().map(|&(t, e)| t.counts[e]).collect();
         columns.push(Int64Chunked::from_vec(MERGED_RECORDS.into(), counts).into_column());
         DataFrame::new(rows, columns)
+    }
+}
+
+/// `values` with the bits of `valid` (one chunk) as their validity; all valid without it.
+fn masked<T: PolarsNumericType>(
+    values: ChunkedArray<T>,
+    valid: Option<&BooleanChunked>,
+) -> ChunkedArray<T> {
+    match valid.and_then(|c| c.downcast_iter().next()) {
+        Some(bits) => values.with_validity(Some(bits.values().clone())),
+        None => values,
     }
 }
 
