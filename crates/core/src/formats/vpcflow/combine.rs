@@ -81,8 +81,8 @@ pub struct Combiner {
 /// A table that grows by doubling copies itself into fresh memory at every step, and the kernel
 /// zeroes each fresh page first: on traffic whose keys rarely repeat (every record a table
 /// entry) that was 5% of the CPU time. Given the size the last batch's tables reached, a table
-/// is made that size at once; untouched room costs no resident memory, and it never changes
-/// what a table holds, only where.
+/// is made about that size at once; untouched room costs no resident memory, and it never
+/// changes what a table holds, only where.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Room {
     pub entries: usize,
@@ -100,10 +100,15 @@ impl Room {
 
     /// About the bytes a table with this room holds, as [`Combiner::held_bytes`] counts them.
     pub fn bytes(&self) -> u64 {
-        let words = self.metrics + 5 * self.entries;
+        let (entries, key_bytes, metrics) = (
+            self.entries as u128,
+            self.key_bytes as u128,
+            self.metrics as u128,
+        );
         // The index: a usize and a control byte per bucket, at most 7/8 of them full.
-        let index = self.entries.div_ceil(7) * 8 * 9;
-        (self.key_bytes + 8 * words + index) as u64
+        let index = entries.div_ceil(7) * 8 * 9;
+        let bytes = key_bytes + 8 * (metrics + 5 * entries) + index;
+        u64::try_from(bytes).unwrap_or(u64::MAX)
     }
 
     /// This room, or as much of it in proportion as [`Room::bytes`] fits in `bytes`.
@@ -1201,7 +1206,7 @@ mod tests {
             metrics: 60_000,
         };
         let roomy = combine_into(Combiner::with_room(room), &texts);
-        // The room is taken by the first table only, and is what it holds.
+        // The table holds the room, and the same entries as without it.
         assert!(
             roomy.held_bytes() >= room.bytes() * 9 / 10,
             "{}",
