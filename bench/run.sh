@@ -8,6 +8,7 @@
 #                                 from a generator of its own, with a conservation oracle;
 #                                 bench/rollup.py: the rollup of a day)
 #        BENCH_QUICK=1 bench/run.sh   (a small set, to check the script itself)
+#        BENCH_RUNS=7 bench/run.sh    (7 alternating runs of each tool per set instead of 3)
 # Installs what it needs (duckdb from PyPI into a cached venv); builds flowmerge in release mode.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
