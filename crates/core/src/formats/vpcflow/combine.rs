@@ -98,17 +98,11 @@ impl Room {
         metrics: 0,
     };
 
-    /// About the bytes a table with this room holds, as [`Combiner::held_bytes`] counts them.
+    /// The bytes a table with this room holds, as [`Combiner::held_bytes`] counts them: five
+    /// words per entry besides its metrics (as [`Table`] has them) and an index slot.
     pub fn bytes(&self) -> u64 {
-        let (entries, key_bytes, metrics) = (
-            self.entries as u128,
-            self.key_bytes as u128,
-            self.metrics as u128,
-        );
-        // The index: a usize and a control byte per bucket, at most 7/8 of them full.
-        let index = entries.div_ceil(7) * 8 * 9;
-        let bytes = key_bytes + 8 * (metrics + 5 * entries) + index;
-        u64::try_from(bytes).unwrap_or(u64::MAX)
+        let words = self.entries.saturating_mul(5).saturating_add(self.metrics);
+        held_bytes(self.key_bytes, words, self.entries)
     }
 
     /// This room, or as much of it in proportion as [`Room::bytes`] fits in `bytes`.
@@ -334,6 +328,13 @@ fn metric_roles(layout: &Layout) -> Vec<Role> {
         .map(|c| c.role)
         .filter(|r| *r != Role::Key)
         .collect()
+}
+
+/// What the memory limit counts for a table's capacities: bytes of keys, 8-byte words, and
+/// index slots of a usize and a control byte each.
+fn held_bytes(key_bytes: usize, words: usize, index_slots: usize) -> u64 {
+    let bytes = key_bytes as u128 + 8 * words as u128 + 9 * index_slots as u128;
+    u64::try_from(bytes).unwrap_or(u64::MAX)
 }
 
 /// One object's records, checked and encoded, waiting to be folded in.
@@ -613,8 +614,7 @@ impl Table {
             + self.present.capacity()
             + self.counts.capacity()
             + self.hashes.capacity();
-        // The index: a usize and a control byte per bucket.
-        (self.keys.capacity() + words * 8 + self.index.capacity() * 9) as u64
+        held_bytes(self.keys.capacity(), words, self.index.capacity())
     }
 
     fn key(&self, entry: usize) -> &[u8] {
@@ -1228,7 +1228,7 @@ mod tests {
         assert_eq!(room.within(room.bytes()), room);
         for bytes in [0, 1 << 10, 1 << 20, room.bytes() / 2] {
             let fit = room.within(bytes);
-            // Each part is rounded down; the index is counted in whole groups of buckets.
+            // Each part is rounded down, so the scaled room never counts more than it may.
             assert!(fit.bytes() <= bytes + 72, "{fit:?} in {bytes}");
             assert!(fit.entries < room.entries);
         }
