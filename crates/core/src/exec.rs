@@ -28,6 +28,7 @@ use crate::job::is_raw_log_key;
 use crate::layout::output_key;
 use crate::memory::{MemoryLimits, SpillDir};
 use crate::ports::CommitLedger;
+use crate::sort::int_min_max;
 use crate::source::{Arrival, Incoming, Rows};
 use crate::store::key_path;
 
@@ -386,12 +387,12 @@ fn encoding_of(column: &Column, default: &[Encoding]) -> PolarsResult<Vec<Encodi
     let many = match column.dtype() {
         DataType::Int32 => {
             let ca = column.i32()?;
-            let (min, max) = (ca.min().map(i64::from), ca.max().map(i64::from));
-            has_many_values(ca.iter().flatten().map(i64::from), min, max, ca.len())
+            let values = ca.iter().flatten().map(i64::from);
+            has_many_values(values, int_min_max(ca), ca.len())
         }
         DataType::Int64 => {
             let ca = column.i64()?;
-            has_many_values(ca.iter().flatten(), ca.min(), ca.max(), ca.len())
+            has_many_values(ca.iter().flatten(), int_min_max(ca), ca.len())
         }
         _ => return Ok(default.to_vec()),
     };
@@ -407,11 +408,10 @@ fn encoding_of(column: &Column, default: &[Encoding]) -> PolarsResult<Vec<Encodi
 /// answer is known.
 fn has_many_values(
     values: impl Iterator<Item = i64>,
-    min: Option<i64>,
-    max: Option<i64>,
+    min_max: Option<(i64, i64)>,
     rows: usize,
 ) -> bool {
-    let (Some(min), Some(max)) = (min, max) else {
+    let Some((min, max)) = min_max else {
         return false;
     };
     let most = rows / PLAIN_FROM;
@@ -501,8 +501,12 @@ mod tests {
     #[test]
     fn integer_columns_with_many_values_are_written_plain() {
         let count = |values: &[i64], rows| {
-            let (min, max) = (values.iter().min().copied(), values.iter().max().copied());
-            has_many_values(values.iter().copied(), min, max, rows)
+            let min_max = values
+                .iter()
+                .min()
+                .copied()
+                .zip(values.iter().max().copied());
+            has_many_values(values.iter().copied(), min_max, rows)
         };
         // 100 rows: plain from 11 distinct values on.
         let ten: Vec<i64> = (0..100).map(|i| i % 10 * 97).collect();
@@ -516,7 +520,7 @@ mod tests {
         // A span narrower than a tenth of the rows cannot hold more values.
         assert!(!count(&[3, 4, 5, 3], 1000));
         // All null: nothing to count.
-        assert!(!has_many_values(std::iter::empty(), None, None, 10));
+        assert!(!has_many_values(std::iter::empty(), None, 10));
 
         let column = |name: &str, values: Vec<Option<i64>>| Column::new(name.into(), values);
         let distinct = column("bytes", (0..50).map(Some).collect());
