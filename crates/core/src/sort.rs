@@ -105,14 +105,23 @@ fn hashed_string_ranks(ca: &StringChunked) -> Ranks {
     const NULL: u32 = u32::MAX;
     let mut ids: HashMap<&str, u32> = HashMap::new();
     let mut distinct: Vec<&str> = Vec::new();
+    // A row's value is looked up only when it differs from the row before: accounts, actions and
+    // statuses come in long runs (a flow-log object is one account's), and comparing two short
+    // strings is cheaper than hashing one.
+    let mut last: Option<(&str, u32)> = None;
     let mut codes: Vec<u32> = ca
         .iter()
-        .map(|v| match v {
-            None => NULL,
-            Some(s) => *ids.entry(s).or_insert_with(|| {
-                distinct.push(s);
-                (distinct.len() - 1) as u32
-            }),
+        .map(|v| match (v, last) {
+            (None, _) => NULL,
+            (Some(s), Some((before, id))) if s == before => id,
+            (Some(s), _) => {
+                let id = *ids.entry(s).or_insert_with(|| {
+                    distinct.push(s);
+                    (distinct.len() - 1) as u32
+                });
+                last = Some((s, id));
+                id
+            }
         })
         .collect();
     let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
