@@ -14,6 +14,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use polars::io::parquet::write::{BatchedWriter, get_encodings};
 use polars::polars_utils::compression::ZstdLevel;
 use polars::prelude::*;
+use polars_arrow::array::{Array, DictionaryArray, PrimitiveArray, Utf8ViewArray};
+use polars_arrow::datatypes::IntegerType;
 use polars_parquet::write::{
     CompressedPage, Encoding, ParquetType, Version, WriteOptions, array_to_columns, compress,
 };
@@ -364,6 +366,25 @@ fn column_pages(
     encoding: &[Encoding],
     options: WriteOptions,
 ) -> PolarsResult<Vec<CompressedPage>> {
+    let dictionary = match encoding {
+        [Encoding::RleDictionary] => few_valued_dictionary(array.as_ref()),
+        _ => None,
+    };
+    compressed_pages(
+        dictionary.as_ref().unwrap_or(array),
+        type_,
+        encoding,
+        options,
+    )
+}
+
+/// `array` encoded by polars' writer and compressed.
+fn compressed_pages(
+    array: &ArrayRef,
+    type_: &ParquetType,
+    encoding: &[Encoding],
+    options: WriteOptions,
+) -> PolarsResult<Vec<CompressedPage>> {
     let mut pages = Vec::new();
     // A leaf per encoding: one for a flat column.
     for leaf in array_to_columns(array, type_.clone(), options, encoding)? {
@@ -373,6 +394,66 @@ fn column_pages(
     }
     Ok(pages)
 }
+
+/// A text column of few distinct values as the dictionary array polars' writer would make of it
+/// (keys in the order values are first seen, a null's key 0 under the column's validity), built
+/// looking a value up only where it differs from the row before: sorted and low-cardinality
+/// columns (accounts, interfaces, actions, statuses) come in long runs, and polars hashes every
+/// row twice, once to estimate the column's cardinality and once to build the dictionary.
+/// `None` — polars' own path, which may still dictionary-encode it — for any other column, for
+/// one with more than 256 values among its first 4,096 rows, and for one with more distinct values
+/// than an eighth of its rows: far below the three quarters past which polars writes a column
+/// plain, so the column is encoded, and written, as polars would have done it.
+fn few_valued_dictionary(array: &dyn Array) -> Option<ArrayRef> {
+    let text = array.as_any().downcast_ref::<Utf8ViewArray>()?;
+    let rows = text.len();
+    if rows == 0 {
+        return None;
+    }
+    let most = match rows <= 128 {
+        // polars dictionary-encodes a column of up to 128 rows whatever it holds.
+        true => rows,
+        false => rows / 8,
+    };
+    let mut ids: hashbrown::HashMap<&str, u32> = hashbrown::HashMap::new();
+    let mut distinct: Vec<&str> = Vec::new();
+    let mut keys: Vec<u32> = Vec::with_capacity(rows);
+    let mut last: Option<(&str, u32)> = None;
+    for (row, value) in text.iter().enumerate() {
+        if row == DICTIONARY_SAMPLE_ROWS && distinct.len() > DICTIONARY_SAMPLE_VALUES {
+            return None;
+        }
+        keys.push(match (value, last) {
+            (None, _) => 0,
+            (Some(s), Some((before, id))) if s == before => id,
+            (Some(s), _) => {
+                let id = match ids.entry(s) {
+                    hashbrown::hash_map::Entry::Occupied(e) => *e.get(),
+                    hashbrown::hash_map::Entry::Vacant(e) => {
+                        if distinct.len() >= most {
+                            return None;
+                        }
+                        distinct.push(s);
+                        *e.insert((distinct.len() - 1) as u32)
+                    }
+                };
+                last = Some((s, id));
+                id
+            }
+        });
+    }
+    let validity = text.validity().filter(|v| v.unset_bits() > 0).cloned();
+    let keys = PrimitiveArray::<u32>::try_new(ArrowDataType::UInt32, keys.into(), validity).ok()?;
+    let values = Utf8ViewArray::from_slice_values(&distinct);
+    let dtype =
+        ArrowDataType::Dictionary(IntegerType::UInt32, Box::new(text.dtype().clone()), false);
+    let dictionary = DictionaryArray::<u32>::try_new(dtype, keys, values.boxed()).ok()?;
+    Some(dictionary.boxed())
+}
+
+/// The rows [`few_valued_dictionary`] looks at first, and the most values they may hold.
+const DICTIONARY_SAMPLE_ROWS: usize = 4096;
+const DICTIONARY_SAMPLE_VALUES: usize = 256;
 
 /// How a column's values are encoded. An integer column is dictionary-encoded only when it has
 /// at most one distinct value in [`PLAIN_FROM`] rows; ports, byte counts and the like are
@@ -497,6 +578,64 @@ pub async fn list_objects(store: &dyn ObjectStore, prefix: Option<&str>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Text columns that [`few_valued_dictionary`] takes are encoded to the bytes polars' own
+    /// path gives them; the others are left to it.
+    #[test]
+    fn few_valued_text_is_encoded_as_polars_encodes_it() {
+        let options = WriteOptions {
+            statistics: StatisticsOptions::full(),
+            version: Version::V1,
+            compression: compression(Effort::Merge).into(),
+            data_page_size: None,
+        };
+        let field = polars_arrow::datatypes::Field::new("s".into(), ArrowDataType::Utf8View, true);
+        let type_ = polars_parquet::write::to_parquet_type(&field).unwrap();
+        let runs = |rows: usize, values: usize| -> Vec<Option<String>> {
+            (0..rows)
+                .map(|i| (i % 13 != 5).then(|| format!("value-{}", i / 7 % values)))
+                .collect()
+        };
+        let cases: [(&str, Vec<Option<String>>, bool); 7] = [
+            ("runs of three values, nulls", runs(5000, 3), true),
+            (
+                "100 distinct values in 100 rows",
+                runs(700, 100)[..100].to_vec(),
+                true,
+            ),
+            (
+                "an eighth distinct",
+                (0..800).map(|i| Some((i % 100).to_string())).collect(),
+                true,
+            ),
+            (
+                "more than an eighth",
+                (0..800).map(|i| Some((i % 101).to_string())).collect(),
+                false,
+            ),
+            (
+                "all distinct",
+                (0..1000).map(|i| Some(i.to_string())).collect(),
+                false,
+            ),
+            ("many values in the first rows", runs(100_000, 1000), false),
+            ("all null", vec![None; 300], true),
+        ];
+        for (what, values, taken) in cases {
+            let column =
+                StringChunked::from_iter_options("s".into(), values.iter().map(|v| v.as_deref()));
+            let array: ArrayRef = column.rechunk().downcast_iter().next().unwrap().to_boxed();
+            let encoding = [Encoding::RleDictionary];
+            assert_eq!(
+                few_valued_dictionary(array.as_ref()).is_some(),
+                taken,
+                "{what}"
+            );
+            let ours = column_pages(&array, &type_, &encoding, options).unwrap();
+            let theirs = compressed_pages(&array, &type_, &encoding, options).unwrap();
+            assert_eq!(format!("{ours:?}"), format!("{theirs:?}"), "{what}");
+        }
+    }
 
     #[test]
     fn integer_columns_with_many_values_are_written_plain() {
