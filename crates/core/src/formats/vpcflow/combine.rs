@@ -788,9 +788,9 @@ impl Table {
         let rows = live.len();
         let width = first.roles.len();
         let key_columns = first.key_columns();
-        let mut keys: Vec<ColumnBuilder> = key_columns
+        let mut keys: Vec<KeyColumn> = key_columns
             .iter()
-            .map(|c| ColumnBuilder::new(c, rows))
+            .map(|c| KeyColumn::new(c, rows))
             .collect();
         let mut row = 0;
         for table in tables {
@@ -813,13 +813,16 @@ impl Table {
                 for (builder, column) in keys.iter_mut().zip(&key_columns) {
                     let token = tokens.next();
                     let value = key_text.zip(token.clone()).and_then(|(k, r)| k.get(r));
+                    let token = token.map_or(&b"-"[..], |r| &key[r]);
+                    let bad = |e: ParseError| polars_err!(ComputeError: "{e}");
                     match (builder, value) {
-                        (ColumnBuilder::Str(b), Some(v)) => {
+                        (KeyColumn::Int(values), _) => {
+                            values.push(column.int(&at, token).map_err(bad)?)
+                        }
+                        (KeyColumn::Text(ColumnBuilder::Str(b)), Some(v)) => {
                             b.append_option((v != "-").then_some(v))
                         }
-                        (builder, _) => builder
-                            .append(column, &at, token.map_or(&b"-"[..], |r| &key[r]))
-                            .map_err(|e| polars_err!(ComputeError: "{e}"))?,
+                        (KeyColumn::Text(b), _) => b.append(column, &at, token).map_err(bad)?,
                     }
                 }
             }
@@ -843,7 +846,7 @@ impl Table {
         let mut slot = 0;
         for column in &first.layout.columns {
             if column.role == Role::Key {
-                columns.extend(keys.next().map(ColumnBuilder::finish));
+                columns.extend(keys.next().map(|k| k.finish(column)));
                 continue;
             }
             let bit = 1u64 << slot;
@@ -866,6 +869,81 @@ impl Table {
         let counts: Vec<i64> = live.iter().map(|&(t, e)| t.counts[e]).collect();
         columns.push(Int64Chunked::from_vec(MERGED_RECORDS.into(), counts).into_column());
         DataFrame::new(rows, columns)
+    }
+}
+
+/// A key column of [`Table::frame_of`] as it is built: a number column as plain values (most
+/// have no nulls, and polars' nullable builders cost more per row than the parse), text through
+/// polars' builder.
+enum KeyColumn {
+    Int(NullableInts),
+    Text(ColumnBuilder),
+}
+
+impl KeyColumn {
+    fn new(column: &LayoutColumn, rows: usize) -> Self {
+        match column.ty {
+            FieldType::Int32 | FieldType::Int64 => Self::Int(NullableInts::with_capacity(rows)),
+            FieldType::String => Self::Text(ColumnBuilder::new(column, rows)),
+        }
+    }
+
+    fn finish(self, column: &LayoutColumn) -> Column {
+        match self {
+            Self::Int(ints) => ints.finish(column),
+            Self::Text(builder) => builder.finish(),
+        }
+    }
+}
+
+/// Numbers and the rows among them that are null (a null's slot holds 0).
+struct NullableInts {
+    values: Vec<i64>,
+    nulls: Vec<usize>,
+}
+
+impl NullableInts {
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            values: Vec::with_capacity(rows),
+            nulls: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, value: Option<i64>) {
+        if value.is_none() {
+            self.nulls.push(self.values.len());
+        }
+        self.values.push(value.unwrap_or_default());
+    }
+
+    /// The column `column` of these values.
+    fn finish(self, column: &LayoutColumn) -> Column {
+        let validity = self.validity();
+        let name = column.name.clone();
+        match column.ty {
+            // Int32 tokens were range-checked by `LayoutColumn::int`.
+            FieldType::Int32 => {
+                let values = self.values.into_iter().map(|v| v as i32).collect();
+                masked(Int32Chunked::from_vec(name, values), validity.as_ref()).into_column()
+            }
+            _ => masked(Int64Chunked::from_vec(name, self.values), validity.as_ref()).into_column(),
+        }
+    }
+
+    /// The validity of the values, `None` when none is null.
+    fn validity(&self) -> Option<BooleanChunked> {
+        if self.nulls.is_empty() {
+            return None;
+        }
+        let mut valid = vec![true; self.values.len()];
+        for &row in &self.nulls {
+            valid[row] = false;
+        }
+        Some(BooleanChunked::from_iter_values(
+            PlSmallStr::EMPTY,
+            valid.into_iter(),
+        ))
     }
 }
 
