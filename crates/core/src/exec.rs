@@ -30,7 +30,7 @@ use crate::job::is_raw_log_key;
 use crate::layout::output_key;
 use crate::memory::{MemoryLimits, SpillDir};
 use crate::ports::CommitLedger;
-use crate::sort::int_min_max;
+use crate::sort::{FirstSeen, int_min_max};
 use crate::source::{Arrival, Incoming, Rows};
 use crate::store::key_path;
 
@@ -415,36 +415,20 @@ fn few_valued_dictionary(array: &dyn Array) -> Option<ArrayRef> {
         true => rows,
         false => rows / 8,
     };
-    let mut ids: hashbrown::HashMap<&str, u32> = hashbrown::HashMap::new();
-    let mut distinct: Vec<&str> = Vec::new();
+    let mut seen = FirstSeen::default();
     let mut keys: Vec<u32> = Vec::with_capacity(rows);
-    let mut last: Option<(&str, u32)> = None;
     for (row, value) in text.iter().enumerate() {
-        if row == DICTIONARY_SAMPLE_ROWS && distinct.len() > DICTIONARY_SAMPLE_VALUES {
+        if row == DICTIONARY_SAMPLE_ROWS && seen.values.len() > DICTIONARY_SAMPLE_VALUES {
             return None;
         }
-        keys.push(match (value, last) {
-            (None, _) => 0,
-            (Some(s), Some((before, id))) if s == before => id,
-            (Some(s), _) => {
-                let id = match ids.entry(s) {
-                    hashbrown::hash_map::Entry::Occupied(e) => *e.get(),
-                    hashbrown::hash_map::Entry::Vacant(e) => {
-                        if distinct.len() >= most {
-                            return None;
-                        }
-                        distinct.push(s);
-                        *e.insert((distinct.len() - 1) as u32)
-                    }
-                };
-                last = Some((s, id));
-                id
-            }
-        });
+        keys.push(value.map_or(0, |s| seen.id(s)));
+        if seen.values.len() > most {
+            return None;
+        }
     }
     let validity = text.validity().filter(|v| v.unset_bits() > 0).cloned();
     let keys = PrimitiveArray::<u32>::try_new(ArrowDataType::UInt32, keys.into(), validity).ok()?;
-    let values = Utf8ViewArray::from_slice_values(&distinct);
+    let values = Utf8ViewArray::from_slice_values(&seen.values);
     let dtype =
         ArrowDataType::Dictionary(IntegerType::UInt32, Box::new(text.dtype().clone()), false);
     let dictionary = DictionaryArray::<u32>::try_new(dtype, keys, values.boxed()).ok()?;

@@ -103,27 +103,9 @@ const FEW_VALUES: usize = 256;
 
 fn hashed_string_ranks(ca: &StringChunked) -> Ranks {
     const NULL: u32 = u32::MAX;
-    let mut ids: HashMap<&str, u32> = HashMap::new();
-    let mut distinct: Vec<&str> = Vec::new();
-    // A row's value is looked up only when it differs from the row before: accounts, actions and
-    // statuses come in long runs (a flow-log object is one account's), and comparing two short
-    // strings is cheaper than hashing one.
-    let mut last: Option<(&str, u32)> = None;
-    let mut codes: Vec<u32> = ca
-        .iter()
-        .map(|v| match (v, last) {
-            (None, _) => NULL,
-            (Some(s), Some((before, id))) if s == before => id,
-            (Some(s), _) => {
-                let id = *ids.entry(s).or_insert_with(|| {
-                    distinct.push(s);
-                    (distinct.len() - 1) as u32
-                });
-                last = Some((s, id));
-                id
-            }
-        })
-        .collect();
+    let mut seen = FirstSeen::default();
+    let mut codes: Vec<u32> = ca.iter().map(|v| v.map_or(NULL, |s| seen.id(s))).collect();
+    let distinct = seen.values;
     let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
     order.sort_unstable_by(|&a, &b| distinct[a as usize].cmp(distinct[b as usize]));
     let mut rank = vec![0u32; distinct.len()];
@@ -140,6 +122,34 @@ fn hashed_string_ranks(ca: &StringChunked) -> Ranks {
     Ranks {
         codes,
         values: distinct.len() as u64 + u64::from(ca.null_count() > 0),
+    }
+}
+
+/// Ids of text values in the order they are first seen, a value looked up only where it differs
+/// from the one before: accounts, interfaces, actions and statuses come in long runs (an object
+/// is one account's; sorted, every key column before the last is in runs), and comparing two
+/// short strings is cheaper than hashing one.
+#[derive(Default)]
+pub(crate) struct FirstSeen<'a> {
+    ids: HashMap<&'a str, u32>,
+    /// The values, each at its id.
+    pub values: Vec<&'a str>,
+    last: Option<(&'a str, u32)>,
+}
+
+impl<'a> FirstSeen<'a> {
+    pub fn id(&mut self, value: &'a str) -> u32 {
+        if let Some((before, id)) = self.last
+            && before == value
+        {
+            return id;
+        }
+        let id = *self.ids.entry(value).or_insert_with(|| {
+            self.values.push(value);
+            (self.values.len() - 1) as u32
+        });
+        self.last = Some((value, id));
+        id
     }
 }
 
