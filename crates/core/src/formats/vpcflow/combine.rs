@@ -816,7 +816,11 @@ impl Table {
                     let token = token.map_or(&b"-"[..], |r| &key[r]);
                     let bad = |e: ParseError| polars_err!(ComputeError: "{e}");
                     match (builder, value) {
-                        (KeyColumn::Int(values), _) => {
+                        // Int32 tokens are range-checked by `LayoutColumn::int`.
+                        (KeyColumn::I32(values), _) => {
+                            values.push(column.int(&at, token).map_err(bad)?.map(|v| v as i32))
+                        }
+                        (KeyColumn::I64(values), _) => {
                             values.push(column.int(&at, token).map_err(bad)?)
                         }
                         (KeyColumn::Text(ColumnBuilder::Str(b)), Some(v)) => {
@@ -876,33 +880,36 @@ impl Table {
 /// have no nulls, and polars' nullable builders cost more per row than the parse), text through
 /// polars' builder.
 enum KeyColumn {
-    Int(NullableInts),
+    I32(NullableInts<Int32Type>),
+    I64(NullableInts<Int64Type>),
     Text(ColumnBuilder),
 }
 
 impl KeyColumn {
     fn new(column: &LayoutColumn, rows: usize) -> Self {
         match column.ty {
-            FieldType::Int32 | FieldType::Int64 => Self::Int(NullableInts::with_capacity(rows)),
+            FieldType::Int32 => Self::I32(NullableInts::with_capacity(rows)),
+            FieldType::Int64 => Self::I64(NullableInts::with_capacity(rows)),
             FieldType::String => Self::Text(ColumnBuilder::new(column, rows)),
         }
     }
 
     fn finish(self, column: &LayoutColumn) -> Column {
         match self {
-            Self::Int(ints) => ints.finish(column),
+            Self::I32(ints) => ints.finish(column),
+            Self::I64(ints) => ints.finish(column),
             Self::Text(builder) => builder.finish(),
         }
     }
 }
 
 /// Numbers and the rows among them that are null (a null's slot holds 0).
-struct NullableInts {
-    values: Vec<i64>,
+struct NullableInts<T: PolarsNumericType> {
+    values: Vec<T::Native>,
     nulls: Vec<usize>,
 }
 
-impl NullableInts {
+impl<T: PolarsNumericType> NullableInts<T> {
     fn with_capacity(rows: usize) -> Self {
         Self {
             values: Vec::with_capacity(rows),
@@ -910,7 +917,7 @@ impl NullableInts {
         }
     }
 
-    fn push(&mut self, value: Option<i64>) {
+    fn push(&mut self, value: Option<T::Native>) {
         if value.is_none() {
             self.nulls.push(self.values.len());
         }
@@ -920,15 +927,8 @@ impl NullableInts {
     /// The column `column` of these values.
     fn finish(self, column: &LayoutColumn) -> Column {
         let validity = self.validity();
-        let name = column.name.clone();
-        match column.ty {
-            // Int32 tokens were range-checked by `LayoutColumn::int`.
-            FieldType::Int32 => {
-                let values = self.values.into_iter().map(|v| v as i32).collect();
-                masked(Int32Chunked::from_vec(name, values), validity.as_ref()).into_column()
-            }
-            _ => masked(Int64Chunked::from_vec(name, self.values), validity.as_ref()).into_column(),
-        }
+        let values = ChunkedArray::<T>::from_vec(column.name.clone(), self.values);
+        masked(values, validity.as_ref()).into_column()
     }
 
     /// The validity of the values, `None` when none is null.
