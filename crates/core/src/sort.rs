@@ -126,9 +126,9 @@ fn hashed_string_ranks(ca: &StringChunked) -> Ranks {
 }
 
 /// Ids of text values in the order they are first seen, a value looked up only where it differs
-/// from the one before: accounts, interfaces, actions and statuses come in long runs (an object
-/// is one account's; sorted, every key column before the last is in runs), and comparing two
-/// short strings is cheaper than hashing one.
+/// from the one before: accounts, actions and statuses come in long runs (an object is one
+/// account's), and so does every sort column but the last in a sorted file, which is what the
+/// writer sees; comparing two short strings is cheaper than hashing one.
 #[derive(Default)]
 pub(crate) struct FirstSeen<'a> {
     ids: HashMap<&'a str, u32>,
