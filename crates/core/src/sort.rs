@@ -307,10 +307,10 @@ fn int_ranks(
 }
 
 /// The least and greatest values of an integer column, nulls left out; `None` when every row is
-/// null. One pass, 64 rows per validity word: polars' `min` and `max` each walk a column that has
-/// nulls one set bit at a time, and flow logs' NODATA records leave ports, protocols and counts null, so the writer's
-/// and the sort's look at those columns was 3% of a batch's CPU (docs/architecture.md, "Where
-/// the time goes").
+/// null. One pass, 64 rows per validity word: polars' `min` and `max` each walk a column that
+/// has nulls one set bit at a time, and flow logs' NODATA records leave ports, protocols and
+/// counts null, so the writer's and the sort's look at those columns was 3% of a batch's CPU
+/// (docs/architecture.md, "Fewer passes over the output columns").
 pub(crate) fn int_min_max<T>(ca: &ChunkedArray<T>) -> Option<(i64, i64)>
 where
     T: PolarsIntegerType,
