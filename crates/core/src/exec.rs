@@ -410,11 +410,8 @@ fn few_valued_dictionary(array: &dyn Array) -> Option<ArrayRef> {
     if rows == 0 {
         return None;
     }
-    let most = match rows <= 128 {
-        // polars dictionary-encodes a column of up to 128 rows whatever it holds.
-        true => rows,
-        false => rows / 8,
-    };
+    // polars dictionary-encodes a column of up to 128 rows whatever it holds.
+    let most = if rows <= 128 { rows } else { rows / 8 };
     let mut seen = FirstSeen::default();
     let mut keys: Vec<u32> = Vec::with_capacity(rows);
     for (row, value) in text.iter().enumerate() {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use polars::prelude::*;
+use polars_arrow::bitmap::{Bitmap, MutableBitmap};
 
 use super::fields::{FieldType, MERGED_RECORDS, Role};
 use super::parse::{
@@ -856,17 +857,20 @@ impl Table {
             let bit = 1u64 << slot;
             let values = metrics.next().unwrap_or_default();
             let validity = (all_present & bit == 0).then(|| {
-                let present = live.iter().map(|&(t, e)| t.present[e] & bit != 0);
-                BooleanChunked::from_iter_values(PlSmallStr::EMPTY, present)
+                Bitmap::from_trusted_len_iter(live.iter().map(|&(t, e)| t.present[e] & bit != 0))
             });
             let name = column.name.clone();
             columns.push(match column.ty {
                 // Metrics were parsed as 32-bit values; min, max and bit-or stay in range.
                 FieldType::Int32 => {
                     let values = values.into_iter().map(|v| v as i32).collect();
-                    masked(Int32Chunked::from_vec(name, values), validity.as_ref()).into_column()
+                    Int32Chunked::from_vec(name, values)
+                        .with_validity(validity)
+                        .into_column()
                 }
-                _ => masked(Int64Chunked::from_vec(name, values), validity.as_ref()).into_column(),
+                _ => Int64Chunked::from_vec(name, values)
+                    .with_validity(validity)
+                    .into_column(),
             });
             slot += 1;
         }
@@ -927,34 +931,21 @@ impl<T: PolarsNumericType> NullableInts<T> {
     /// The column `column` of these values.
     fn finish(self, column: &LayoutColumn) -> Column {
         let validity = self.validity();
-        let values = ChunkedArray::<T>::from_vec(column.name.clone(), self.values);
-        masked(values, validity.as_ref()).into_column()
+        ChunkedArray::<T>::from_vec(column.name.clone(), self.values)
+            .with_validity(validity)
+            .into_column()
     }
 
     /// The validity of the values, `None` when none is null.
-    fn validity(&self) -> Option<BooleanChunked> {
+    fn validity(&self) -> Option<Bitmap> {
         if self.nulls.is_empty() {
             return None;
         }
-        let mut valid = vec![true; self.values.len()];
+        let mut valid = MutableBitmap::from_len_set(self.values.len());
         for &row in &self.nulls {
-            valid[row] = false;
+            valid.set(row, false);
         }
-        Some(BooleanChunked::from_iter_values(
-            PlSmallStr::EMPTY,
-            valid.into_iter(),
-        ))
-    }
-}
-
-/// `values` with the bits of `valid` (one chunk) as their validity; all valid without it.
-fn masked<T: PolarsNumericType>(
-    values: ChunkedArray<T>,
-    valid: Option<&BooleanChunked>,
-) -> ChunkedArray<T> {
-    match valid.and_then(|c| c.downcast_iter().next()) {
-        Some(bits) => values.with_validity(Some(bits.values().clone())),
-        None => values,
+        Some(valid.into())
     }
 }
 
