@@ -319,6 +319,9 @@ export class FlowmergeStack extends Stack {
       lifecycleRules: [
         { id: 'athena-results', prefix: 'athena-results/', expiration: Duration.days(30) },
         { id: 'noncurrent-versions', noncurrentVersionExpiration: Duration.days(7), expiredObjectDeleteMarker: true },
+        // A merger killed during a multipart upload leaves its parts unseen; they are billed
+        // until aborted. The batch's retry uploads the file again.
+        { id: 'incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
       ],
       removalPolicy: RemovalPolicy.RETAIN,
     });
@@ -616,7 +619,8 @@ export class FlowmergeStack extends Stack {
     merger.taskRole.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: 'WriteParquetAndQuarantine',
-        actions: ['s3:PutObject'],
+        // A window written from spilled parts is uploaded in parts; a failed upload is aborted.
+        actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
         resources: [
           ...datasetPrefixes.map((p) => output.arnForObjects(`${p}/*`)),
           output.arnForObjects(`${workPrefix}/quarantine/*`),

@@ -346,6 +346,8 @@ describe('least privilege', () => {
     const text = JSON.stringify(put.Resource);
     assert.match(text, /flows\/vpcflowlogs\/\*/);
     assert.match(text, /flows\/_flowmerge\/quarantine\/\*/);
+    // A large window is a multipart upload, aborted when it fails.
+    assert.deepEqual(put.Action, ['s3:PutObject', 's3:AbortMultipartUpload']);
   });
 });
 
@@ -601,6 +603,12 @@ describe('organisation deployment', () => {
     assert.equal(b?.Properties.VersioningConfiguration.Status, 'Enabled');
     assert.ok(
       b?.Properties.LifecycleConfiguration.Rules.some((r: any) => r.NoncurrentVersionExpiration?.NoncurrentDays === 7),
+    );
+    // Parts of an upload a killed merger never completed are aborted after a day.
+    assert.ok(
+      b?.Properties.LifecycleConfiguration.Rules.some(
+        (r: any) => r.AbortIncompleteMultipartUpload?.DaysAfterInitiation === 1,
+      ),
     );
   });
 

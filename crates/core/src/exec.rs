@@ -252,19 +252,91 @@ pub async fn run_batch(
             rows = height,
             bytes = tracing::field::Empty
         );
-        let body = tokio::task::spawn_blocking(move || write_rows(rows))
+        let written = tokio::task::spawn_blocking(move || write_rows(rows))
             .instrument(write_span.clone())
             .await??;
-        report.bytes_out += body.len() as u64;
-        write_span.record("bytes", body.len());
-        // A single PUT (or a local write-then-rename): the file is visible whole or not at all.
-        output
-            .put(&key_path(&key), PutPayload::from(body))
+        let bytes = match &written {
+            Written::Body(body) => body.len() as u64,
+            Written::File { len, .. } => *len,
+        };
+        report.bytes_out += bytes;
+        write_span.record("bytes", bytes);
+        // The file is visible whole or not at all: a single PUT (or a local write-then-rename),
+        // or for a file written from spilled parts a multipart upload, which S3 makes visible
+        // only when it is completed (and the local store by a rename).
+        upload(&*output, &key_path(&key), written)
             .instrument(write_span)
             .await?;
         report.output_keys.push(key);
     }
     Ok(report)
+}
+
+/// A written Parquet file: in memory, or on local disk when it was written from spilled parts
+/// (such a file grows with the window, so it is not held in memory).
+enum Written {
+    Body(Vec<u8>),
+    File {
+        path: std::path::PathBuf,
+        len: u64,
+        /// Keeps the file until it is uploaded.
+        _dir: Arc<SpillDir>,
+    },
+}
+
+/// The bytes of a multipart upload's parts but the last: above S3's 5 MiB least part, and few
+/// enough parts (S3 allows 10,000) for any file a batch writes.
+const UPLOAD_PART_BYTES: usize = 16 << 20;
+
+/// Stores a written file at `path`: a body with one PUT, a file on disk as a multipart upload
+/// read one part at a time, aborted if a part fails.
+async fn upload(
+    output: &dyn ObjectStore,
+    path: &object_store::path::Path,
+    written: Written,
+) -> Result<()> {
+    // The spill folder is kept until the upload ends: dropping it removes the file.
+    let (file, len, _dir) = match written {
+        Written::Body(body) => {
+            output.put(path, PutPayload::from(body)).await?;
+            return Ok(());
+        }
+        Written::File {
+            path: file,
+            len,
+            _dir,
+        } => (file, len, _dir),
+    };
+    let mut upload = output.put_multipart(path).await?;
+    let sent = async {
+        let mut reader = tokio::fs::File::open(&file)
+            .await
+            .map_err(|e| crate::Error::Spill(format!("{}: {e}", file.display())))?;
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(UPLOAD_PART_BYTES as u64) as usize;
+            let mut part = vec![0; n];
+            tokio::io::AsyncReadExt::read_exact(&mut reader, &mut part)
+                .await
+                .map_err(|e| crate::Error::Spill(format!("{}: {e}", file.display())))?;
+            upload.put_part(PutPayload::from(part)).await?;
+            left -= n as u64;
+        }
+        Ok::<_, crate::Error>(())
+    }
+    .await;
+    match sent {
+        Ok(()) => {
+            upload.complete().await?;
+            Ok(())
+        }
+        Err(e) => {
+            if let Err(abort) = upload.abort().await {
+                tracing::warn!(error = %abort, "aborting a failed multipart upload failed");
+            }
+            Err(e)
+        }
+    }
 }
 
 /// The object's bytes. object_store has already retried what its retry policy retries.
@@ -306,7 +378,7 @@ pub fn write_parquet(df: &mut DataFrame, effort: Effort) -> Result<Vec<u8>> {
     Ok(body)
 }
 
-fn output_writer(body: &mut Vec<u8>, effort: Effort) -> ParquetWriter<&mut Vec<u8>> {
+fn output_writer<W: std::io::Write>(body: W, effort: Effort) -> ParquetWriter<W> {
     ParquetWriter::new(body)
         .with_compression(compression(effort))
         .with_statistics(StatisticsOptions::full())
@@ -323,8 +395,8 @@ fn compression(effort: Effort) -> ParquetCompression {
 /// [`encoding_of`] chooses for the whole frame (polars' writer would dictionary-encode every
 /// integer column with fewer distinct values than three quarters of its rows), the columns of a
 /// row group in parallel as polars does.
-fn write_row_groups(
-    writer: &mut BatchedWriter<&mut Vec<u8>>,
+fn write_row_groups<W: std::io::Write>(
+    writer: &mut BatchedWriter<W>,
     df: &mut DataFrame,
     effort: Effort,
 ) -> Result<()> {
@@ -507,31 +579,37 @@ const PLAIN_FROM: usize = 10;
 /// The widest span of values counted in a bitmap (1 MiB of it).
 const BITMAP_SPAN: u64 = 1 << 23;
 
-/// A partition's rows as one Parquet file: a frame as [`write_parquet`] writes it, or spilled
-/// parts read back one at a time and written in order, each as its own row groups.
-fn write_rows(rows: Rows) -> Result<Vec<u8>> {
-    let (files, _dir) = match rows {
-        Rows::Frame(mut df) => return write_parquet(&mut df, Effort::Merge),
+/// A partition's rows as one Parquet file: a frame as [`write_parquet`] writes it, in memory,
+/// or spilled parts read back one at a time and written in order, each as its own row groups,
+/// to a file of the spill folder.
+fn write_rows(rows: Rows) -> Result<Written> {
+    let (files, dir) = match rows {
+        Rows::Frame(mut df) => return Ok(Written::Body(write_parquet(&mut df, Effort::Merge)?)),
         Rows::Parts { files, dir, .. } => (files, dir),
     };
-    let mut body = Vec::new();
+    let (path, mut file) = dir.create()?;
+    let spill_error = |e: std::io::Error| crate::Error::Spill(format!("{}: {e}", path.display()));
     let mut files = files.iter();
-    let Some(first) = files.next() else {
-        return Ok(body);
-    };
-    let mut part = SpillDir::read(first)?;
-    let mut writer = output_writer(&mut body, Effort::Merge).batched(part.schema())?;
-    loop {
-        part.rechunk_mut();
-        write_row_groups(&mut writer, &mut part, Effort::Merge)?;
-        match files.next() {
-            Some(file) => part = SpillDir::read(file)?,
-            None => break,
+    if let Some(first) = files.next() {
+        let mut part = SpillDir::read(first)?;
+        let mut writer = output_writer(&mut file, Effort::Merge).batched(part.schema())?;
+        loop {
+            part.rechunk_mut();
+            write_row_groups(&mut writer, &mut part, Effort::Merge)?;
+            match files.next() {
+                Some(file) => part = SpillDir::read(file)?,
+                None => break,
+            }
         }
+        writer.finish()?;
     }
-    writer.finish()?;
-    drop(writer);
-    Ok(body)
+    std::io::Write::flush(&mut file).map_err(spill_error)?;
+    let len = file.get_ref().metadata().map_err(spill_error)?.len();
+    Ok(Written::File {
+        path,
+        len,
+        _dir: dir,
+    })
 }
 
 /// Rows per row group: polars' default, which [`write_parquet`] uses too.

@@ -10,6 +10,9 @@
 //! | 1/4 | folded flow keys, across the parsing threads; beyond it they spill |
 //! | rest | the merge and the write of what was folded or spilled |
 //!
+//! A spilled or large window is folded back part by part, two parts at a time, each within half
+//! of the limit (`part_rows`, `part_bytes`); a larger part is split into parts of its own.
+//!
 //! The default limit is 60% of the cgroup's memory limit (a Fargate task's size), or of the
 //! machine's memory when there is none.
 
@@ -35,6 +38,11 @@ pub struct MemoryLimits {
     /// Rows a window's merged flows may have to be sorted as one frame; more are written in
     /// hash parts, each sorted ([`SPILL_PARTS`]).
     pub sorted_rows: usize,
+    /// Distinct keys one hash part of a large window may have to be one sorted frame; a part
+    /// with more is written as its own hash parts (`formats::vpcflow::fold_part`).
+    pub part_rows: u64,
+    /// Bytes of distinct keys (keys and metrics) one hash part may hold, as for `part_rows`.
+    pub part_bytes: u64,
 }
 
 impl Default for MemoryLimits {
@@ -66,6 +74,11 @@ impl MemoryLimits {
             read_ahead_bytes: (memory / 8).max(1 << 20),
             fold_bytes: memory / 4,
             sorted_rows: (memory / ROW_BYTES) as usize,
+            // Parts are folded two at a time (`PART_FOLDERS`), each within its half of the
+            // limit. A constant, not the machine's cores: the parts a window is written in
+            // depend on these bounds, and the same batch and limit must give the same bytes.
+            part_rows: memory / ROW_BYTES / PART_FOLDERS,
+            part_bytes: memory / 4 / PART_FOLDERS,
         }
     }
 }
@@ -76,6 +89,9 @@ pub const ROW_BYTES: u64 = 700;
 
 /// Hash parts of a spilled or large window: fixed, so the same batch gives the same file.
 pub const SPILL_PARTS: usize = 16;
+
+/// Hash parts of a large window folded at once, each within `1 / PART_FOLDERS` of the limit.
+pub const PART_FOLDERS: u64 = 2;
 
 /// The memory limit when none is given: [`DEFAULT_SHARE_PERCENT`] of the cgroup's limit, or of
 /// the machine's memory, or 2 GiB when neither can be read.

@@ -77,6 +77,15 @@ pub struct Combiner {
     room: Room,
 }
 
+/// The distinct keys a combiner holds and their bytes ([`Combiner::folded_size`]): both depend
+/// on which keys were folded in, not on their order or on how often each came, so a bound on
+/// them decides the same way however a part's spilled files fell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FoldedSize {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
 /// Room a table reserves when it is made: entries, and bytes of their keys and metrics.
 ///
 /// A table that grows by doubling copies itself into fresh memory at every step, and the kernel
@@ -169,6 +178,24 @@ impl Combiner {
             .sum()
     }
 
+    /// Distinct keys folded in, and what they are as data (key bytes and eight bytes for each
+    /// metric, presence and count word): [`FoldedSize`]. Read from its tables' lengths, so it
+    /// counts every entry: for a combiner that has not absorbed another (none taken out).
+    pub fn folded_size(&self) -> FoldedSize {
+        let mut size = FoldedSize::default();
+        for t in &self.tables {
+            size.entries += t.counts.len() as u64;
+            size.bytes += (t.keys.len() + 8 * (t.metrics.len() + 2 * t.counts.len())) as u64;
+        }
+        size
+    }
+
+    /// Entries of every table, those [`Combiner::absorb`] took out not counted: the rows of a
+    /// single-layout combiner, at least as many as its merged rows otherwise.
+    pub fn live_entries(&self) -> u64 {
+        self.tables.iter().map(|t| t.live().count() as u64).sum()
+    }
+
     /// Bytes the folded keys hold (what the memory limit counts).
     pub fn held_bytes(&self) -> u64 {
         self.tables.iter().map(Table::held_bytes).sum()
@@ -257,20 +284,22 @@ impl Combiner {
 /// part, without leaving the combiner's own form. An entry is written as its key's length
 /// (`u32`), its key, its presence bits, its count and its metrics, little-endian.
 impl Combiner {
-    /// Writes each table's entries to `file(part, layout)`, in `parts` parts by the hash
-    /// [`super::split_parts`] gives the table's rows — so a part holds the rows it would after
-    /// the merge, and spilled or not, the output is the same. Every table writes every part, an
-    /// empty one too, so every part knows every layout (and the merged parts share one schema).
+    /// Writes each table's entries to `file(part, layout)`, in `parts` parts by the hash of
+    /// `level` ([`super::part_of`]): a function of the row an entry becomes, so a part holds
+    /// every entry the merge would group with it, however the entries were spilled. Every table
+    /// writes every part, an empty one too, so every part knows every layout (and the merged
+    /// parts share one schema).
     pub(crate) fn spill_parts<W: std::io::Write>(
         self,
         parts: usize,
+        level: u32,
         mut file: impl FnMut(usize, &Arc<Layout>) -> std::io::Result<W>,
     ) -> std::io::Result<()> {
         for table in self.tables {
             let mut files = (0..parts)
                 .map(|p| file(p, &table.layout))
                 .collect::<std::io::Result<Vec<W>>>()?;
-            table.write_parts(&mut files)?;
+            table.write_parts(&mut files, level)?;
             for f in &mut files {
                 f.flush()?;
             }
@@ -741,10 +770,10 @@ impl Table {
             .collect()
     }
 
-    /// Writes every entry to `files[part]`, its part as [`super::split_parts`] gives its row.
-    fn write_parts<W: std::io::Write>(&self, files: &mut [W]) -> std::io::Result<()> {
-        // Where each of the part columns is among the key's tokens, if the layout has it.
+    /// Writes every entry to `files[part]`, its part at `level` as [`super::part_of`] gives it.
+    fn write_parts<W: std::io::Write>(&self, files: &mut [W], level: u32) -> std::io::Result<()> {
         let key_columns = self.key_columns();
+        // Where each of the part columns is among the key's tokens, if the layout has it.
         let positions: Vec<Option<usize>> = super::PART_COLUMNS
             .iter()
             .map(|name| {
@@ -753,19 +782,31 @@ impl Table {
                     .position(|c| c.name == *name && c.ty == FieldType::String)
             })
             .collect();
+        // Every key column by name, for the levels below the first.
+        let mut by_name: Vec<(usize, &str)> = key_columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i, c.name.as_str()))
+            .collect();
+        by_name.sort_by_key(|&(_, name)| name);
         let width = self.roles.len();
         let mut tokens: Vec<&[u8]> = Vec::new();
+        let mut scratch = Vec::new();
         for entry in self.live() {
             let key = self.key(entry);
             tokens.clear();
             tokens.extend(decode_tokens(key));
-            let mut h = super::FNV_OFFSET;
-            for position in &positions {
-                // `-` is the frame's null.
-                let value = position.and_then(|i| tokens.get(i)).filter(|t| **t != b"-");
-                h = super::part_mix(h, value.copied());
-            }
-            let f = &mut files[(h % files.len() as u64) as usize];
+            // `-` is the frame's null.
+            let value = |i: usize| tokens.get(i).copied().filter(|t| *t != b"-");
+            let part = match level {
+                0 => super::part_of(positions.iter().map(|p| p.and_then(value))),
+                _ => super::sub_part_of(
+                    by_name.iter().map(|&(i, name)| (name, value(i))),
+                    level,
+                    &mut scratch,
+                ),
+            };
+            let f = &mut files[part % files.len()];
             let n = u32::try_from(key.len()).map_err(|_| std::io::ErrorKind::InvalidData)?;
             f.write_all(&n.to_le_bytes())?;
             f.write_all(key)?;

@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use polars::prelude::*;
 
-pub use combine::{Combiner, ObjectStats, Room, combine_object};
+pub use combine::{Combiner, FoldedSize, ObjectStats, Room, combine_object};
 pub use parse::{ParseOptions, ParsedObject, parse_object, parse_text};
 
 use parse::Layout;
 
 use crate::error::Result;
 use crate::exec::{BatchReport, ProgressHook};
-use crate::memory::{SPILL_PARTS, SpillDir};
+use crate::memory::{MemoryLimits, PART_FOLDERS, SPILL_PARTS, SpillDir};
 use crate::merge::{Finish, merge_frames};
 use crate::source::{Incoming, Merged, ReadOptions, RemergeOptions, Rows, Source, read_each};
 use crate::window::Window;
@@ -230,6 +230,17 @@ fn merge_incoming(
             for combiner in combiners {
                 all.absorb(combiner);
             }
+            if all.live_entries() > memory.sorted_rows as u64 {
+                // More keys than one sort may hold: written in parts, as a spilled fold is (the
+                // parts depend on the rows, not on whether they were spilled).
+                let spill = SpillDir::new(&memory.spill_dir)?;
+                let mut parts = vec![Vec::new(); SPILL_PARTS];
+                parts_of(all, &spill, &mut parts, 0)?;
+                return Ok((
+                    Some(merge_spilled(spill, parts, window_start, memory)?),
+                    report,
+                ));
+            }
             let finish = match all.single_layout() {
                 true => Finish::Sorted,
                 false => Finish::Final,
@@ -238,20 +249,10 @@ fn merge_incoming(
             if frames.is_empty() {
                 return Ok((None, report));
             }
-            let merged = with_window_start(merge_frames(frames, finish)?, window_start)?;
-            match merged.height() > memory.sorted_rows {
-                false => Some(Rows::Frame(merged)),
-                true => {
-                    // Parts filtered from a sorted frame are sorted.
-                    let dir = Arc::new(SpillDir::new(&memory.spill_dir)?);
-                    let rows = merged.height();
-                    let files = split_parts(merged)?
-                        .into_iter()
-                        .map(|mut part| dir.write(&mut part))
-                        .collect::<Result<_>>()?;
-                    Some(Rows::Parts { files, rows, dir })
-                }
-            }
+            Some(Rows::Frame(with_window_start(
+                merge_frames(frames, finish)?,
+                window_start,
+            )?))
         }
         Some(spill) => {
             let spill = spill?;
@@ -262,14 +263,9 @@ fn merge_incoming(
             // What the threads still hold is spilled too: each part is then folded from its
             // files alone.
             for combiner in combiners {
-                parts_of(combiner, &spill, &mut parts)?;
+                parts_of(combiner, &spill, &mut parts, 0)?;
             }
-            Some(merge_spilled(
-                spill,
-                parts,
-                window_start,
-                memory.sorted_rows,
-            )?)
+            Some(merge_spilled(spill, parts, window_start, memory)?)
         }
     };
     Ok((rows, report))
@@ -313,7 +309,7 @@ impl FoldState {
             .as_ref()
             .map_err(|e| crate::Error::Spill(e.to_string()))?;
         let mut written = vec![Vec::new(); SPILL_PARTS];
-        parts_of(table, dir, &mut written)?;
+        parts_of(table, dir, &mut written, 0)?;
         tracing::debug!(tables = written[0].len(), "folded keys spilled");
         let mut parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
         for (part, files) in parts.iter_mut().zip(written) {
@@ -331,10 +327,16 @@ impl FoldState {
 /// One hash part's spilled files, each with the layout of the table it is of.
 type SpilledPart = Vec<(std::path::PathBuf, Arc<Layout>)>;
 
-/// Spills a combiner's tables into `dir`, one file per table and hash part, added to `parts`.
-fn parts_of(combiner: Combiner, dir: &SpillDir, parts: &mut [SpilledPart]) -> Result<()> {
+/// Spills a combiner's tables into `dir`, one file per table and hash part of `level`, added to
+/// `parts`.
+fn parts_of(
+    combiner: Combiner,
+    dir: &SpillDir,
+    parts: &mut [SpilledPart],
+    level: u32,
+) -> Result<()> {
     combiner
-        .spill_parts(SPILL_PARTS, |p, layout| {
+        .spill_parts(SPILL_PARTS, level, |p, layout| {
             let (path, file) = dir.create().map_err(std::io::Error::other)?;
             parts[p].push((path, Arc::clone(layout)));
             Ok(file)
@@ -345,14 +347,51 @@ fn parts_of(combiner: Combiner, dir: &SpillDir, parts: &mut [SpilledPart]) -> Re
 /// A part's merged rows, spilled: the file and how many rows it holds.
 type FoldedPart = (std::path::PathBuf, usize);
 
-/// Folds one hash part's spilled files into one sorted frame, spilled in turn.
-fn fold_part(files: &SpilledPart, dir: &SpillDir, window_start: i64) -> Result<FoldedPart> {
+/// Levels of hash parts below the first: four bits of a 64-bit hash each.
+const MAX_LEVEL: u32 = 16;
+
+/// Folds one hash part's spilled files (`level` 0 for the first parts, below that a part's
+/// own parts) into sorted frames, spilled in turn, in the order they are written.
+///
+/// A part with at most `part_rows` distinct keys and `part_bytes` of them is one sorted frame.
+/// A larger one is written as its [`SPILL_PARTS`] parts of the next level, in order, each
+/// folded the same way: its keys are spilled again by the next level's hash as soon as the
+/// fold crosses a bound, so a part never holds more than the bounds, whatever the batch. Which
+/// parts are split depends only on their distinct keys ([`FoldedSize`]), so the same batch and
+/// limit give the same files, however the fold spilled.
+fn fold_part(
+    files: &SpilledPart,
+    dir: &SpillDir,
+    window_start: i64,
+    level: u32,
+    memory: &MemoryLimits,
+) -> Result<Vec<FoldedPart>> {
+    let too_large = |size: FoldedSize| {
+        level < MAX_LEVEL && (size.entries > memory.part_rows || size.bytes > memory.part_bytes)
+    };
     let mut combiner = Combiner::default();
+    let mut split: Option<Vec<SpilledPart>> = None;
     for (path, layout) in files {
         let bytes = SpillDir::take(path)?;
         combiner
             .fold_spilled(layout, &bytes)
             .map_err(|e| crate::Error::Spill(format!("{}: {e}", path.display())))?;
+        if too_large(combiner.folded_size()) {
+            let parts = split.get_or_insert_with(|| vec![Vec::new(); SPILL_PARTS]);
+            parts_of(std::mem::take(&mut combiner), dir, parts, level + 1)?;
+        }
+    }
+    if let Some(mut parts) = split {
+        parts_of(combiner, dir, &mut parts, level + 1)?;
+        tracing::debug!(
+            level,
+            "a part larger than its bounds is written as its parts"
+        );
+        let mut folded = Vec::new();
+        for part in &parts {
+            folded.extend(fold_part(part, dir, window_start, level + 1, memory)?);
+        }
+        return Ok(folded);
     }
     // As after an unspilled fold: one layout's table holds the merge's rows already.
     let finish = match combiner.single_layout() {
@@ -361,7 +400,7 @@ fn fold_part(files: &SpilledPart, dir: &SpillDir, window_start: i64) -> Result<F
     };
     let frames = combiner.into_frames()?;
     let mut part = with_window_start(merge_frames(frames, finish)?, window_start)?;
-    Ok((dir.write(&mut part)?, part.height()))
+    Ok(vec![(dir.write(&mut part)?, part.height())])
 }
 
 /// Folds each hash part's spilled files on its own (a part's rows are all the rows of its
@@ -371,14 +410,16 @@ fn merge_spilled(
     dir: SpillDir,
     parts: Vec<SpilledPart>,
     window_start: i64,
-    sorted_rows: usize,
+    memory: &MemoryLimits,
 ) -> Result<Rows> {
-    // Parts are folded side by side, one per core, each holding only its own keys. The threads
-    // are plain ones, not rayon tasks: a rayon task waiting on the sort's parallel work would
-    // take up another part meanwhile, and hold many parts at once.
-    let threads = rayon::current_num_threads().clamp(1, parts.len().max(1));
+    // Parts are folded side by side, [`PART_FOLDERS`] at most, each holding only its own keys
+    // (`MemoryLimits::part_rows` is set for that many). The threads are plain ones, not rayon
+    // tasks: a rayon task waiting on the sort's parallel work would take up another part
+    // meanwhile, and hold many parts at once.
+    let threads =
+        rayon::current_num_threads().clamp(1, (PART_FOLDERS as usize).min(parts.len().max(1)));
     let next = AtomicUsize::new(0);
-    let folded: Vec<Mutex<Option<Result<FoldedPart>>>> =
+    let folded: Vec<Mutex<Option<Result<Vec<FoldedPart>>>>> =
         parts.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -386,7 +427,7 @@ fn merge_spilled(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(files) = parts.get(i) else { break };
-                    let done = fold_part(files, &dir, window_start);
+                    let done = fold_part(files, &dir, window_start, 0, memory);
                     let failed = done.is_err();
                     *folded[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(done);
                     if failed {
@@ -399,16 +440,18 @@ fn merge_spilled(
         }
     });
     // Parts are taken in order, so a part that was never taken comes after one that failed.
-    let (mut merged, mut rows) = (Vec::with_capacity(parts.len()), 0);
+    let (mut merged, mut rows) = (Vec::new(), 0);
     for f in folded {
-        let (file, height) = f
+        let part = f
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner)
             .ok_or_else(|| crate::Error::Spill("a spilled part was not folded".into()))??;
-        merged.push(file);
-        rows += height;
+        for (file, height) in part {
+            merged.push(file);
+            rows += height;
+        }
     }
-    if rows > sorted_rows {
+    if rows > memory.sorted_rows {
         return Ok(Rows::Parts {
             files: merged,
             rows,
@@ -422,30 +465,34 @@ fn merge_spilled(
     Ok(Rows::Frame(merge_frames(frames, Finish::Sorted)?))
 }
 
-/// Splits a frame into [`SPILL_PARTS`] frames by a stable hash (FNV-1a) of its string key
-/// columns of [`PART_COLUMNS`] — a column the frame lacks hashes as null, as the merge's union
-/// makes it. Every part keeps every column, even when empty, so all parts have one schema.
-fn split_parts(df: DataFrame) -> Result<Vec<DataFrame>> {
-    let mut hashes = vec![FNV_OFFSET; df.height()];
-    let mix = |h: &mut u64, value: Option<&str>| *h = part_mix(*h, value.map(str::as_bytes));
-    for name in PART_COLUMNS {
-        match df.column(name) {
-            Ok(c) => {
-                for (h, value) in hashes.iter_mut().zip(c.str()?.iter()) {
-                    mix(h, value);
-                }
-            }
-            Err(_) => hashes.iter_mut().for_each(|h| mix(h, None)),
+/// A row's first-level hash part: a stable hash (FNV-1a) of its [`PART_COLUMNS`] values, in
+/// that order, `None` for a null or a column the layout lacks (as the merge's union makes it).
+pub(crate) fn part_of<'a>(values: impl Iterator<Item = Option<&'a [u8]>>) -> usize {
+    let h = values.fold(FNV_OFFSET, part_mix);
+    (h % SPILL_PARTS as u64) as usize
+}
+
+/// A row's hash part at `level` (1 to [`MAX_LEVEL`]) within its part of the level above: four
+/// bits of a stable hash (XXH3) of every key column's name and value, by name, nulls and
+/// columns the layout lacks left out — so two layouts' entries of one merged row agree, and
+/// rows alike in the first level's columns (one pair of addresses, many ports) spread out.
+pub(crate) fn sub_part_of<'a>(
+    named: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+    level: u32,
+    scratch: &mut Vec<u8>,
+) -> usize {
+    scratch.clear();
+    for (name, value) in named {
+        if let Some(value) = value {
+            scratch.extend_from_slice(name.as_bytes());
+            scratch.push(0);
+            scratch.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            scratch.extend_from_slice(value);
         }
     }
-    let part_of: Vec<u32> = hashes
-        .into_iter()
-        .map(|h| (h % SPILL_PARTS as u64) as u32)
-        .collect();
-    let part_of = UInt32Chunked::from_vec("part".into(), part_of);
-    (0..SPILL_PARTS as u32)
-        .map(|p| Ok(df.filter(&part_of.equal(p))?))
-        .collect()
+    let h = xxhash_rust::xxh3::xxh3_64(scratch);
+    let shift = 64 - 4 * level.clamp(1, MAX_LEVEL);
+    ((h >> shift) & 0xf) as usize
 }
 
 /// Key columns whose values choose a row's hash part: strings, which the merge compares by
@@ -618,23 +665,94 @@ mod tests {
     }
 
     #[test]
-    fn parts_depend_on_the_string_keys_only() {
-        let df = df!(
-            "account_id" => ["1", "1", "2"],
-            "srcaddr" => [Some("a"), Some("a"), None],
-            "srcport" => [1i32, 2, 3],
-        )
-        .unwrap();
-        let parts = split_parts(df).unwrap();
-        assert_eq!(parts.len(), SPILL_PARTS);
-        assert!(
-            parts.iter().all(|p| p.width() == 3),
-            "every part keeps every column"
-        );
-        let with_both = parts.iter().filter(|p| p.height() == 2).count();
-        assert_eq!(with_both, 1, "rows with equal string keys share a part");
-        // FNV-1a's published test vector: the part of a key is part of the output's bytes, so
-        // the hash must never change.
+    fn part_hashes_are_stable_and_follow_the_merged_row() {
+        // The part of a key is part of the output's bytes, so the hashes must never change:
+        // FNV-1a's and XXH3's published test vectors.
         assert_eq!(fnv(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(xxhash_rust::xxh3::xxh3_64(b""), 0x2d06_8005_38d3_94c2);
+        let a = Some(b"a".as_slice());
+        assert_eq!(
+            part_of([a, None].into_iter()),
+            part_of([a, None].into_iter())
+        );
+        // Below the first level, a column a layout lacks is a null, as the merge's union
+        // makes it: a two-column layout's entry and a three-column one's with a null agree.
+        let mut scratch = Vec::new();
+        for level in 1..=MAX_LEVEL {
+            let two = sub_part_of([("a", a), ("c", a)].into_iter(), level, &mut scratch);
+            let three = sub_part_of(
+                [("a", a), ("b", None), ("c", a)].into_iter(),
+                level,
+                &mut scratch,
+            );
+            assert_eq!(two, three);
+        }
+        // Rows alike in the first level's columns but for a port spread over the parts below.
+        let ports: std::collections::HashSet<usize> = (0..200u32)
+            .map(|port| {
+                let port = port.to_string();
+                let named = [("account_id", a), ("dstport", Some(port.as_bytes()))];
+                sub_part_of(named.into_iter(), 1, &mut scratch)
+            })
+            .collect();
+        assert_eq!(ports.len(), SPILL_PARTS);
+    }
+
+    /// A window whose parts hold more keys than a part may is written as the parts of those
+    /// parts, each sorted, in order: together the window's rows, and the same files whether
+    /// the fold spilled or not.
+    #[test]
+    fn parts_larger_than_their_bounds_are_split_the_same_way_spilled_or_not() {
+        let plenty = MemoryLimits::new(1 << 30, None, None);
+        let Rows::Frame(want) = merged(&plenty) else {
+            panic!("a small batch is one frame");
+        };
+        let spill_dir = tempfile::tempdir().unwrap();
+        let mut split = Vec::new();
+        for fold_bytes in [1, 1 << 30] {
+            let limits = MemoryLimits {
+                fold_bytes,
+                sorted_rows: 10,
+                part_rows: 12,
+                spill_dir: spill_dir.path().to_path_buf(),
+                ..plenty.clone()
+            };
+            let rows = merged(&limits);
+            assert_eq!(rows.height(), want.height());
+            let frames = parts_of_rows(&rows);
+            assert!(
+                frames.len() > SPILL_PARTS,
+                "parts of parts: {} files",
+                frames.len()
+            );
+            assert!(
+                frames.iter().all(|f| f.height() <= 12),
+                "no part over its bound"
+            );
+            let got = merge_frames(frames.clone(), Finish::Sorted).unwrap();
+            assert!(got.equals_missing(&want), "{got}\n{want}");
+            split.push(frames);
+        }
+        assert_eq!(split[0].len(), split[1].len());
+        for (spilled, unspilled) in split[0].iter().zip(&split[1]) {
+            assert!(spilled.equals_missing(unspilled), "{spilled}\n{unspilled}");
+        }
+        // A bound on the parts' bytes splits them too.
+        let limits = MemoryLimits {
+            fold_bytes: 1,
+            sorted_rows: 10,
+            part_bytes: 1_000,
+            spill_dir: spill_dir.path().to_path_buf(),
+            ..plenty.clone()
+        };
+        let frames = parts_of_rows(&merged(&limits));
+        assert!(frames.len() > SPILL_PARTS);
+        let got = merge_frames(frames, Finish::Sorted).unwrap();
+        assert!(got.equals_missing(&want));
+        assert_eq!(
+            std::fs::read_dir(spill_dir.path()).unwrap().count(),
+            0,
+            "spill folders are removed"
+        );
     }
 }
