@@ -521,6 +521,37 @@ fn uploaded_objects_are_merged_once_and_duplicates_add_nothing() {
     }
 }
 
+/// A window with more rows than the merger's memory limit sorts at once is written as sorted
+/// parts (and parts of parts) to local disk and uploaded to S3 as a multipart upload: every
+/// record still lands once.
+#[test]
+fn a_window_larger_than_one_sort_is_uploaded_in_parts() {
+    let mut s = bootstrap("multipart");
+    let root = s.dir.path().join("raw");
+    generate(
+        &root,
+        "--accounts 2 --minutes 5 --files-per-minute 2 --records-per-file 1000 --profile unique --seed 31",
+    );
+    let raw = files(&root);
+    // One batch at a time within 512 KiB: at most 748 rows sorted as one frame, 374 keys a part.
+    let limit = [("FLOWMERGE_MEMORY_LIMIT", "512KiB")];
+    s.start("mapper", &[]);
+    s.start("merger", &limit);
+    s.upload(&root, &raw);
+    let out = s.wait_for_records(total_records(&raw));
+    assert_conserved(&raw, &out);
+    let sorted_rows = (512 << 10) / flowmerge_core::memory::ROW_BYTES as usize;
+    let heights: Vec<usize> = parquet_files(&out)
+        .iter()
+        .map(|f| read_parquet(f).height())
+        .collect();
+    // Every object holds 1,000 keys, so every batch is larger than one sort.
+    assert!(
+        !heights.is_empty() && heights.iter().all(|&h| h > sorted_rows),
+        "{heights:?}"
+    );
+}
+
 /// The schedule's scan on the rollup queue: the merger queues a job per due partition and rolls
 /// each up under its lease; every record is still there once, and a second scan changes nothing.
 #[test]
