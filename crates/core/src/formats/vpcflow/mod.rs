@@ -5,8 +5,8 @@ pub mod combine;
 pub mod fields;
 pub mod parse;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 
 use polars::prelude::*;
 
@@ -350,22 +350,28 @@ type FoldedPart = (std::path::PathBuf, usize);
 /// Levels of hash parts below the first: four bits of a 64-bit hash each.
 const MAX_LEVEL: u32 = 16;
 
+/// What folding one hash part gave: its sorted rows, or the parts it was split into.
+enum Folded {
+    Rows(FoldedPart),
+    Split(Vec<SpilledPart>),
+}
+
 /// Folds one hash part's spilled files (`level` 0 for the first parts, below that a part's
-/// own parts) into sorted frames, spilled in turn, in the order they are written.
+/// own parts).
 ///
-/// A part with at most `part_rows` distinct keys and `part_bytes` of them is one sorted frame.
-/// A larger one is written as its [`SPILL_PARTS`] parts of the next level, in order, each
-/// folded the same way: its keys are spilled again by the next level's hash as soon as the
-/// fold crosses a bound, so a part never holds more than the bounds, whatever the batch. Which
-/// parts are split depends only on their distinct keys ([`FoldedSize`]), so the same batch and
-/// limit give the same files, however the fold spilled.
+/// A part with at most `part_rows` distinct keys and `part_bytes` of them is one sorted frame,
+/// spilled in turn. A larger one is written as its [`SPILL_PARTS`] parts of the next level, in
+/// order: its keys are spilled again by the next level's hash as soon as the fold crosses a
+/// bound, so a part never holds more than the bounds, whatever the batch, and those parts are
+/// folded the same way. Which parts are split depends only on their distinct keys
+/// ([`FoldedSize`]), so the same batch and limit give the same files, however the fold spilled.
 fn fold_part(
     files: &SpilledPart,
     dir: &SpillDir,
     window_start: i64,
     level: u32,
     memory: &MemoryLimits,
-) -> Result<Vec<FoldedPart>> {
+) -> Result<Folded> {
     let too_large = |size: FoldedSize| {
         level < MAX_LEVEL && (size.entries > memory.part_rows || size.bytes > memory.part_bytes)
     };
@@ -387,11 +393,7 @@ fn fold_part(
             level,
             "a part larger than its bounds is written as its parts"
         );
-        let mut folded = Vec::new();
-        for part in &parts {
-            folded.extend(fold_part(part, dir, window_start, level + 1, memory)?);
-        }
-        return Ok(folded);
+        return Ok(Folded::Split(parts));
     }
     // As after an unspilled fold: one layout's table holds the merge's rows already.
     let finish = match combiner.single_layout() {
@@ -400,7 +402,24 @@ fn fold_part(
     };
     let frames = combiner.into_frames()?;
     let mut part = with_window_start(merge_frames(frames, finish)?, window_start)?;
-    Ok(vec![(dir.write(&mut part)?, part.height())])
+    Ok(Folded::Rows((dir.write(&mut part)?, part.height())))
+}
+
+/// A hash part waiting to be folded, and where it is among the window's parts: its number at
+/// each level, so the parts' rows are written in the order of these paths.
+struct PartTask {
+    path: Vec<u8>,
+    files: SpilledPart,
+}
+
+/// The parts [`merge_spilled`]'s folders share.
+struct PartQueue {
+    /// Parts not yet taken; the last is taken first, so a split part's own parts are folded
+    /// before the next first-level part (its spill files wait on disk no longer than needed).
+    waiting: Vec<PartTask>,
+    /// Parts waiting or being folded: the folders stop when none is left.
+    left: usize,
+    failed: Option<crate::Error>,
 }
 
 /// Folds each hash part's spilled files on its own (a part's rows are all the rows of its
@@ -413,44 +432,80 @@ fn merge_spilled(
     memory: &MemoryLimits,
 ) -> Result<Rows> {
     // Parts are folded side by side, [`PART_FOLDERS`] at most, each holding only its own keys
-    // (`MemoryLimits::part_rows` is set for that many). The threads are plain ones, not rayon
-    // tasks: a rayon task waiting on the sort's parallel work would take up another part
-    // meanwhile, and hold many parts at once.
-    let threads =
-        rayon::current_num_threads().clamp(1, (PART_FOLDERS as usize).min(parts.len().max(1)));
-    let next = AtomicUsize::new(0);
-    let folded: Vec<Mutex<Option<Result<Vec<FoldedPart>>>>> =
-        parts.iter().map(|_| Mutex::new(None)).collect();
+    // (`MemoryLimits::part_rows` is set for that many); the parts of a split part go back in
+    // the queue, so a window whose keys all fall in one part still has every folder busy. The
+    // threads are plain ones, not rayon tasks: a rayon task waiting on the sort's parallel
+    // work would take up another part meanwhile, and hold many parts at once.
+    let waiting: Vec<PartTask> = parts
+        .into_iter()
+        .enumerate()
+        .rev()
+        .map(|(p, files)| PartTask {
+            path: vec![p as u8],
+            files,
+        })
+        .collect();
+    let threads = rayon::current_num_threads().clamp(1, PART_FOLDERS as usize);
+    let queue = Mutex::new(PartQueue {
+        left: waiting.len(),
+        waiting,
+        failed: None,
+    });
+    let changed = Condvar::new();
+    let leaves: Mutex<Vec<(Vec<u8>, FoldedPart)>> = Mutex::new(Vec::new());
+    let lock = || queue.lock().unwrap_or_else(PoisonError::into_inner);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(files) = parts.get(i) else { break };
-                    let done = fold_part(files, &dir, window_start, 0, memory);
-                    let failed = done.is_err();
-                    *folded[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(done);
-                    if failed {
-                        // The batch fails: no thread starts another part.
-                        next.store(parts.len(), Ordering::Relaxed);
-                        break;
+                    let task = {
+                        let mut q = lock();
+                        loop {
+                            if q.failed.is_some() || q.left == 0 {
+                                return;
+                            }
+                            if let Some(task) = q.waiting.pop() {
+                                break task;
+                            }
+                            q = changed.wait(q).unwrap_or_else(PoisonError::into_inner);
+                        }
+                    };
+                    let level = task.path.len() as u32 - 1;
+                    let done = fold_part(&task.files, &dir, window_start, level, memory);
+                    let mut q = lock();
+                    match done {
+                        Ok(Folded::Rows(part)) => leaves
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push((task.path, part)),
+                        Ok(Folded::Split(parts)) => {
+                            q.left += parts.len();
+                            for (p, files) in parts.into_iter().enumerate().rev() {
+                                let mut path = task.path.clone();
+                                path.push(p as u8);
+                                q.waiting.push(PartTask { path, files });
+                            }
+                        }
+                        // The batch fails: no folder takes another part.
+                        Err(e) => {
+                            q.failed.get_or_insert(e);
+                        }
                     }
+                    q.left -= 1;
+                    changed.notify_all();
                 }
             });
         }
     });
-    // Parts are taken in order, so a part that was never taken comes after one that failed.
-    let (mut merged, mut rows) = (Vec::new(), 0);
-    for f in folded {
-        let part = f
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-            .ok_or_else(|| crate::Error::Spill("a spilled part was not folded".into()))??;
-        for (file, height) in part {
-            merged.push(file);
-            rows += height;
-        }
+    let queue = queue.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if let Some(e) = queue.failed {
+        return Err(e);
     }
+    let mut leaves = leaves.into_inner().unwrap_or_else(PoisonError::into_inner);
+    // Paths in lexicographic order: a split part's own parts, in order, where it would be.
+    leaves.sort_by(|a, b| a.0.cmp(&b.0));
+    let rows: usize = leaves.iter().map(|(_, (_, height))| height).sum();
+    let merged: Vec<std::path::PathBuf> = leaves.into_iter().map(|(_, (file, _))| file).collect();
     if rows > memory.sorted_rows {
         return Ok(Rows::Parts {
             files: merged,
