@@ -114,6 +114,26 @@ def add_hostile(raw):
     return 3
 
 
+def one_address_pair(raw, objects=200, records=10_000):
+    """One window of one interface and one pair of addresses, each record its own pair of ports
+    (2M keys): every key falls in the same first-level hash part, which reads the four string
+    columns only, so the memory bound rests on the parts below it."""
+    shutil.rmtree(raw, ignore_errors=True)
+    folder = f"{raw}/AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/01"
+    os.makedirs(folder)
+    head = ("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets "
+            "bytes start end action log-status\n")
+    for o in range(objects):
+        lines = [head]
+        for r in range(records):
+            high, low = divmod(o * records + r, 65536)
+            lines.append(f"2 123456789012 eni-0a1b2c3d4e5f60718 10.0.0.5 52.216.1.9 {low} "
+                         f"{443 + high} 6 10 4000 1793491386 1793491410 ACCEPT OK\n")
+        name = f"123456789012_vpcflowlogs_us-east-1_fl-0abc_20261101T000{o % 5}Z_{o:08x}.log.gz"
+        with gzip.open(os.path.join(folder, name), "wt", compresslevel=6) as out:
+            out.write("".join(lines))
+
+
 def run_duckdb(script, raw, out):
     """One DuckDB run of `script` into `out`: (the query's seconds, peak RSS bytes)."""
     shutil.rmtree(out, ignore_errors=True)
@@ -257,6 +277,9 @@ def main():
                 ("quick-real", (2, 5, 2, 200, "real"), both),
                 ("quick-unique", (2, 5, 2, 200, "unique"), both),
                 ("quick-spill", (2, 5, 2, 2000, "unique"), dict(fm_args=("--memory-limit", "4MiB"))),
+                ("quick-one-pair", (1, 5, 4, 2000, None),
+                 dict(fm_args=("--memory-limit", "4MiB"),
+                      make=lambda raw: one_address_pair(raw, objects=4, records=2000))),
                 ("quick-hostile", (2, 5, 2, 200, "real"), hostile)]
     else:
         sets = [("720-files-repeat", (8, 30, 3, 2000, "repeat"), {}),
@@ -265,6 +288,9 @@ def main():
                 ("1000-file-batch", (8, 5, 25, 3000, "repeat"), {}),
                 # One window of 400 objects × 10,000 distinct flows: 4M keys in one batch.
                 ("4M-keys-one-batch", (8, 5, 10, 10000, "unique"), tight),
+                # 2M keys of one interface and address pair, under a third of that limit.
+                ("one-address-pair", (1, 5, 40, 10000, None),
+                 dict(fm_args=("--memory-limit", "256MiB"), make=one_address_pair)),
                 ("hostile", (8, 5, 3, 2000, "real"), hostile)]
     results = [compare(a.flowmerge, a.work, name, shape, **options) for name, shape, options in sets]
     with open(os.path.join(a.work, "results.json"), "w") as f:
