@@ -645,6 +645,27 @@ mod tests {
         parts
     }
 
+    /// The sorted parts `memory` writes the test objects in, with every object's fold spilled
+    /// and with none spilled: the same parts both ways, which together are `want`'s rows.
+    fn parts_spilled_or_not(memory: &MemoryLimits, want: &DataFrame) -> Vec<DataFrame> {
+        let [spilled, unspilled] = [1, 1 << 30].map(|fold_bytes| {
+            let rows = merged(&MemoryLimits {
+                fold_bytes,
+                ..memory.clone()
+            });
+            assert_eq!(rows.height(), want.height());
+            let frames = parts_of_rows(&rows);
+            let got = merge_frames(frames.clone(), Finish::Sorted).unwrap();
+            assert!(got.equals_missing(want), "{got}\n{want}");
+            frames
+        });
+        assert_eq!(spilled.len(), unspilled.len());
+        for (s, u) in spilled.iter().zip(&unspilled) {
+            assert!(s.equals_missing(u), "{s}\n{u}");
+        }
+        spilled
+    }
+
     #[test]
     fn spilling_gives_the_frame_an_unspilled_merge_gives() {
         let plenty = MemoryLimits::new(1 << 30, None, None);
@@ -686,24 +707,11 @@ mod tests {
         // More rows than one sort may hold: the sorted parts, which together are the same rows,
         // and part by part the same whether the fold spilled or not (the output is the parts
         // in order).
-        let mut split = Vec::new();
-        for fold_bytes in [1, 1 << 30] {
-            let parts = MemoryLimits {
-                fold_bytes,
-                sorted_rows: 10,
-                ..tight.clone()
-            };
-            let rows = merged(&parts);
-            assert_eq!(rows.height(), want.height());
-            let frames = parts_of_rows(&rows);
-            let got = merge_frames(frames.clone(), Finish::Sorted).unwrap();
-            assert!(got.equals_missing(&want), "{got}\n{want}");
-            split.push(frames);
-        }
-        assert_eq!(split[0].len(), split[1].len());
-        for (spilled, unspilled) in split[0].iter().zip(&split[1]) {
-            assert!(spilled.equals_missing(unspilled), "{spilled}\n{unspilled}");
-        }
+        let parts = MemoryLimits {
+            sorted_rows: 10,
+            ..tight.clone()
+        };
+        parts_spilled_or_not(&parts, &want);
         assert_eq!(
             std::fs::read_dir(spill_dir.path()).unwrap().count(),
             0,
@@ -763,47 +771,30 @@ mod tests {
             panic!("a small batch is one frame");
         };
         let spill_dir = tempfile::tempdir().unwrap();
-        let mut split = Vec::new();
-        for fold_bytes in [1, 1 << 30] {
-            let limits = MemoryLimits {
-                fold_bytes,
-                sorted_rows: 10,
-                part_rows: 12,
-                spill_dir: spill_dir.path().to_path_buf(),
-                ..plenty.clone()
-            };
-            let rows = merged(&limits);
-            assert_eq!(rows.height(), want.height());
-            let frames = parts_of_rows(&rows);
-            assert!(
-                frames.len() > SPILL_PARTS,
-                "parts of parts: {} files",
-                frames.len()
-            );
-            assert!(
-                frames.iter().all(|f| f.height() <= 12),
-                "no part over its bound"
-            );
-            let got = merge_frames(frames.clone(), Finish::Sorted).unwrap();
-            assert!(got.equals_missing(&want), "{got}\n{want}");
-            split.push(frames);
-        }
-        assert_eq!(split[0].len(), split[1].len());
-        for (spilled, unspilled) in split[0].iter().zip(&split[1]) {
-            assert!(spilled.equals_missing(unspilled), "{spilled}\n{unspilled}");
-        }
+        let limits = MemoryLimits {
+            sorted_rows: 10,
+            part_rows: 12,
+            spill_dir: spill_dir.path().to_path_buf(),
+            ..plenty.clone()
+        };
+        let frames = parts_spilled_or_not(&limits, &want);
+        assert!(
+            frames.len() > SPILL_PARTS,
+            "parts of parts: {} files",
+            frames.len()
+        );
+        assert!(
+            frames.iter().all(|f| f.height() <= 12),
+            "no part over its bound"
+        );
         // A bound on the parts' bytes splits them too.
         let limits = MemoryLimits {
-            fold_bytes: 1,
             sorted_rows: 10,
             part_bytes: 1_000,
             spill_dir: spill_dir.path().to_path_buf(),
             ..plenty.clone()
         };
-        let frames = parts_of_rows(&merged(&limits));
-        assert!(frames.len() > SPILL_PARTS);
-        let got = merge_frames(frames, Finish::Sorted).unwrap();
-        assert!(got.equals_missing(&want));
+        assert!(parts_spilled_or_not(&limits, &want).len() > SPILL_PARTS);
         assert_eq!(
             std::fs::read_dir(spill_dir.path()).unwrap().count(),
             0,
