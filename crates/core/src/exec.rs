@@ -28,7 +28,7 @@ use crate::fault;
 use crate::formats::vpcflow::ParseOptions;
 use crate::job::is_raw_log_key;
 use crate::layout::output_key;
-use crate::memory::{MemoryLimits, SpillDir};
+use crate::memory::{MemoryLimits, SpillDir, spill_error};
 use crate::ports::CommitLedger;
 use crate::sort::{FirstSeen, int_min_max};
 use crate::source::{Arrival, Incoming, Rows};
@@ -311,14 +311,14 @@ async fn upload(
     let sent = async {
         let mut reader = tokio::fs::File::open(&file)
             .await
-            .map_err(|e| crate::Error::Spill(format!("{}: {e}", file.display())))?;
+            .map_err(|e| spill_error(&file, e))?;
         let mut left = len;
         while left > 0 {
             let n = left.min(UPLOAD_PART_BYTES as u64) as usize;
             let mut part = vec![0; n];
             tokio::io::AsyncReadExt::read_exact(&mut reader, &mut part)
                 .await
-                .map_err(|e| crate::Error::Spill(format!("{}: {e}", file.display())))?;
+                .map_err(|e| spill_error(&file, e))?;
             upload.put_part(PutPayload::from(part)).await?;
             left -= n as u64;
         }
@@ -588,7 +588,6 @@ fn write_rows(rows: Rows) -> Result<Written> {
         Rows::Parts { files, dir, .. } => (files, dir),
     };
     let (path, mut file) = dir.create()?;
-    let spill_error = |e: std::io::Error| crate::Error::Spill(format!("{}: {e}", path.display()));
     let mut files = files.iter();
     if let Some(first) = files.next() {
         let mut part = SpillDir::read(first)?;
@@ -603,8 +602,12 @@ fn write_rows(rows: Rows) -> Result<Written> {
         }
         writer.finish()?;
     }
-    std::io::Write::flush(&mut file).map_err(spill_error)?;
-    let len = file.get_ref().metadata().map_err(spill_error)?.len();
+    std::io::Write::flush(&mut file).map_err(|e| spill_error(&path, e))?;
+    let len = file
+        .get_ref()
+        .metadata()
+        .map_err(|e| spill_error(&path, e))?
+        .len();
     Ok(Written::File {
         path,
         len,

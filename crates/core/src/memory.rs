@@ -192,6 +192,7 @@ impl SpillDir {
     }
 }
 
-fn spill_error(path: &Path, e: std::io::Error) -> crate::Error {
+/// A spill file's or folder's I/O error, naming it.
+pub(crate) fn spill_error(path: &Path, e: std::io::Error) -> crate::Error {
     crate::Error::Spill(format!("{}: {e}", path.display()))
 }

@@ -17,7 +17,7 @@ use parse::Layout;
 
 use crate::error::Result;
 use crate::exec::{BatchReport, ProgressHook};
-use crate::memory::{MemoryLimits, PART_FOLDERS, SPILL_PARTS, SpillDir};
+use crate::memory::{MemoryLimits, PART_FOLDERS, SPILL_PARTS, SpillDir, spill_error};
 use crate::merge::{Finish, merge_frames};
 use crate::source::{Incoming, Merged, ReadOptions, RemergeOptions, Rows, Source, read_each};
 use crate::window::Window;
@@ -341,7 +341,7 @@ fn parts_of(
             parts[p].push((path, Arc::clone(layout)));
             Ok(file)
         })
-        .map_err(|e| crate::Error::Spill(format!("{}: {e}", dir.path().display())))
+        .map_err(|e| spill_error(dir.path(), e))
 }
 
 /// A part's merged rows, spilled: the file and how many rows it holds.
