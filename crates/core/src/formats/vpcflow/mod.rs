@@ -420,6 +420,8 @@ struct PartQueue {
     /// Parts waiting or being folded: the folders stop when none is left.
     left: usize,
     failed: Option<crate::Error>,
+    /// A thread panicked: the others stop.
+    stopped: bool,
 }
 
 /// Folds each hash part's spilled files on its own (a part's rows are all the rows of its
@@ -432,10 +434,39 @@ fn merge_spilled(
     memory: &MemoryLimits,
 ) -> Result<Rows> {
     // Parts are folded side by side, [`PART_FOLDERS`] at most, each holding only its own keys
-    // (`MemoryLimits::part_rows` is set for that many); the parts of a split part go back in
-    // the queue, so a window whose keys all fall in one part still has every folder busy. The
-    // threads are plain ones, not rayon tasks: a rayon task waiting on the sort's parallel
-    // work would take up another part meanwhile, and hold many parts at once.
+    // (`MemoryLimits::part_rows` is set for that many).
+    let threads = rayon::current_num_threads().clamp(1, PART_FOLDERS as usize);
+    let leaves = fold_all(parts, threads, |task| {
+        let level = task.path.len() as u32 - 1;
+        fold_part(&task.files, &dir, window_start, level, memory)
+    })?;
+    let rows: usize = leaves.iter().map(|(_, height)| height).sum();
+    let merged: Vec<std::path::PathBuf> = leaves.into_iter().map(|(file, _)| file).collect();
+    if rows > memory.sorted_rows {
+        return Ok(Rows::Parts {
+            files: merged,
+            rows,
+            dir: Arc::new(dir),
+        });
+    }
+    let frames = merged
+        .iter()
+        .map(|f| SpillDir::read(f))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Rows::Frame(merge_frames(frames, Finish::Sorted)?))
+}
+
+/// Folds every part with `fold` on `threads` threads, and returns the rows of every part not
+/// split, in the order of their paths: a split part's own parts, in order, where it would be.
+/// The parts of a split part go back in the queue, so a window whose keys all fall in one part
+/// still has every thread busy. The threads are plain ones, not rayon tasks: a rayon task
+/// waiting on the sort's parallel work would take up another part meanwhile, and hold many
+/// parts at once. The first error stops every thread; so does a panic, which is then passed on.
+fn fold_all(
+    parts: Vec<SpilledPart>,
+    threads: usize,
+    fold: impl Fn(&PartTask) -> Result<Folded> + Sync,
+) -> Result<Vec<FoldedPart>> {
     let waiting: Vec<PartTask> = parts
         .into_iter()
         .enumerate()
@@ -445,11 +476,11 @@ fn merge_spilled(
             files,
         })
         .collect();
-    let threads = rayon::current_num_threads().clamp(1, PART_FOLDERS as usize);
     let queue = Mutex::new(PartQueue {
         left: waiting.len(),
         waiting,
         failed: None,
+        stopped: false,
     });
     let changed = Condvar::new();
     let leaves: Mutex<Vec<(Vec<u8>, FoldedPart)>> = Mutex::new(Vec::new());
@@ -457,11 +488,15 @@ fn merge_spilled(
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
+                let _stop = StopOnPanic {
+                    queue: &queue,
+                    changed: &changed,
+                };
                 loop {
                     let task = {
                         let mut q = lock();
                         loop {
-                            if q.failed.is_some() || q.left == 0 {
+                            if q.failed.is_some() || q.stopped || q.left == 0 {
                                 return;
                             }
                             if let Some(task) = q.waiting.pop() {
@@ -470,8 +505,7 @@ fn merge_spilled(
                             q = changed.wait(q).unwrap_or_else(PoisonError::into_inner);
                         }
                     };
-                    let level = task.path.len() as u32 - 1;
-                    let done = fold_part(&task.files, &dir, window_start, level, memory);
+                    let done = fold(&task);
                     let mut q = lock();
                     match done {
                         Ok(Folded::Rows(part)) => leaves
@@ -486,7 +520,7 @@ fn merge_spilled(
                                 q.waiting.push(PartTask { path, files });
                             }
                         }
-                        // The batch fails: no folder takes another part.
+                        // The batch fails: no thread takes another part.
                         Err(e) => {
                             q.failed.get_or_insert(e);
                         }
@@ -502,22 +536,27 @@ fn merge_spilled(
         return Err(e);
     }
     let mut leaves = leaves.into_inner().unwrap_or_else(PoisonError::into_inner);
-    // Paths in lexicographic order: a split part's own parts, in order, where it would be.
     leaves.sort_by(|a, b| a.0.cmp(&b.0));
-    let rows: usize = leaves.iter().map(|(_, (_, height))| height).sum();
-    let merged: Vec<std::path::PathBuf> = leaves.into_iter().map(|(_, (file, _))| file).collect();
-    if rows > memory.sorted_rows {
-        return Ok(Rows::Parts {
-            files: merged,
-            rows,
-            dir: Arc::new(dir),
-        });
+    Ok(leaves.into_iter().map(|(_, part)| part).collect())
+}
+
+/// Stops the other threads of [`fold_all`] when the one it belongs to panics: they would wait
+/// for its part forever, and the scope passes a thread's panic on only once all have ended.
+struct StopOnPanic<'a> {
+    queue: &'a Mutex<PartQueue>,
+    changed: &'a Condvar,
+}
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .stopped = true;
+            self.changed.notify_all();
+        }
     }
-    let frames = merged
-        .iter()
-        .map(|f| SpillDir::read(f))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Rows::Frame(merge_frames(frames, Finish::Sorted)?))
 }
 
 /// A row's first-level hash part: a stable hash (FNV-1a) of its [`PART_COLUMNS`] values, in
@@ -725,6 +764,45 @@ mod tests {
                 .get(0),
             Some(900)
         );
+    }
+
+    #[test]
+    fn split_parts_come_back_in_path_order_and_a_panic_stops_every_folder() {
+        // What a part holds is the fold's business, not the queue's: empty parts here.
+        let parts = |n: usize| vec![SpilledPart::new(); n];
+        // Part 1 is split into two; each leaf's file is named by its path.
+        let folded = fold_all(parts(3), 2, |task| {
+            Ok(match task.path.as_slice() {
+                [1] => Folded::Split(parts(2)),
+                path => Folded::Rows((format!("{path:?}").into(), path.len())),
+            })
+        })
+        .unwrap();
+        let names: Vec<String> = folded
+            .iter()
+            .map(|(file, _)| file.display().to_string())
+            .collect();
+        assert_eq!(names, ["[0]", "[1, 0]", "[1, 1]", "[2]"]);
+
+        // A folder that panics must not leave the other waiting for its part: the call ends,
+        // with the panic. (Without the stop, this thread would never send.)
+        let (sent, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let result = std::panic::catch_unwind(|| {
+                fold_all(parts(4), 2, |task| match task.path.as_slice() {
+                    // The first part taken.
+                    [0] => panic!("a folder fails"),
+                    // Parts that split for as long as they are taken: only a stop ends the
+                    // other folder.
+                    _ => Ok(Folded::Split(parts(1))),
+                })
+            });
+            let _ = sent.send(result.is_err());
+        });
+        let panicked = got
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the folders stopped after one panicked");
+        assert!(panicked, "the panic is passed on");
     }
 
     #[test]
