@@ -682,14 +682,9 @@ fn merger_killed_during_rollup_deletes() {
     rollup_crash_and_recover("rollup-during-deletes");
 }
 
-/// The real CloudTrail samples (`../shared/realdata/cloudtrail`, or `FLOWMERGE_REALDATA`).
+/// The real CloudTrail samples (`realdata()/cloudtrail`).
 fn realdata_cloudtrail() -> PathBuf {
-    let dir = std::env::var_os("FLOWMERGE_REALDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/realdata"))
-        .join("cloudtrail");
-    assert!(dir.is_dir(), "real samples not found at {}", dir.display());
-    dir
+    realdata().join("cloudtrail")
 }
 
 #[test]

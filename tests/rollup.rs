@@ -452,16 +452,6 @@ fn cloudtrail_days_keep_each_event_once_and_closed_months_get_their_own_table() 
     assert_eq!(snapshot(&monthly), archived, "a second run changes no byte");
 }
 
-fn realdata() -> PathBuf {
-    let dir = std::env::var_os("FLOWMERGE_REALDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/realdata")
-        });
-    assert!(dir.is_dir(), "real samples not found at {}", dir.display());
-    dir
-}
-
 #[test]
 fn dns_days_are_rolled_up_with_every_row_kept_and_sorted() {
     let tmp = tempfile::tempdir().unwrap();

@@ -31,6 +31,17 @@ pub fn test_venv() -> String {
     })
 }
 
+/// The real public samples: `../shared/realdata` beside the clone, or `FLOWMERGE_REALDATA`.
+pub fn realdata() -> PathBuf {
+    let dir = std::env::var_os("FLOWMERGE_REALDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/realdata")
+        });
+    assert!(dir.is_dir(), "real samples not found at {}", dir.display());
+    dir
+}
+
 /// `flowmerge gen DIR` with whitespace-separated extra arguments.
 pub fn generate(dir: &Path, args: &str) {
     let d = dir.to_str().unwrap();
