@@ -17,22 +17,23 @@ if ! cmp -s tests/requirements.txt "$FLOWMERGE_TEST_VENV/requirements.txt"; then
     cp tests/requirements.txt "$FLOWMERGE_TEST_VENV/requirements.txt"
 fi
 
-# Debian's docker-compose (1.29) validates compose.yaml against the Compose schema, offline.
-if ! command -v docker-compose > /dev/null; then
-    echo "== installing docker-compose (Debian package)"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get install -y --no-install-recommends docker-compose > /dev/null \
-        || { $SUDO apt-get update -q > /dev/null && $SUDO apt-get install -y --no-install-recommends docker-compose > /dev/null; }
-fi
-
-# tshark (Debian) is the independent DNS parser the capture tests count queries with.
-if ! command -v tshark > /dev/null; then
-    echo "== installing tshark (Debian package)"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# Installs Debian's package PACKAGE unless COMMAND is on the PATH (the package index is
+# refreshed only when the install fails without it).
+apt_install() {
+    local command=$1 package=$2
+    command -v "$command" > /dev/null && return 0
+    echo "== installing $package (Debian package)"
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get install -y --no-install-recommends tshark > /dev/null \
-        || { $SUDO apt-get update -q > /dev/null && $SUDO apt-get install -y --no-install-recommends tshark > /dev/null; }
-fi
+    $sudo apt-get install -y --no-install-recommends "$package" > /dev/null \
+        || { $sudo apt-get update -q > /dev/null && $sudo apt-get install -y --no-install-recommends "$package" > /dev/null; }
+}
+# Debian's docker-compose (1.29) validates compose.yaml against the Compose schema, offline.
+apt_install docker-compose docker-compose
+# tshark (Debian) is the independent DNS parser the capture tests count queries with.
+apt_install tshark tshark
+# A Java runtime for Spark, the engine tests/spark_ddl.py reads the DDL's tables with.
+apt_install java default-jre-headless
 
 echo "== toolchain"
 cargo --version

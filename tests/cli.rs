@@ -626,6 +626,44 @@ fn readme_quick_start_runs_as_written() {
         })
         .count();
     assert_eq!(account_rows, 8, "one row per generated account: {text}");
+
+    // The Spark example, as written: `cargo run …` is the binary, spark-sql the test venv's.
+    let spark = quick
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|code| code.contains("spark-sql"))
+        .expect("a Spark block");
+    let script = spark.replace(
+        "cargo run --release -q -p flowmerge-cli --",
+        env!("CARGO_BIN_EXE_flowmerge"),
+    );
+    let path = format!(
+        "{}/bin:{}",
+        test_venv(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-ec", &script])
+        .env("PATH", path)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One hour of generated traffic: one row, the hour's partition keys and every row written.
+    let rows_out = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("rows out "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the summary's rows out");
+    let got: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(got.len(), 1, "{text}");
+    assert_eq!(got[0][..5], ["2026", "11", "1", "0", rows_out], "{text}");
 }
 
 #[test]
@@ -708,6 +746,174 @@ fn ddl_types_agree_with_the_parquet_written() {
         .sum()
         .unwrap();
     assert_eq!(merged, 2 * 3 * 50, "every generated record, once");
+}
+
+#[test]
+fn ddl_hive_dialect_refuses_what_only_athena_has() {
+    for (extra, says) in [
+        (
+            &["--format", "json"][..],
+            "--format json is the Athena table",
+        ),
+        (&["--source", "dns", "--servers", "a,b"][..], "--servers"),
+    ] {
+        let mut args = vec!["ddl", "--output", "s3://b/p", "--dialect", "hive"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = flowmerge(&args);
+        assert_eq!(code, 2, "{extra:?}: {out}{err}");
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+    let (code, ddl, err) = flowmerge(&["ddl", "--output", "/tmp/out", "--dialect", "hive"]);
+    assert_eq!(code, 2, "{ddl}{err}");
+    assert!(err.contains("file:///path"), "{err}");
+    let (code, ddl, _) = flowmerge(&["ddl", "--output", "s3a://b/p", "--dialect", "hive"]);
+    assert_eq!(code, 0);
+    assert!(!ddl.contains("projection"), "{ddl}");
+    assert!(ddl.ends_with("MSCK REPAIR TABLE vpc_flow_logs;\n"), "{ddl}");
+}
+
+/// What Spark should read from one table's folder: rows, each column's non-null values, and rows
+/// per partition as `--dialect hive` types the path's keys (`year=2026/month=01` → `2026/1`).
+#[derive(Debug, Default)]
+struct Expected {
+    rows: u64,
+    non_null: BTreeMap<String, u64>,
+    partitions: BTreeMap<String, u64>,
+}
+
+fn expected_of(folder: &Path) -> Expected {
+    let mut e = Expected::default();
+    for file in files(folder)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+    {
+        let df = read_parquet(&file);
+        e.rows += df.height() as u64;
+        for c in df.columns() {
+            *e.non_null.entry(c.name().to_string()).or_default() +=
+                (df.height() - c.null_count()) as u64;
+        }
+        let rel = file.parent().unwrap().strip_prefix(folder).unwrap();
+        let key = rel
+            .components()
+            .map(|part| {
+                let (_, v) = part.as_os_str().to_str().unwrap().split_once('=').unwrap();
+                v.parse::<u64>().map_or(v.to_string(), |n| n.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        *e.partitions.entry(key).or_default() += df.height() as u64;
+    }
+    e
+}
+
+/// Spark (the real engine, with its own Hive metastore) reads every table through the DDL
+/// `flowmerge ddl` prints: `--dialect hive` as printed, `MSCK REPAIR TABLE` included, and the
+/// Athena DDL with its partitions added by hand (Spark ignores projection). Every row, every
+/// column's values, and the partition keys as the path spells them.
+#[test]
+fn spark_reads_every_table_through_flowmerge_ddl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    generate(
+        &raw.join("flows"),
+        "--accounts 2 --minutes 7 --records-per-file 40 --profile real",
+    );
+    generate(
+        &raw.join("flows5"),
+        "--accounts 1 --minutes 3 --records-per-file 30 --format v5 --start 2026-10-31T23:58:00Z",
+    );
+    let real = realdata();
+    let trails = raw.join("trails");
+    std::fs::create_dir_all(&trails).unwrap();
+    for f in [
+        "cloudtrail/cribl/derived-from-cribl/650992545562_CloudTrail_us-west-2_20220103T1915Z_LwA4RXRzImDPnQAL.json.gz",
+        "cloudtrail/loki/cloudtrail-log-file.json.gz",
+        "cloudtrail/stratus-red-team/aws.credential-access.ec2-get-password-data.json",
+        "cloudtrail/stratus-red-team/aws.execution.ssm-send-command.json",
+    ] {
+        let name = Path::new(f).file_name().unwrap();
+        std::fs::copy(real.join(f), trails.join(name)).unwrap();
+    }
+    for (server, captures) in [
+        ("ns1.example", "dns_pcap/dnscap"),
+        ("ns2.example", "dns_pcap/pcapplusplus"),
+    ] {
+        let dir = raw.join("dns").join(server);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in files(&real.join(captures)) {
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let out = tmp.path().join("out");
+    let (code, s) = compact(&raw, &out, &[]);
+    assert_eq!(code, 0, "{s}");
+    // Rolled-up partitions beside batch files, and the monthly CloudTrail table.
+    let (code, _, err) = flowmerge(&["rollup", out.to_str().unwrap(), "--min-age", "0s"]);
+    assert_eq!(code, 0, "{err}");
+    let months = tmp.path().join("months");
+    let (code, _, err) = flowmerge(&[
+        "rollup",
+        out.to_str().unwrap(),
+        "--level",
+        "month",
+        "--into",
+        months.to_str().unwrap(),
+        "--min-age",
+        "0s",
+    ]);
+    assert_eq!(code, 0, "{err}");
+
+    let tables = [
+        ("flows", "vpcflow", &out, "vpcflowlogs", false),
+        ("trails", "cloudtrail", &out, "cloudtrail", false),
+        ("dns", "dns", &out, "dns", false),
+        ("months", "cloudtrail", &months, "cloudtrail_monthly", true),
+    ];
+    let specs: Vec<String> = tables
+        .iter()
+        .map(|(name, source, prefix, _, monthly)| {
+            let monthly = if *monthly { ":monthly" } else { "" };
+            format!("{name}:{source}:{}{monthly}", prefix.display())
+        })
+        .collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/spark_ddl.py");
+    let run = Command::new(format!("{}/bin/python", test_venv()))
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_flowmerge"))
+        .args(&specs)
+        .output()
+        .expect("run tests/spark_ddl.py in the test venv (scripts/test.sh installs it)");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "spark_ddl.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+
+    for (name, _, prefix, folder, _) in tables {
+        let want = expected_of(&prefix.join(folder));
+        assert!(want.rows > 0, "{name}: the test wrote rows");
+        for dialect in ["hive", "athena"] {
+            let got = &report[format!("{name}/{dialect}")];
+            let at = format!("{name} through the {dialect} DDL");
+            assert_eq!(got["rows"], want.rows, "{at}: rows");
+            assert_eq!(got["scanned"], want.rows, "{at}: rows of a full scan");
+            let declared = got["non_null"].as_object().unwrap();
+            for (column, n) in declared {
+                let written = want.non_null.get(column).copied().unwrap_or(0);
+                assert_eq!(n, &serde_json::json!(written), "{at}: values of {column}");
+            }
+            for column in want.non_null.keys() {
+                assert!(declared.contains_key(column), "{at}: {column} declared");
+            }
+        }
+        let partitions: BTreeMap<String, u64> =
+            serde_json::from_value(report[format!("{name}/hive")]["partitions"].clone()).unwrap();
+        assert_eq!(partitions, want.partitions, "{name}: rows per partition");
+    }
 }
 
 #[test]

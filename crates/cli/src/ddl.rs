@@ -1,13 +1,17 @@
-//! `flowmerge ddl`: the Athena table over one source's output — every column with the type it has
-//! in our Parquet, and partition projection so no `MSCK REPAIR` or crawler is needed.
+//! `flowmerge ddl`: the table over one source's output — every column with the type it has in our
+//! Parquet — for Athena (the default) or for engines that read a Hive metastore (`--dialect hive`:
+//! Spark, Hive, Trino's Hive connector).
 //!
-//! The projection is one `date` column whose format spells the Hive path (`year=…/month=…/day=…`,
-//! and `/hour=…` for flow logs), ranging from `--first-year` to `NOW`: an unfiltered query
-//! enumerates only the partitions that can exist, not every hour to 2099. The same table, as
-//! JSON (`--format json`), is what the CDK app builds its Glue tables from
-//! (`infra-cdk/lib/*-table.json`; a test keeps them equal).
+//! Athena's table has partition projection, so no `MSCK REPAIR` or crawler is needed: one `date`
+//! column whose format spells the Hive path (`year=…/month=…/day=…`, and `/hour=…` for flow
+//! logs), ranging from `--first-year` to `NOW`, so an unfiltered query enumerates only the
+//! partitions that can exist, not every hour to 2099. The same table, as JSON (`--format json`),
+//! is what the CDK app builds its Glue tables from (`infra-cdk/lib/*-table.json`; a test keeps them
+//! equal). Other engines ignore projection, so the Hive table is partitioned by the path's own keys
+//! (`year`, `month`, … as `int`, DNS's `server` as `string`) and `MSCK REPAIR TABLE`, printed after
+//! it, registers the partitions found under the location.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use flowmerge_core::SourceKind;
 use flowmerge_core::formats::cloudtrail;
@@ -16,7 +20,8 @@ use serde::Serialize;
 
 #[derive(Args, Debug)]
 pub struct DdlArgs {
-    /// The compact output the table reads: s3://bucket/prefix (as given to `compact`).
+    /// The compact output the table reads: s3://bucket/prefix (as given to `compact`), or
+    /// file:///path for a local one.
     #[arg(long)]
     pub output: String,
     /// Which source's table.
@@ -37,9 +42,19 @@ pub struct DdlArgs {
     /// (`--output` is then that PREFIX), partitioned by month.
     #[arg(long)]
     pub monthly: bool,
-    /// `sql` (Athena DDL) or `json` (the table as the CDK app reads it).
+    /// `sql` (the DDL) or `json` (the Athena table as the CDK app reads it).
     #[arg(long, value_enum, default_value_t = DdlFormat::Sql)]
     pub format: DdlFormat,
+    /// `athena` (partition projection) or `hive` (Spark, Hive, Trino's Hive connector: the path's
+    /// own partition keys, registered by the `MSCK REPAIR TABLE` printed after the table).
+    #[arg(long, value_enum, default_value_t = Dialect::Athena)]
+    pub dialect: Dialect,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Dialect {
+    Athena,
+    Hive,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -199,6 +214,22 @@ pub fn spec(source: SourceKind, first_year: u32, servers: &[String], monthly: bo
     }
 }
 
+/// The partition keys of the output's Hive path (`year=2026/month=11/…`), for engines without
+/// partition projection: the date's parts as numbers (the path's zero-padded `month=01` reads as
+/// 1), DNS's capture server as text.
+pub fn path_partition_keys(source: SourceKind, monthly: bool) -> Vec<NameType> {
+    let parts: &[&str] = match source {
+        _ if monthly => &["year", "month"],
+        SourceKind::Vpcflow => &["year", "month", "day", "hour"],
+        SourceKind::Cloudtrail | SourceKind::Dns => &["year", "month", "day"],
+    };
+    let mut keys: Vec<NameType> = parts.iter().map(|p| nt(p, "int")).collect();
+    if source == SourceKind::Dns {
+        keys.push(nt("server", "string"));
+    }
+    keys
+}
+
 /// A Hive DDL string literal: single-quoted, or double-quoted when the text holds a single quote
 /// (the date formats quote their literal parts).
 fn literal(text: &str) -> String {
@@ -220,12 +251,25 @@ pub fn render(args: &DdlArgs) -> Result<String> {
         &args.servers,
         args.monthly,
     );
+    let hive = args.dialect == Dialect::Hive;
+    if hive && args.format == DdlFormat::Json {
+        return Err(crate::usage(
+            "--format json is the Athena table the CDK app builds: leave out --dialect hive",
+        ));
+    }
+    if hive && !args.servers.is_empty() {
+        return Err(crate::usage(
+            "--servers names the servers of Athena's projection: the Hive table's come from MSCK REPAIR TABLE",
+        ));
+    }
     if args.format == DdlFormat::Json {
         return Ok(serde_json::to_string_pretty(&spec)? + "\n");
     }
     let base = args.output.trim_end_matches('/');
     if !base.contains("://") {
-        bail!("--output {base}: give the location Athena reads, e.g. s3://bucket/prefix");
+        return Err(crate::usage(format!(
+            "--output {base}: give the location the engine reads, e.g. s3://bucket/prefix (file:///path for a local folder)"
+        )));
     }
     let location = format!("{base}/{}/", spec.dataset);
     let listed = |cols: &[NameType], indent: &str, sep: &str| {
@@ -234,10 +278,23 @@ pub fn render(args: &DdlArgs) -> Result<String> {
             .collect::<Vec<_>>()
             .join(sep)
     };
+    let table = args.table.as_deref().unwrap_or(&spec.name);
     let cols = listed(&spec.columns, "  ", ",\n");
-    let parts = listed(&spec.partition_keys, "", ", ");
-    let props = spec
-        .parameters
+    let partition_keys = match hive {
+        true => path_partition_keys(args.source.into(), args.monthly),
+        false => spec.partition_keys,
+    };
+    let parts = listed(&partition_keys, "", ", ");
+    let parameters = match hive {
+        // Projection and the location template mean nothing outside Athena.
+        true => spec
+            .parameters
+            .into_iter()
+            .filter(|(k, _)| k == "parquet.compression")
+            .collect(),
+        false => spec.parameters,
+    };
+    let props = parameters
         .iter()
         .map(|(k, v)| {
             format!(
@@ -247,12 +304,18 @@ pub fn render(args: &DdlArgs) -> Result<String> {
         })
         .collect::<Vec<_>>()
         .join(",\n");
-    Ok(format!(
+    let mut ddl = format!(
         "CREATE EXTERNAL TABLE IF NOT EXISTS {table} (\n{cols}\n)\n\
 PARTITIONED BY ({parts})\n\
 STORED AS PARQUET\n\
 LOCATION '{location}'\n\
-TBLPROPERTIES (\n{props}\n);\n",
-        table = args.table.as_deref().unwrap_or(&spec.name),
-    ))
+TBLPROPERTIES (\n{props}\n);\n"
+    );
+    if hive {
+        ddl.push_str(&format!(
+            "\n-- Registers the partitions under the location: run it again after new ones appear.\n\
+MSCK REPAIR TABLE {table};\n"
+        ));
+    }
+    Ok(ddl)
 }

@@ -56,7 +56,7 @@ enum Command {
     Rollup(rollup::RollupArgs),
     /// Generate realistic raw flow log objects in AWS's layout.
     Gen(generate::GenArgs),
-    /// Print the Athena CREATE TABLE for compact's output.
+    /// Print the CREATE TABLE for compact's output (Athena, or Spark/Hive with --dialect hive).
     Ddl(ddl::DdlArgs),
     /// AWS helpers: `aws bootstrap` creates what the mapper and merger need.
     Aws(aws::AwsArgs),
