@@ -772,6 +772,75 @@ fn ddl_hive_dialect_refuses_what_only_athena_has() {
     assert!(ddl.ends_with("MSCK REPAIR TABLE vpc_flow_logs;\n"), "{ddl}");
 }
 
+/// Captures made with scapy (`tests/dns_tshark.py`: UDP over IPv4 and IPv6, EDNS and client
+/// subnets, unanswered queries, responses without a query, fragmented responses sent out of order,
+/// pipelined and split TCP messages, junk on port 53), as pcap and pcapng: flowmerge's rows are
+/// tshark's queries one for one — client, port, id, name, type, and the joined response's rcode
+/// and answer count — and its responses without a query.
+#[test]
+fn dns_rows_agree_with_tshark_query_by_query() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    let server = raw.join("dns/ns9.example");
+    std::fs::create_dir_all(&server).unwrap();
+    let python = format!("{}/bin/python", test_venv());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/dns_tshark.py");
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(&python)
+            .arg(&script)
+            .args(args)
+            .output()
+            .expect("run tests/dns_tshark.py in the test venv (scripts/test.sh installs it)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "dns_tshark.py {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    };
+    let captures = [("a.pcap", "7"), ("b.pcapng", "8")];
+    let mut made = HashMap::new();
+    for (name, seed) in captures {
+        let path = server.join(name);
+        made.insert(name, run(&["write", path.to_str().unwrap(), seed]));
+    }
+    let out = tmp.path().join("out");
+    let (code, s) = compact(&raw, &out, &[]);
+    assert_eq!(code, 0, "{s}");
+    let junk: u64 = made.values().map(|m| m["junk"].as_u64().unwrap()).sum();
+    assert_eq!(s["records_skipped"], junk, "the junk is skipped, counted");
+
+    let mut args = vec![
+        "compare".to_string(),
+        out.display().to_string(),
+        "dns/ns9.example/".into(),
+    ];
+    args.extend(
+        captures
+            .iter()
+            .map(|(n, _)| server.join(n).display().to_string()),
+    );
+    let report = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for (name, _) in captures {
+        let got = &report[format!("dns/ns9.example/{name}")];
+        let m = &made[name];
+        let n = |k: &str| m[k].as_u64().unwrap();
+        let queries = n("udp4") + n("udp6") + n("tcp") + n("unanswered");
+        assert!(n("fragmented") > 0 && n("tcp") > 0, "{name}: {m}");
+        assert_eq!(
+            got["tshark_queries"], queries,
+            "{name}: tshark reads them all"
+        );
+        assert_eq!(got["flowmerge_rows"], queries, "{name}: one row per query");
+        assert_eq!(got["only_tshark"], serde_json::json!([]), "{name}");
+        assert_eq!(got["only_flowmerge"], serde_json::json!([]), "{name}");
+        assert_eq!(got["tshark_orphans"], n("orphans"), "{name}");
+        assert_eq!(got["flowmerge_orphans"], n("orphans"), "{name}");
+        assert_eq!(got["flowmerge_client_subnet"], n("client_subnet"), "{name}");
+    }
+}
+
 /// What Spark should read from one table's folder: rows, each column's non-null values, and rows
 /// per partition as `--dialect hive` types the path's keys (`year=2026/month=01` → `2026/1`).
 #[derive(Debug, Default)]
