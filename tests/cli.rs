@@ -546,7 +546,8 @@ fn empty_objects_are_counted_and_named() {
 /// The README's quick start, extracted from README.md as written: every command must be
 /// `cargo run --release -q -p flowmerge-cli -- ARGS` (which needs the package's default-run to be
 /// `flowmerge`), and running ARGS with the binary must print the summary the README shows. The
-/// README's DuckDB query then runs on the output, with DuckDB from the test venv.
+/// README's DuckDB query and its Spark example then run on the output, with the test venv's
+/// DuckDB and Spark.
 #[test]
 fn readme_quick_start_runs_as_written() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -603,21 +604,7 @@ fn readme_quick_start_runs_as_written() {
         .lines()
         .find(|l| l.contains("python") && l.contains("duckdb"))
         .expect("a Python DuckDB line");
-    let python = std::path::Path::new(&test_venv()).join("bin/python");
-    let shell = query
-        .trim()
-        .replacen("python3", python.to_str().unwrap(), 1);
-    let out = std::process::Command::new("sh")
-        .args(["-c", &shell])
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{shell}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = venv_shell(query.trim(), tmp.path());
     let account_rows = text
         .lines()
         .filter(|l| {
@@ -638,23 +625,7 @@ fn readme_quick_start_runs_as_written() {
         "cargo run --release -q -p flowmerge-cli --",
         env!("CARGO_BIN_EXE_flowmerge"),
     );
-    let path = format!(
-        "{}/bin:{}",
-        test_venv(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = std::process::Command::new("sh")
-        .args(["-ec", &script])
-        .env("PATH", path)
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = venv_shell(&script, tmp.path());
     // One hour of generated traffic: one row, the hour's partition keys and every row written.
     let rows_out = printed
         .iter()
@@ -664,6 +635,49 @@ fn readme_quick_start_runs_as_written() {
     let got: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     assert_eq!(got.len(), 1, "{text}");
     assert_eq!(got[0][..5], ["2026", "11", "1", "0", rows_out], "{text}");
+}
+
+/// Runs `tests/<script>` with the test venv's Python (scripts/test.sh installs it): it must
+/// succeed; the JSON of the last line it printed.
+fn venv_script(script: &str, args: &[&str]) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests")
+        .join(script);
+    let out = Command::new(format!("{}/bin/python", test_venv()))
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} {args:?}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{script}: {e}: {stdout}"))
+}
+
+/// Runs `script` with `sh -e` in `dir`, the test venv's tools first on the PATH (its `python3`
+/// with DuckDB, `spark-sql`): it must succeed; what it printed.
+fn venv_shell(script: &str, dir: &Path) -> String {
+    let path = format!(
+        "{}/bin:{}",
+        test_venv(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("sh")
+        .args(["-ec", script])
+        .env("PATH", path)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -783,22 +797,7 @@ fn dns_rows_agree_with_tshark_query_by_query() {
     let raw = tmp.path().join("raw");
     let server = raw.join("dns/ns9.example");
     std::fs::create_dir_all(&server).unwrap();
-    let python = format!("{}/bin/python", test_venv());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/dns_tshark.py");
-    let run = |args: &[&str]| -> serde_json::Value {
-        let out = Command::new(&python)
-            .arg(&script)
-            .args(args)
-            .output()
-            .expect("run tests/dns_tshark.py in the test venv (scripts/test.sh installs it)");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "dns_tshark.py {args:?}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-    };
+    let run = |args: &[&str]| venv_script("dns_tshark.py", args);
     let captures = [("a.pcap", "7"), ("b.pcapng", "8")];
     let mut made = HashMap::new();
     for (name, seed) in captures {
@@ -946,21 +945,9 @@ fn spark_reads_every_table_through_flowmerge_ddl() {
             format!("{name}:{source}:{}{monthly}", prefix.display())
         })
         .collect();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/spark_ddl.py");
-    let run = Command::new(format!("{}/bin/python", test_venv()))
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_flowmerge"))
-        .args(&specs)
-        .output()
-        .expect("run tests/spark_ddl.py in the test venv (scripts/test.sh installs it)");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "spark_ddl.py failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let mut args = vec![env!("CARGO_BIN_EXE_flowmerge")];
+    args.extend(specs.iter().map(String::as_str));
+    let report = venv_script("spark_ddl.py", &args);
 
     for (name, _, prefix, folder, _) in tables {
         let want = expected_of(&prefix.join(folder));
