@@ -916,7 +916,8 @@ fn spark_reads_every_table_through_flowmerge_ddl() {
     let out = tmp.path().join("out");
     let (code, s) = compact(&raw, &out, &[]);
     assert_eq!(code, 0, "{s}");
-    // Rolled-up partitions beside batch files, and the monthly CloudTrail table.
+    // Every partition rolled up (flow logs of two formats into one file), and CloudTrail's
+    // months into their own table.
     let (code, _, err) = flowmerge(&["rollup", out.to_str().unwrap(), "--min-age", "0s"]);
     assert_eq!(code, 0, "{err}");
     let months = tmp.path().join("months");
