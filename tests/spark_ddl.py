@@ -51,7 +51,7 @@ def partition_columns(text):
 def counts(spark, table, partition_keys, by_partition):
     columns = [f.name for f in spark.table(table).schema.fields if f.name not in partition_keys]
     row = spark.sql(
-        f"SELECT count(*), " + ", ".join(f"count(`{c}`)" for c in columns) + f" FROM {table}"
+        "SELECT count(*), " + ", ".join(f"count(`{c}`)" for c in columns) + f" FROM {table}"
     ).collect()[0]
     result = {
         "rows": row[0],
