@@ -1,6 +1,6 @@
 //! `flowmerge ddl`: the table over one source's output — every column with the type it has in our
 //! Parquet — for Athena (the default) or for engines that read a Hive metastore (`--dialect hive`:
-//! Spark, Hive, Trino's Hive connector).
+//! Spark, which the tests run; Hive and Trino's Hive connector take the same DDL).
 //!
 //! Athena's table has partition projection, so no `MSCK REPAIR` or crawler is needed: one `date`
 //! column whose format spells the Hive path (`year=…/month=…/day=…`, and `/hour=…` for flow
@@ -217,7 +217,7 @@ pub fn spec(source: SourceKind, first_year: u32, servers: &[String], monthly: bo
 /// The partition keys of the output's Hive path (`year=2026/month=11/…`), for engines without
 /// partition projection: the date's parts as numbers (the path's zero-padded `month=01` reads as
 /// 1), DNS's capture server as text.
-pub fn path_partition_keys(source: SourceKind, monthly: bool) -> Vec<NameType> {
+fn path_partition_keys(source: SourceKind, monthly: bool) -> Vec<NameType> {
     let parts: &[&str] = match source {
         _ if monthly => &["year", "month"],
         SourceKind::Vpcflow => &["year", "month", "day", "hour"],
