@@ -10,6 +10,10 @@
 //! | 1/4 | folded flow keys, across the parsing threads; beyond it they spill |
 //! | rest | the merge and the write of what was folded or spilled |
 //!
+//! CloudTrail and DNS rows are not folded: a batch holds at most an eighth of the limit of its
+//! read objects (decoded bytes; the raw bytes of later ones wait on disk) and sorts the rows of
+//! at most an eighth at once, writing a larger batch as sorted parts.
+//!
 //! A spilled or large window is folded back part by part, two parts at a time, each within half
 //! of the limit (`part_rows`, `part_bytes`); a larger part is split into parts of its own.
 //!
@@ -43,6 +47,12 @@ pub struct MemoryLimits {
     pub part_rows: u64,
     /// Bytes of distinct keys (keys and metrics) one hash part may hold, as for `part_rows`.
     pub part_bytes: u64,
+    /// CloudTrail and DNS: decoded bytes of read objects a batch holds in memory until it merges
+    /// them; past it, an object's raw bytes wait in the spill folder and it is read again then.
+    pub held_bytes: u64,
+    /// CloudTrail and DNS: decoded bytes of the objects whose rows are sorted as one part; a
+    /// batch of more is written as sorted parts, its objects taken in key order.
+    pub rows_part_bytes: u64,
 }
 
 impl Default for MemoryLimits {
@@ -79,6 +89,8 @@ impl MemoryLimits {
             // depend on these bounds, and the same batch and limit must give the same bytes.
             part_rows: memory / ROW_BYTES / PART_FOLDERS,
             part_bytes: memory / 4 / PART_FOLDERS,
+            held_bytes: (memory / 8).max(1 << 20),
+            rows_part_bytes: (memory / 8).max(1 << 20),
         }
     }
 }

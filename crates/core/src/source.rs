@@ -17,7 +17,7 @@ use crate::exec::{BatchReport, ProgressHook, Quarantined};
 use crate::formats::cloudtrail;
 use crate::formats::dns::{self, DnsOptions};
 use crate::formats::vpcflow::ParseOptions;
-use crate::memory::MemoryLimits;
+use crate::memory::{MemoryLimits, SpillDir, spill_error};
 use crate::window::Window;
 
 pub use flowmerge_protocol::classify::{Class, classify_key};
@@ -272,6 +272,216 @@ fn frames(partitions: Vec<(String, DataFrame)>) -> Vec<(String, Rows)> {
         .collect()
 }
 
+/// An object of a source whose rows a batch holds until it merges them (CloudTrail, DNS): what
+/// was read, or — once the batch holds [`MemoryLimits::held_bytes`] of decoded objects — its raw
+/// bytes in the batch's spill folder, read when its turn comes.
+enum Held<T> {
+    Read(T),
+    Spilled(std::path::PathBuf),
+    /// Its raw bytes could not be kept: the batch fails (see [`Spill::failed`]).
+    Lost,
+}
+/// The spill folder of a batch whose rows are held, made when first needed, and the first
+/// error keeping raw bytes in it (local disk, never the object's fault: the batch fails).
+struct Spill<'a> {
+    parent: &'a std::path::Path,
+    dir: std::sync::Mutex<Option<std::sync::Arc<SpillDir>>>,
+    failed: std::sync::Mutex<Option<crate::Error>>,
+}
+
+impl<'a> Spill<'a> {
+    fn new(parent: &'a std::path::Path) -> Self {
+        Self {
+            parent,
+            dir: Default::default(),
+            failed: Default::default(),
+        }
+    }
+
+    fn dir(&self) -> Result<std::sync::Arc<SpillDir>> {
+        let mut dir = self
+            .dir
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(dir) = &*dir {
+            return Ok(dir.clone());
+        }
+        let made = std::sync::Arc::new(SpillDir::new(self.parent)?);
+        *dir = Some(made.clone());
+        Ok(made)
+    }
+
+    /// `raw` kept in a new file of the folder, or [`Held::Lost`] and the error remembered.
+    fn keep<T>(&self, raw: &[u8]) -> Held<T> {
+        let kept = self.dir().and_then(|dir| {
+            let (path, mut file) = dir.create()?;
+            std::io::Write::write_all(&mut file, raw)
+                .and_then(|()| std::io::Write::flush(&mut file))
+                .map_err(|e| spill_error(&path, e))?;
+            Ok(path)
+        });
+        match kept {
+            Ok(path) => Held::Spilled(path),
+            Err(e) => {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get_or_insert(e);
+                Held::Lost
+            }
+        }
+    }
+
+    fn failed(&self) -> Option<crate::Error> {
+        self.failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// How a source whose rows a batch holds reads an object.
+trait ReadRows: Sync {
+    type Read: Send;
+    /// Reads one object (an error quarantines it).
+    fn read(&self, object: &ObjectRef, raw: &[u8]) -> std::result::Result<Self::Read, String>;
+    /// The object's decoded size: what it costs to hold.
+    fn decoded(read: &Self::Read) -> u64;
+    /// Its records, for the progress bar.
+    fn records(read: &Self::Read) -> u64;
+}
+
+/// How such a source merges what it read, objects in key order.
+trait MergeRows<T> {
+    /// Adds the next object's rows, and accounts for it in `report`.
+    fn add(&mut self, object: &ObjectRef, read: T, report: &mut BatchReport);
+    /// The rows added since the last call, per partition (in partition order), each sorted.
+    fn take(&mut self) -> PolarsResult<Vec<(String, DataFrame)>>;
+}
+
+/// A batch of a source whose rows are held, within its memory limit. Objects are read in parallel as they
+/// arrive until the batch holds [`MemoryLimits::held_bytes`] of them (decoded); the raw bytes of
+/// the rest are kept in the spill folder and read later, a few at a time in parallel. Then the
+/// objects are added in key order, and every [`MemoryLimits::rows_part_bytes`] of them taken out
+/// as a sorted part. One part is one frame per partition, as a batch was before it had parts;
+/// more are written in order as each partition's row groups (`Rows::Parts`). Where parts end
+/// depends only on the objects' keys and decoded sizes, so the same batch and limit give the same
+/// files, whichever objects were held and whichever spilled.
+fn merge_held<R: ReadRows>(
+    reader: &R,
+    merge: &mut impl MergeRows<R::Read>,
+    incoming: Incoming,
+    memory: &MemoryLimits,
+    progress: Option<&ProgressHook>,
+) -> Result<Merged> {
+    let spill = Spill::new(&memory.spill_dir);
+    let held_bytes = std::sync::atomic::AtomicU64::new(0);
+    let told = |object: &ObjectRef, records: u64| {
+        if let Some(hook) = progress {
+            (hook.0)(object.size, records);
+        }
+    };
+    let (arrived, mut report) = read_each(
+        incoming,
+        None,
+        |object, raw| {
+            if held_bytes.load(std::sync::atomic::Ordering::Relaxed) >= memory.held_bytes {
+                return Ok(spill.keep(raw));
+            }
+            let got = reader.read(object, raw);
+            told(object, got.as_ref().map_or(0, R::records));
+            let got = got?;
+            held_bytes.fetch_add(R::decoded(&got), std::sync::atomic::Ordering::Relaxed);
+            Ok(Held::Read(got))
+        },
+        |_| 0,
+    )?;
+    if let Some(e) = spill.failed() {
+        return Err(e);
+    }
+    let mut arrived = arrived;
+    arrived.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+    // Per partition, its parts' files in order and their rows.
+    type Parted = std::collections::BTreeMap<String, (Vec<std::path::PathBuf>, usize)>;
+    let mut parts = Parted::new();
+    let write_part = |merge: &mut dyn MergeRows<R::Read>, parts: &mut Parted| -> Result<()> {
+        let dir = spill.dir()?;
+        for (partition, mut df) in merge.take()? {
+            let rows = df.height();
+            let path = dir.write(&mut df)?;
+            let part = parts.entry(partition).or_default();
+            part.0.push(path);
+            part.1 += rows;
+        }
+        Ok(())
+    };
+    let last = arrived.len();
+    let mut part_bytes = 0u64;
+    let mut objects = arrived.into_iter().enumerate().peekable();
+    let mut batch = Vec::new();
+    while objects.peek().is_some() {
+        // The next objects, as many as there are threads to read the spilled ones at once.
+        batch.clear();
+        batch.extend(objects.by_ref().take(rayon::current_num_threads().max(1)));
+        let reads = batch
+            .par_drain(..)
+            .map(|(n, (object, held))| {
+                let got = match held {
+                    Held::Read(got) => Ok(got),
+                    Held::Spilled(path) => {
+                        let raw = SpillDir::take(&path)?;
+                        let got = reader.read(&object, &raw);
+                        told(&object, got.as_ref().map_or(0, R::records));
+                        got
+                    }
+                    Held::Lost => {
+                        return Err(crate::Error::Spill(format!("{}: not kept", object.key)));
+                    }
+                };
+                Ok((n, object, got))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (n, object, got) in reads {
+            match got {
+                Ok(got) => {
+                    part_bytes += R::decoded(&got);
+                    merge.add(&object, got, &mut report);
+                }
+                Err(reason) => {
+                    tracing::warn!(key = %object.key, %reason, "object quarantined");
+                    report.quarantined.push(Quarantined { object, reason });
+                }
+            }
+            if part_bytes >= memory.rows_part_bytes && n + 1 < last {
+                write_part(merge, &mut parts)?;
+                part_bytes = 0;
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Ok(Merged {
+            partitions: frames(merge.take()?),
+            report,
+        });
+    }
+    write_part(merge, &mut parts)?;
+    let dir = spill.dir()?;
+    let partitions = parts
+        .into_iter()
+        .map(|(partition, (files, rows))| {
+            (
+                partition,
+                Rows::Parts {
+                    files,
+                    rows,
+                    dir: dir.clone(),
+                },
+            )
+        })
+        .collect();
+    Ok(Merged { partitions, report })
+}
+
 /// CloudTrail (`formats::cloudtrail`): one row per event, each `eventID` once, partitioned by
 /// the day of its own time.
 pub struct CloudTrail;
@@ -288,26 +498,13 @@ impl Source for CloudTrail {
         opts: &ReadOptions,
         progress: Option<&ProgressHook>,
     ) -> Result<Merged> {
-        let limits = &opts.memory.decode;
-        let (read, mut report) = read_each(
+        merge_held(
+            &CloudTrailReader(&opts.memory.decode),
+            &mut cloudtrail::Merge::default(),
             incoming,
+            &opts.memory,
             progress,
-            |o, body| cloudtrail::read_object(&o.key, body, limits).map_err(|e| e.to_string()),
-            |r| r.events.len() as u64,
-        )?;
-        let mut objects = Vec::new();
-        for (object, read) in read {
-            report.records_in += read.events.len() as u64;
-            report.decoded_bytes += read.decoded_bytes;
-            if read.skipped {
-                report.skipped.push(object.key.clone());
-            } else if read.events.is_empty() {
-                report.empty.push(object.key.clone());
-            }
-            objects.push((object.key, read.events));
-        }
-        let partitions = frames(cloudtrail::merge(objects)?);
-        Ok(Merged { partitions, report })
+        )
     }
 
     /// Each `eventid` once across the files (the first by file name wins), sorted as a batch is.
@@ -345,32 +542,13 @@ impl Source for DnsCaptures {
         opts: &ReadOptions,
         progress: Option<&ProgressHook>,
     ) -> Result<Merged> {
-        let (read, mut report) = read_each(
+        merge_held(
+            &DnsReader(opts),
+            &mut DnsRows::default(),
             incoming,
+            &opts.memory,
             progress,
-            |o, body| {
-                dns::read_object(&o.key, body, &opts.dns, &opts.memory.decode)
-                    .map_err(|e| e.to_string())
-            },
-            |r| r.rows.len() as u64,
-        )?;
-        let mut rows = Vec::new();
-        for (object, read) in read {
-            report.records_in += read.queries + read.responses;
-            report.decoded_bytes += read.decoded_bytes;
-            if read.stats.truncated {
-                report.truncated.push(object.key.clone());
-            }
-            report.skipped_records += read.stats.skipped_packets + read.malformed;
-            if read.rows.is_empty() {
-                report.empty.push(object.key.clone());
-            }
-            rows.extend(read.rows);
-        }
-        Ok(Merged {
-            partitions: frames(dns::merge(rows)?),
-            report,
-        })
+        )
     }
 
     /// The files' rows sorted again by domain, time and capture file (stable, so rows of one
@@ -391,9 +569,348 @@ impl Source for DnsCaptures {
     }
 }
 
+/// How a CloudTrail batch reads its objects.
+struct CloudTrailReader<'a>(&'a crate::formats::decode::DecodeLimits);
+
+impl ReadRows for CloudTrailReader<'_> {
+    type Read = cloudtrail::ReadObject;
+
+    fn read(&self, object: &ObjectRef, raw: &[u8]) -> std::result::Result<Self::Read, String> {
+        cloudtrail::read_object(&object.key, raw, self.0).map_err(|e| e.to_string())
+    }
+
+    fn decoded(read: &Self::Read) -> u64 {
+        read.decoded_bytes
+    }
+
+    fn records(read: &Self::Read) -> u64 {
+        read.events.len() as u64
+    }
+}
+
+impl MergeRows<cloudtrail::ReadObject> for cloudtrail::Merge {
+    fn add(&mut self, object: &ObjectRef, read: cloudtrail::ReadObject, report: &mut BatchReport) {
+        report.records_in += read.events.len() as u64;
+        report.decoded_bytes += read.decoded_bytes;
+        if read.skipped {
+            report.skipped.push(object.key.clone());
+        } else if read.events.is_empty() {
+            report.empty.push(object.key.clone());
+        }
+        cloudtrail::Merge::add(self, read.events);
+    }
+
+    fn take(&mut self) -> PolarsResult<Vec<(String, DataFrame)>> {
+        self.take_days()
+    }
+}
+
+/// How a DNS batch reads its captures.
+struct DnsReader<'a>(&'a ReadOptions);
+
+impl ReadRows for DnsReader<'_> {
+    type Read = dns::ReadCapture;
+
+    fn read(&self, object: &ObjectRef, raw: &[u8]) -> std::result::Result<Self::Read, String> {
+        dns::read_object(&object.key, raw, &self.0.dns, &self.0.memory.decode)
+            .map_err(|e| e.to_string())
+    }
+
+    fn decoded(read: &Self::Read) -> u64 {
+        read.decoded_bytes
+    }
+
+    fn records(read: &Self::Read) -> u64 {
+        read.rows.len() as u64
+    }
+}
+
+/// A DNS batch's rows, joined per capture: merging them only sorts them.
+#[derive(Default)]
+struct DnsRows(Vec<dns::Row>);
+
+impl MergeRows<dns::ReadCapture> for DnsRows {
+    fn add(&mut self, object: &ObjectRef, read: dns::ReadCapture, report: &mut BatchReport) {
+        report.records_in += read.queries + read.responses;
+        report.decoded_bytes += read.decoded_bytes;
+        if read.stats.truncated {
+            report.truncated.push(object.key.clone());
+        }
+        report.skipped_records += read.stats.skipped_packets + read.malformed;
+        if read.rows.is_empty() {
+            report.empty.push(object.key.clone());
+        }
+        self.0.extend(read.rows);
+    }
+
+    fn take(&mut self) -> PolarsResult<Vec<(String, DataFrame)>> {
+        dns::merge(std::mem::take(&mut self.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window::Window;
+
+    /// CloudTrail objects `o00.json` … : 40 events each over two days, ids unique but for object 7,
+    /// whose first ten repeat object 2's ids under another event name; object 5 is not JSON.
+    fn cloudtrail_objects() -> Vec<Fetched> {
+        (0..12)
+            .map(|o| {
+                let text = if o == 5 {
+                    "{not json".to_owned()
+                } else {
+                    let events: Vec<String> = (0..40)
+                        .map(|i| {
+                            let (id, name) = match (o, i) {
+                                (7, 0..10) => (format!("e-2-{i}"), "Copy"),
+                                _ => (format!("e-{o}-{i}"), ["GetObject", "PutObject"][i % 2]),
+                            };
+                            format!(
+                                r#"{{"eventVersion":"1.08","eventID":"{id}","eventTime":"2026-11-0{}T00:{:02}:00Z","eventSource":"s3.amazonaws.com","eventName":"{name}","recipientAccountId":"11112222333{}","requestParameters":{{"n":{i}}}}}"#,
+                                1 + i % 2,
+                                o,
+                                i % 3
+                            )
+                        })
+                        .collect();
+                    format!(r#"{{"Records":[{}]}}"#, events.join(","))
+                };
+                let object = ObjectRef {
+                    key: format!("o{o:02}.json"),
+                    size: text.len() as u64,
+                    etag: None,
+                    last_modified: 0,
+                };
+                (object, Ok(Bytes::from(text)))
+            })
+            // Arriving in reverse: the result must not depend on it.
+            .rev()
+            .collect()
+    }
+
+    /// Each partition's frames, in order: the frame, or the parts' frames.
+    fn frames_of(merged: &Merged) -> Vec<(String, Vec<DataFrame>)> {
+        merged
+            .partitions
+            .iter()
+            .map(|(p, rows)| {
+                let frames = match rows {
+                    Rows::Frame(df) => vec![df.clone()],
+                    Rows::Parts { files, .. } => files
+                        .iter()
+                        .map(|f| {
+                            let file = std::fs::File::open(f).unwrap();
+                            ParquetReader::new(file).finish().unwrap()
+                        })
+                        .collect(),
+                };
+                (p.clone(), frames)
+            })
+            .collect()
+    }
+
+    /// A CloudTrail batch past its memory share: the objects past `held_bytes` wait on disk, and
+    /// the rows are sorted in parts of `rows_part_bytes` of objects. Together the parts hold the
+    /// rows the unbounded batch writes — each eventID once, the first copy by object key even when
+    /// the copies fall in different parts — each part sorted, the same parts every time.
+    #[test]
+    fn a_cloudtrail_batch_past_its_memory_share_is_written_in_sorted_parts() {
+        let spill = tempfile::tempdir().unwrap();
+        let plenty = ReadOptions {
+            memory: MemoryLimits::new(1 << 30, Some(spill.path().to_path_buf()), None),
+            ..ReadOptions::default()
+        };
+        let window = Window::containing(0, 300);
+        let merge = |opts: &ReadOptions| {
+            CloudTrail
+                .merge(
+                    window,
+                    Incoming::from_fetched(cloudtrail_objects()),
+                    opts,
+                    None,
+                )
+                .unwrap()
+        };
+        let whole = merge(&plenty);
+        let quarantined = |m: &Merged| -> Vec<String> {
+            m.report
+                .quarantined
+                .iter()
+                .map(|q| q.object.key.clone())
+                .collect()
+        };
+        assert_eq!(quarantined(&whole), ["o05.json"]);
+        assert_eq!(whole.report.records_in, 11 * 40);
+        let whole_frames = frames_of(&whole);
+        assert_eq!(whole_frames.len(), 2, "two days");
+        assert!(
+            whole_frames.iter().all(|(_, f)| f.len() == 1),
+            "one frame each"
+        );
+
+        // An object's text is about 9 KB: parts of three objects, every object but the first
+        // waiting on disk.
+        let tight = ReadOptions {
+            memory: MemoryLimits {
+                held_bytes: 1,
+                rows_part_bytes: 25_000,
+                ..plenty.memory.clone()
+            },
+            ..ReadOptions::default()
+        };
+        let parted = merge(&tight);
+        assert_eq!(quarantined(&parted), ["o05.json"]);
+        assert_eq!(parted.report.records_in, whole.report.records_in);
+        assert_eq!(parted.report.decoded_bytes, whole.report.decoded_bytes);
+        let parted_frames = frames_of(&parted);
+        assert_eq!(
+            frames_of(&merge(&tight)),
+            parted_frames,
+            "the same parts every time"
+        );
+        let by: Vec<PlSmallStr> = cloudtrail::SORT_COLUMNS
+            .iter()
+            .map(|c| (*c).into())
+            .collect();
+        let sorted = |df: DataFrame| {
+            df.sort(
+                by.clone(),
+                SortMultipleOptions::default().with_maintain_order(true),
+            )
+            .unwrap()
+        };
+        for ((day, want), (parted_day, parts)) in whole_frames.into_iter().zip(parted_frames) {
+            assert_eq!(day, parted_day);
+            assert!(parts.len() >= 3, "{day}: {} parts", parts.len());
+            for part in &parts {
+                assert!(
+                    part.equals_missing(&sorted(part.clone())),
+                    "each part is sorted"
+                );
+            }
+            let mut all = parts[0].clone();
+            for part in &parts[1..] {
+                all.vstack_mut(part).unwrap();
+            }
+            let got = sorted(all);
+            assert!(got.equals_missing(&want[0]), "{day}:\n{got}\n{}", want[0]);
+            let names = got.column("eventname").unwrap().str().unwrap();
+            assert!(
+                !names.iter().any(|n| n == Some("Copy")),
+                "object 2's copies are kept, not object 7's"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(spill.path()).unwrap().count(),
+            1,
+            "the parted batch's folder"
+        );
+        drop((whole, parted));
+        assert_eq!(
+            std::fs::read_dir(spill.path()).unwrap().count(),
+            0,
+            "removed with their rows"
+        );
+    }
+
+    /// The real DNS captures (`../shared/realdata`, or `FLOWMERGE_REALDATA`), as objects of one
+    /// server: one batch of them in parts of one capture each gives the rows of the whole batch.
+    #[test]
+    fn a_dns_batch_past_its_memory_share_is_written_in_sorted_parts() {
+        let realdata = std::env::var_os("FLOWMERGE_REALDATA")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../../shared/realdata")
+            })
+            .join("dns_pcap");
+        let mut fetched: Vec<Fetched> = Vec::new();
+        for tool in std::fs::read_dir(&realdata).unwrap() {
+            for file in std::fs::read_dir(tool.unwrap().path()).unwrap() {
+                let path = file.unwrap().path();
+                let bytes = std::fs::read(&path).unwrap();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                // Each capture twice, so that a day's rows come from more than one object.
+                for copy in ["a", "b"] {
+                    let object = ObjectRef {
+                        key: format!("dns/ns1/{copy}-{name}"),
+                        size: bytes.len() as u64,
+                        etag: None,
+                        last_modified: 0,
+                    };
+                    fetched.push((object, Ok(Bytes::from(bytes.clone()))));
+                }
+            }
+        }
+        assert!(
+            fetched.len() >= 16,
+            "{} captures in {}",
+            fetched.len(),
+            realdata.display()
+        );
+        let spill = tempfile::tempdir().unwrap();
+        let plenty = ReadOptions {
+            memory: MemoryLimits::new(1 << 30, Some(spill.path().to_path_buf()), None),
+            ..ReadOptions::default()
+        };
+        let tight = ReadOptions {
+            memory: MemoryLimits {
+                held_bytes: 30_000,
+                rows_part_bytes: 1,
+                ..plenty.memory.clone()
+            },
+            ..ReadOptions::default()
+        };
+        let merge = |opts: &ReadOptions| {
+            DnsCaptures
+                .merge(
+                    Window::containing(0, 300),
+                    Incoming::from_fetched(fetched.clone()),
+                    opts,
+                    None,
+                )
+                .unwrap()
+        };
+        let (whole, parted) = (merge(&plenty), merge(&tight));
+        assert_eq!(parted.report, whole.report);
+        let by: Vec<PlSmallStr> = ["dns_domainname", "time", "pcap_file"]
+            .into_iter()
+            .map(PlSmallStr::from)
+            .collect();
+        let sorted = |df: DataFrame| {
+            df.sort(
+                by.clone(),
+                SortMultipleOptions::default().with_maintain_order(true),
+            )
+            .unwrap()
+        };
+        let (whole, parted) = (frames_of(&whole), frames_of(&parted));
+        assert_eq!(parted.len(), whole.len());
+        assert!(
+            parted.iter().any(|(_, parts)| parts.len() > 1),
+            "the rows come in parts"
+        );
+        for ((partition, want), (_, parts)) in whole.into_iter().zip(parted) {
+            for part in &parts {
+                assert!(
+                    part.equals_missing(&sorted(part.clone())),
+                    "each part is sorted"
+                );
+            }
+            let mut all = parts[0].clone();
+            for part in &parts[1..] {
+                all.vstack_mut(part).unwrap();
+            }
+            let got = sorted(all);
+            assert!(
+                got.equals_missing(&want[0]),
+                "{partition}:\n{got}\n{}",
+                want[0]
+            );
+        }
+    }
 
     #[test]
     fn content_decides_when_the_key_cannot() {

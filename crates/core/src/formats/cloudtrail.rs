@@ -13,7 +13,7 @@
 //! objects were read in. Rows are partitioned by the day of their own `eventTime`, and sorted by
 //! account, service, event name, time and id for pruning.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use polars::prelude::*;
@@ -396,51 +396,69 @@ pub const SORT_COLUMNS: &[&str] = &[
 /// Events of a batch's objects merged: each `eventID` once, rows grouped by the day of their
 /// time and sorted. `objects` pairs each object's key with its events.
 pub fn merge(objects: Vec<(String, Vec<Event>)>) -> PolarsResult<Vec<(String, DataFrame)>> {
-    // The first copy by (object key, position) wins: independent of the order objects came in.
-    let mut kept: HashMap<String, (usize, usize)> = HashMap::new();
     let mut objects = objects;
     objects.sort_by(|a, b| a.0.cmp(&b.0));
-    for (o, (_, events)) in objects.iter().enumerate() {
-        for (i, e) in events.iter().enumerate() {
-            kept.entry(e.event_id.clone()).or_insert((o, i));
-        }
+    let mut merge = Merge::default();
+    for (_, events) in objects {
+        merge.add(events);
     }
-    let mut by_day: HashMap<String, Vec<Event>> = HashMap::new();
-    for (o, (_, events)) in objects.into_iter().enumerate() {
-        for (i, e) in events.into_iter().enumerate() {
-            if kept.get(&e.event_id) == Some(&(o, i)) {
-                by_day.entry(e.partition()).or_default().push(e);
+    merge.take_days()
+}
+
+/// A batch's events merged as its objects are added, in key order: the first copy of an
+/// `eventID` by (object key, position) is kept, whatever order the objects were read in. A
+/// batch too large to sort at once takes its days out part by part ([`Merge::take_days`]); the
+/// ids seen stay, so a later part never holds an event an earlier one has.
+#[derive(Default)]
+pub struct Merge {
+    seen: HashSet<String>,
+    by_day: HashMap<String, Vec<Event>>,
+}
+
+impl Merge {
+    /// Adds the next object's events (objects in key order).
+    pub fn add(&mut self, events: Vec<Event>) {
+        for e in events {
+            if !self.seen.contains(&e.event_id) {
+                self.seen.insert(e.event_id.clone());
+                self.by_day.entry(e.partition()).or_default().push(e);
             }
         }
     }
-    let (account, source, name) = (
-        text_index("recipientaccountid"),
-        text_index("eventsource"),
-        text_index("eventname"),
-    );
-    let mut days: Vec<(String, Vec<Event>)> = by_day.into_iter().collect();
-    days.sort_by(|a, b| a.0.cmp(&b.0));
-    days.into_iter()
-        .map(|(day, mut events)| {
-            events.sort_by(|a, b| {
-                (
-                    a.text(account),
-                    a.text(source),
-                    a.text(name),
-                    a.time_us,
-                    &a.event_id,
-                )
-                    .cmp(&(
-                        b.text(account),
-                        b.text(source),
-                        b.text(name),
-                        b.time_us,
-                        &b.event_id,
-                    ))
-            });
-            Ok((day, frame(&events)?))
-        })
-        .collect()
+
+    /// The events kept since the last call, per day (in day order), each day sorted by
+    /// [`SORT_COLUMNS`] (stable: ties keep the order they were added in).
+    pub fn take_days(&mut self) -> PolarsResult<Vec<(String, DataFrame)>> {
+        let (account, source, name) = (
+            text_index("recipientaccountid"),
+            text_index("eventsource"),
+            text_index("eventname"),
+        );
+        let mut days: Vec<(String, Vec<Event>)> =
+            std::mem::take(&mut self.by_day).into_iter().collect();
+        days.sort_by(|a, b| a.0.cmp(&b.0));
+        days.into_iter()
+            .map(|(day, mut events)| {
+                events.sort_by(|a, b| {
+                    (
+                        a.text(account),
+                        a.text(source),
+                        a.text(name),
+                        a.time_us,
+                        &a.event_id,
+                    )
+                        .cmp(&(
+                            b.text(account),
+                            b.text(source),
+                            b.text(name),
+                            b.time_us,
+                            &b.event_id,
+                        ))
+                });
+                Ok((day, frame(&events)?))
+            })
+            .collect()
+    }
 }
 
 /// Index of a column in [`Event::cells`].
