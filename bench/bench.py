@@ -134,6 +134,52 @@ def one_address_pair(raw, objects=200, records=10_000):
             out.write("".join(lines))
 
 
+def cloudtrail_window(fm, work, name, objects, events, limit):
+    """One 5-minute window of CloudTrail objects (an organisation trail's delivery: many accounts'
+    files at once), `events` events of about 2.5 KB each per object, compacted by flowmerge alone
+    under `--memory-limit limit`: its peak RSS, and every event once (rows out = events in, one
+    row per eventID)."""
+    raw = os.path.join(work, name, "raw")
+    out = os.path.join(work, name, "flowmerge")
+    shutil.rmtree(raw, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    params = json.dumps({"bucketName": "logs", "key": "AWSLogs/" + "x" * 900,
+                         "tags": [{"k": f"t{i}", "v": "v" * 40} for i in range(12)]})
+    for o in range(objects):
+        account = f"{111100000000 + o % 40}"
+        folder = f"{raw}/AWSLogs/{account}/CloudTrail/us-east-1/2026/11/01"
+        os.makedirs(folder, exist_ok=True)
+        records = ",".join(
+            f'{{"eventVersion":"1.09","userIdentity":{{"type":"AssumedRole","arn":"arn:aws:sts::{account}:'
+            f'assumed-role/r{e % 7}/s{e}","accountId":"{account}","principalId":"AROA{e:016d}"}},'
+            f'"eventTime":"2026-11-01T00:0{e % 5}:{e % 60:02d}Z","eventSource":"s3.amazonaws.com",'
+            f'"eventName":"{("GetObject", "PutObject", "ListBucket")[e % 3]}","awsRegion":"us-east-1",'
+            f'"sourceIPAddress":"10.{o % 256}.{e // 256 % 256}.{e % 256}","userAgent":"aws-sdk-go/1.{e % 50}",'
+            f'"requestParameters":{params},"responseElements":null,"requestID":"R{o:06d}{e:08d}",'
+            f'"eventID":"{o:08x}-{e:04x}-4000-8000-{o * events + e:012x}","readOnly":{str(e % 3 != 1).lower()},'
+            f'"eventType":"AwsApiCall","managementEvent":false,"recipientAccountId":"{account}",'
+            f'"eventCategory":"Data","tlsDetails":{{"tlsVersion":"TLSv1.3","clientProvidedHostHeader":"logs.s3.amazonaws.com"}}}}'
+            for e in range(events))
+        path = f"{folder}/{account}_CloudTrail_us-east-1_20261101T000{o % 5}Z_{o:08x}.json.gz"
+        with gzip.open(path, "wt", compresslevel=6) as f:
+            f.write('{"Records":[' + records + "]}")
+    seconds, rss, stdout = peak_rss_of([fm, "compact", "--json", "--memory-limit", limit, raw, out])
+    summary = json.loads(stdout)
+    n = objects * events
+    assert summary["batches_failed"] == 0, summary["failures"]
+    assert summary["records_in"] == n and summary["rows_out"] == n, summary
+    r = {"set": name, "files": objects, "records": n, "rows_out": summary["rows_out"],
+         "flowmerge_args": ["--memory-limit", limit], "flowmerge_seconds": round(seconds, 3),
+         "flowmerge_peak_rss_mib": round(rss / 2**20, 1),
+         "decoded_mib": round(summary["decoded_bytes"] / 2**20, 1),
+         "flowmerge_output_bytes": tree_bytes(out, "cloudtrail/**/*.parquet")}
+    print(f"\n== {name}: {objects} CloudTrail objects of one window, {n:,} events, "
+          f"{r['decoded_mib']:,} MiB of JSON  [--memory-limit {limit}]")
+    print(f"  flowmerge  {seconds:7.2f} s  peak RSS {r['flowmerge_peak_rss_mib']:7.1f} MiB  "
+          f"output {r['flowmerge_output_bytes']:>11,} B; every event once")
+    return r
+
+
 def run_duckdb(script, raw, out):
     """One DuckDB run of `script` into `out`: (the query's seconds, peak RSS bytes)."""
     shutil.rmtree(out, ignore_errors=True)
@@ -301,6 +347,10 @@ def main():
                  dict(fm_args=("--memory-limit", "256MiB"), make=one_address_pair)),
                 ("hostile", (8, 5, 3, 2000, "real"), hostile)]
     results = [compare(a.flowmerge, a.work, name, shape, **options) for name, shape, options in sets]
+    # A CloudTrail batch larger than its memory share (DuckDB has no such limit to compare with).
+    results.append(cloudtrail_window(a.flowmerge, a.work, "quick-cloudtrail", 8, 200, "16MiB")
+                   if a.quick else
+                   cloudtrail_window(a.flowmerge, a.work, "cloudtrail-window", 200, 1000, "768MiB"))
     with open(os.path.join(a.work, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(f"\nresults: {os.path.join(a.work, 'results.json')}")

@@ -4,7 +4,8 @@
 #                                 profiles — keys repeating ~10×, real-like ~1.2×, none — the
 #                                 1,000-file / 3M-record batch, one batch of 4M distinct keys under
 #                                 --memory-limit 768MiB, 2M keys of one address pair under
-#                                 256MiB, a window with hostile objects under 768MiB;
+#                                 256MiB, a window with hostile objects under 768MiB, a
+#                                 window of 200 CloudTrail objects under 768MiB;
 #                                 bench/independent.py: the same checks on traffic
 #                                 from a generator of its own, with a conservation oracle;
 #                                 bench/rollup.py: the rollup of a day)
