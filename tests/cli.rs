@@ -111,6 +111,11 @@ fn hostile_objects_are_quarantined_and_a_spilled_batch_conserves() {
     let at = flipped.len() / 2;
     flipped[at] ^= 0x10;
     std::fs::write(name("flipped", "log.gz"), &flipped).unwrap();
+    // 17 MiB of plain text: past the 16 MiB per-object bound before a byte of it is fetched.
+    let header = b"version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n";
+    let mut big = header.to_vec();
+    big.resize(17 << 20, b'\n');
+    std::fs::write(name("big", "log"), &big).unwrap();
 
     let out = tmp.path().join("out");
     let spill = tmp.path().join("spill");
@@ -125,7 +130,7 @@ fn hostile_objects_are_quarantined_and_a_spilled_batch_conserves() {
     let (code, s) = compact(&raw, &out, &tight);
     assert_eq!(code, 3, "quarantine exit code: {s}");
     let reasons = quarantine_reasons(&s);
-    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
     let has = |tag: &str, what: &str| {
         assert!(
             reasons.iter().any(|r| r.contains(tag) && r.contains(what)),
@@ -136,6 +141,10 @@ fn hostile_objects_are_quarantined_and_a_spilled_batch_conserves() {
     has("trail-bomb.json.gz", "decodes to more than 16");
     has("_long-line.log.gz:2", "longer than 1048576 bytes");
     has("_flipped.log.gz", "gzip");
+    has(
+        "_big.log",
+        "17.0 MiB stored, more than the per-object bound (16.0 MiB",
+    );
     assert_conserved(&good, &out);
     assert_eq!(
         std::fs::read_dir(&spill).unwrap().count(),

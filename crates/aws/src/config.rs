@@ -205,7 +205,7 @@ pub const VARIABLES: &[Var] = &[
         Merger,
         None,
         Kind::Size,
-        "an object that decodes to more is quarantined; unset: a quarter of the job's memory limit per parsing thread (at least 16MiB)",
+        "an object that decodes to more is quarantined (one stored larger is not fetched); unset: a quarter of the job's memory limit per parsing thread (at least 16MiB)",
     ),
     var(
         "FLOWMERGE_FORMAT",

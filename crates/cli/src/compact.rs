@@ -114,8 +114,8 @@ pub struct CompactArgs {
     /// Where merges spill [default: the system's temporary folder].
     #[arg(long, env = "FLOWMERGE_SPILL_DIR", value_name = "DIR")]
     pub spill_dir: Option<std::path::PathBuf>,
-    /// An object that decodes to more than this is quarantined [default: a quarter of a
-    /// batch's memory limit per parsing thread, at least 16MiB].
+    /// An object that decodes to more than this is quarantined, one stored larger without being
+    /// fetched [default: a quarter of a batch's memory limit per parsing thread, at least 16MiB].
     #[arg(long, value_parser = crate::rollup::size_arg, value_name = "SIZE")]
     pub max_object_size: Option<u64>,
     /// Print the summary as JSON instead of text.

@@ -168,12 +168,19 @@ pub async fn run_batch(
     let (tx, rx) = tokio::sync::mpsc::channel(opts.fetch_concurrency.max(1));
     let objects = batch.objects.clone();
     let concurrency = opts.fetch_concurrency.max(1);
+    let max_object = opts.memory.decode.max_object_bytes;
     let fetching = tokio::spawn(
         async move {
             let mut arrivals = futures::stream::iter(objects.into_iter().enumerate())
                 .map(|(index, o)| {
                     let (input, permits) = (Arc::clone(&input), Arc::clone(&permits));
                     async move {
+                        // Larger than an object may decode to (gzip never shrinks text): not
+                        // fetched, so that its bytes are never held at all.
+                        if o.size > max_object {
+                            let reason = too_large(&o.key, o.size, max_object);
+                            return Ok(Arrival { index, fetched: (o, Err(reason)), permit: None });
+                        }
                         let permit = permits
                             .acquire_many_owned(permits_of(o.size, budget))
                             .await
@@ -348,6 +355,16 @@ async fn fetch(store: &dyn ObjectStore, key: &str) -> std::result::Result<Bytes,
         )),
         other => FetchError::Transient(other),
     })
+}
+
+/// Why an object of `size` bytes, past the per-object bound, is quarantined without being fetched.
+fn too_large(key: &str, size: u64, bound: u64) -> String {
+    let iec = |n: u64| bytesize::ByteSize::b(n).display().iec().to_string();
+    format!(
+        "{key}: {} stored, more than the per-object bound ({}; see --max-object-size): not fetched",
+        iec(size),
+        iec(bound)
+    )
 }
 
 /// The read-ahead permits an object of `size` bytes takes (KiB; at most the whole budget, so a
