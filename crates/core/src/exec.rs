@@ -175,8 +175,8 @@ pub async fn run_batch(
                 .map(|(index, o)| {
                     let (input, permits) = (Arc::clone(&input), Arc::clone(&permits));
                     async move {
-                        // Larger than an object may decode to (gzip never shrinks text): not
-                        // fetched, so that its bytes are never held at all.
+                        // Stored larger than it may decode to (decoding does not make an object
+                        // smaller): quarantined unfetched, so that its bytes are never held.
                         if o.size > max_object {
                             let reason = too_large(&o.key, o.size, max_object);
                             return Ok(Arrival { index, fetched: (o, Err(reason)), permit: None });

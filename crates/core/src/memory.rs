@@ -48,7 +48,7 @@ pub struct MemoryLimits {
     /// Bytes of distinct keys (keys and metrics) one hash part may hold, as for `part_rows`.
     pub part_bytes: u64,
     /// CloudTrail and DNS: decoded bytes of read objects a batch holds in memory until it merges
-    /// them; past it, an object's raw bytes wait in the spill folder and it is read again then.
+    /// them; past it, later objects' raw bytes wait in the spill folder and are read then.
     pub held_bytes: u64,
     /// CloudTrail and DNS: decoded bytes of the objects whose rows are sorted as one part; a
     /// batch of more is written as sorted parts, its objects taken in key order.
