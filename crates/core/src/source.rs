@@ -711,6 +711,36 @@ mod tests {
             .collect()
     }
 
+    /// Asserts that each of a partition's `parts` is sorted by `by` and that together, sorted,
+    /// they are `want`; returns them so.
+    fn sorted_parts_are(
+        partition: &str,
+        parts: &[DataFrame],
+        want: &DataFrame,
+        by: &[&str],
+    ) -> DataFrame {
+        let sorted = |df: &DataFrame| {
+            df.sort(
+                by.iter().map(|c| PlSmallStr::from(*c)).collect::<Vec<_>>(),
+                SortMultipleOptions::default().with_maintain_order(true),
+            )
+            .unwrap()
+        };
+        for part in parts {
+            assert!(
+                part.equals_missing(&sorted(part)),
+                "{partition}: each part is sorted"
+            );
+        }
+        let mut all = parts[0].clone();
+        for part in &parts[1..] {
+            all.vstack_mut(part).unwrap();
+        }
+        let got = sorted(&all);
+        assert!(got.equals_missing(want), "{partition}:\n{got}\n{want}");
+        got
+    }
+
     /// A CloudTrail batch past its memory share: the objects past `held_bytes` wait on disk, and
     /// the rows are sorted in parts of `rows_part_bytes` of objects. Together the parts hold the
     /// rows the unbounded batch writes — each eventID once, the first copy by object key even when
@@ -770,32 +800,10 @@ mod tests {
             parted_frames,
             "the same parts every time"
         );
-        let by: Vec<PlSmallStr> = cloudtrail::SORT_COLUMNS
-            .iter()
-            .map(|c| (*c).into())
-            .collect();
-        let sorted = |df: DataFrame| {
-            df.sort(
-                by.clone(),
-                SortMultipleOptions::default().with_maintain_order(true),
-            )
-            .unwrap()
-        };
         for ((day, want), (parted_day, parts)) in whole_frames.into_iter().zip(parted_frames) {
             assert_eq!(day, parted_day);
             assert!(parts.len() >= 3, "{day}: {} parts", parts.len());
-            for part in &parts {
-                assert!(
-                    part.equals_missing(&sorted(part.clone())),
-                    "each part is sorted"
-                );
-            }
-            let mut all = parts[0].clone();
-            for part in &parts[1..] {
-                all.vstack_mut(part).unwrap();
-            }
-            let got = sorted(all);
-            assert!(got.equals_missing(&want[0]), "{day}:\n{got}\n{}", want[0]);
+            let got = sorted_parts_are(&day, &parts, &want[0], cloudtrail::SORT_COLUMNS);
             let names = got.column("eventname").unwrap().str().unwrap();
             assert!(
                 !names.iter().any(|n| n == Some("Copy")),
@@ -875,17 +883,6 @@ mod tests {
         };
         let (whole, parted) = (merge(&plenty), merge(&tight));
         assert_eq!(parted.report, whole.report);
-        let by: Vec<PlSmallStr> = ["dns_domainname", "time", "pcap_file"]
-            .into_iter()
-            .map(PlSmallStr::from)
-            .collect();
-        let sorted = |df: DataFrame| {
-            df.sort(
-                by.clone(),
-                SortMultipleOptions::default().with_maintain_order(true),
-            )
-            .unwrap()
-        };
         let (whole, parted) = (frames_of(&whole), frames_of(&parted));
         assert_eq!(parted.len(), whole.len());
         assert!(
@@ -893,21 +890,11 @@ mod tests {
             "the rows come in parts"
         );
         for ((partition, want), (_, parts)) in whole.into_iter().zip(parted) {
-            for part in &parts {
-                assert!(
-                    part.equals_missing(&sorted(part.clone())),
-                    "each part is sorted"
-                );
-            }
-            let mut all = parts[0].clone();
-            for part in &parts[1..] {
-                all.vstack_mut(part).unwrap();
-            }
-            let got = sorted(all);
-            assert!(
-                got.equals_missing(&want[0]),
-                "{partition}:\n{got}\n{}",
-                want[0]
+            sorted_parts_are(
+                &partition,
+                &parts,
+                &want[0],
+                &["dns_domainname", "time", "pcap_file"],
             );
         }
     }
