@@ -359,14 +359,15 @@ trait MergeRows<T> {
     fn take(&mut self) -> PolarsResult<Vec<(String, DataFrame)>>;
 }
 
-/// A batch of a source whose rows are held, within its memory limit. Objects are read in parallel as they
-/// arrive until the batch holds [`MemoryLimits::held_bytes`] of them (decoded); the raw bytes of
-/// the rest are kept in the spill folder and read later, a few at a time in parallel. Then the
-/// objects are added in key order, and every [`MemoryLimits::rows_part_bytes`] of them taken out
-/// as a sorted part. One part is one frame per partition, as a batch was before it had parts;
-/// more are written in order as each partition's row groups (`Rows::Parts`). Where parts end
-/// depends only on the objects' keys and decoded sizes, so the same batch and limit give the same
-/// files, whichever objects were held and whichever spilled.
+/// A batch of a source whose rows are held, within its memory limit. Objects are read in
+/// parallel as they arrive until the batch holds [`MemoryLimits::held_bytes`] of them (decoded);
+/// the raw bytes of the rest are kept in the spill folder and read later, a few at a time in
+/// parallel. Then the objects are added in key order, and every
+/// [`MemoryLimits::rows_part_bytes`] of them taken out as a sorted part. One part is one frame
+/// per partition, as a batch was before it had parts; more are written in order as each
+/// partition's row groups (`Rows::Parts`). Where parts end depends only on the objects' keys and
+/// decoded sizes, so the same batch and limit give the same files, whichever objects were held
+/// and whichever spilled.
 fn merge_held<R: ReadRows>(
     reader: &R,
     merge: &mut impl MergeRows<R::Read>,
