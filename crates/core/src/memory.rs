@@ -204,6 +204,36 @@ impl SpillDir {
     }
 }
 
+/// A batch's spill folder, made when first needed: most batches never spill.
+#[derive(Debug)]
+pub(crate) struct LazySpillDir {
+    parent: PathBuf,
+    dir: std::sync::OnceLock<Result<SpillDir>>,
+}
+
+impl LazySpillDir {
+    /// A folder to be made in `parent`.
+    pub fn new(parent: &Path) -> Self {
+        Self {
+            parent: parent.to_path_buf(),
+            dir: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The folder, made now if it is not yet (an error to make it is the same error later).
+    pub fn get(&self) -> Result<&SpillDir> {
+        self.dir
+            .get_or_init(|| SpillDir::new(&self.parent))
+            .as_ref()
+            .map_err(|e| crate::Error::Spill(e.to_string()))
+    }
+
+    /// The folder, if anything asked for it.
+    pub fn into_inner(self) -> Option<Result<SpillDir>> {
+        self.dir.into_inner()
+    }
+}
+
 /// A spill file's or folder's I/O error, naming it.
 pub(crate) fn spill_error(path: &Path, e: std::io::Error) -> crate::Error {
     crate::Error::Spill(format!("{}: {e}", path.display()))

@@ -17,7 +17,7 @@ use crate::exec::{BatchReport, ProgressHook, Quarantined};
 use crate::formats::cloudtrail;
 use crate::formats::dns::{self, DnsOptions};
 use crate::formats::vpcflow::ParseOptions;
-use crate::memory::{MemoryLimits, SpillDir, spill_error};
+use crate::memory::{LazySpillDir, MemoryLimits, SpillDir, spill_error};
 use crate::window::Window;
 
 pub use flowmerge_protocol::classify::{Class, classify_key};
@@ -278,66 +278,15 @@ fn frames(partitions: Vec<(String, DataFrame)>) -> Vec<(String, Rows)> {
 enum Held<T> {
     Read(T),
     Spilled(std::path::PathBuf),
-    /// Its raw bytes could not be kept: the batch fails (see [`Spill::failed`]).
-    Lost,
-}
-/// The spill folder of a batch whose rows are held, made when first needed, and the first
-/// error keeping raw bytes in it (local disk, never the object's fault: the batch fails).
-struct Spill<'a> {
-    parent: &'a std::path::Path,
-    dir: std::sync::Mutex<Option<std::sync::Arc<SpillDir>>>,
-    failed: std::sync::Mutex<Option<crate::Error>>,
 }
 
-impl<'a> Spill<'a> {
-    fn new(parent: &'a std::path::Path) -> Self {
-        Self {
-            parent,
-            dir: Default::default(),
-            failed: Default::default(),
-        }
-    }
-
-    fn dir(&self) -> Result<std::sync::Arc<SpillDir>> {
-        let mut dir = self
-            .dir
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(dir) = &*dir {
-            return Ok(dir.clone());
-        }
-        let made = std::sync::Arc::new(SpillDir::new(self.parent)?);
-        *dir = Some(made.clone());
-        Ok(made)
-    }
-
-    /// `raw` kept in a new file of the folder, or [`Held::Lost`] and the error remembered.
-    fn keep<T>(&self, raw: &[u8]) -> Held<T> {
-        let kept = self.dir().and_then(|dir| {
-            let (path, mut file) = dir.create()?;
-            std::io::Write::write_all(&mut file, raw)
-                .and_then(|()| std::io::Write::flush(&mut file))
-                .map_err(|e| spill_error(&path, e))?;
-            Ok(path)
-        });
-        match kept {
-            Ok(path) => Held::Spilled(path),
-            Err(e) => {
-                self.failed
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .get_or_insert(e);
-                Held::Lost
-            }
-        }
-    }
-
-    fn failed(&self) -> Option<crate::Error> {
-        self.failed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-    }
+/// `raw` kept in a new file of the batch's spill folder.
+fn keep<T>(spill: &LazySpillDir, raw: &[u8]) -> Result<Held<T>> {
+    let (path, mut file) = spill.get()?.create()?;
+    std::io::Write::write_all(&mut file, raw)
+        .and_then(|()| std::io::Write::flush(&mut file))
+        .map_err(|e| spill_error(&path, e))?;
+    Ok(Held::Spilled(path))
 }
 
 /// How a source whose rows a batch holds reads an object.
@@ -375,38 +324,40 @@ fn merge_held<R: ReadRows>(
     memory: &MemoryLimits,
     progress: Option<&ProgressHook>,
 ) -> Result<Merged> {
-    let spill = Spill::new(&memory.spill_dir);
+    let spill = LazySpillDir::new(&memory.spill_dir);
     let held_bytes = std::sync::atomic::AtomicU64::new(0);
     let told = |object: &ObjectRef, records: u64| {
         if let Some(hook) = progress {
             (hook.0)(object.size, records);
         }
     };
+    // An object's outcome: quarantined (its reason), or held — unless keeping its raw bytes
+    // failed, which is the local disk's fault, not the object's: the batch fails.
     let (arrived, mut report) = read_each(
         incoming,
         None,
         |object, raw| {
             if held_bytes.load(std::sync::atomic::Ordering::Relaxed) >= memory.held_bytes {
-                return Ok(spill.keep(raw));
+                return Ok(keep(&spill, raw));
             }
             let got = reader.read(object, raw);
             told(object, got.as_ref().map_or(0, R::records));
             let got = got?;
             held_bytes.fetch_add(R::decoded(&got), std::sync::atomic::Ordering::Relaxed);
-            Ok(Held::Read(got))
+            Ok(Ok(Held::Read(got)))
         },
         |_| 0,
     )?;
-    if let Some(e) = spill.failed() {
-        return Err(e);
-    }
-    let mut arrived = arrived;
+    let mut arrived = arrived
+        .into_iter()
+        .map(|(object, held)| held.map(|held| (object, held)))
+        .collect::<Result<Vec<_>>>()?;
     arrived.sort_by(|a, b| a.0.key.cmp(&b.0.key));
     // Per partition, its parts' files in order and their rows.
     type Parted = std::collections::BTreeMap<String, (Vec<std::path::PathBuf>, usize)>;
     let mut parts = Parted::new();
     let write_part = |merge: &mut dyn MergeRows<R::Read>, parts: &mut Parted| -> Result<()> {
-        let dir = spill.dir()?;
+        let dir = spill.get()?;
         for (partition, mut df) in merge.take()? {
             let rows = df.height();
             let path = dir.write(&mut df)?;
@@ -434,9 +385,6 @@ fn merge_held<R: ReadRows>(
                         let got = reader.read(&object, &raw);
                         told(&object, got.as_ref().map_or(0, R::records));
                         got
-                    }
-                    Held::Lost => {
-                        return Err(crate::Error::Spill(format!("{}: not kept", object.key)));
                     }
                 };
                 Ok((n, object, got))
@@ -466,7 +414,11 @@ fn merge_held<R: ReadRows>(
         });
     }
     write_part(merge, &mut parts)?;
-    let dir = spill.dir()?;
+    // The parts' folder, which writing them made.
+    let dir = spill
+        .into_inner()
+        .ok_or_else(|| crate::Error::Spill("parts without a spill folder".into()))??;
+    let dir = std::sync::Arc::new(dir);
     let partitions = parts
         .into_iter()
         .map(|(partition, (files, rows))| {
@@ -816,6 +768,25 @@ mod tests {
             1,
             "the parted batch's folder"
         );
+        // Local disk that cannot be spilled to is not the objects' fault: the batch fails, and
+        // nothing is quarantined.
+        let not_a_folder = spill.path().join("file");
+        std::fs::write(&not_a_folder, b"").unwrap();
+        let no_disk = ReadOptions {
+            memory: MemoryLimits {
+                spill_dir: not_a_folder,
+                ..tight.memory.clone()
+            },
+            ..ReadOptions::default()
+        };
+        let failed = CloudTrail.merge(
+            window,
+            Incoming::from_fetched(cloudtrail_objects()),
+            &no_disk,
+            None,
+        );
+        assert!(matches!(failed, Err(crate::Error::Spill(_))), "{failed:?}");
+        std::fs::remove_file(spill.path().join("file")).unwrap();
         drop((whole, parted));
         assert_eq!(
             std::fs::read_dir(spill.path()).unwrap().count(),

@@ -6,7 +6,7 @@ pub mod fields;
 pub mod parse;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use polars::prelude::*;
 
@@ -17,7 +17,7 @@ use parse::Layout;
 
 use crate::error::Result;
 use crate::exec::{BatchReport, ProgressHook};
-use crate::memory::{MemoryLimits, PART_FOLDERS, SPILL_PARTS, SpillDir, spill_error};
+use crate::memory::{LazySpillDir, MemoryLimits, PART_FOLDERS, SPILL_PARTS, SpillDir, spill_error};
 use crate::merge::{Finish, merge_frames};
 use crate::source::{Incoming, Merged, ReadOptions, RemergeOptions, Rows, Source, read_each};
 use crate::window::Window;
@@ -162,8 +162,7 @@ fn merge_incoming(
             .collect(),
         held: AtomicU64::new(0),
         budget: memory.fold_bytes,
-        spill_parent: memory.spill_dir.clone(),
-        spill: OnceLock::new(),
+        spill: LazySpillDir::new(&memory.spill_dir),
         parts: Mutex::new(vec![Vec::new(); SPILL_PARTS]),
         failed: Mutex::new(None),
     };
@@ -292,9 +291,8 @@ struct FoldState {
     /// Bytes held by all the combiners.
     held: AtomicU64,
     budget: u64,
-    spill_parent: std::path::PathBuf,
     /// The batch's spill folder, made at the first spill.
-    spill: OnceLock<Result<SpillDir>>,
+    spill: LazySpillDir,
     /// Spilled files per hash part, with the layout of the table each is of.
     parts: Mutex<Vec<SpilledPart>>,
     failed: Mutex<Option<crate::Error>>,
@@ -303,11 +301,7 @@ struct FoldState {
 impl FoldState {
     /// Writes a combiner's folded keys to disk, in hash parts.
     fn spill(&self, table: Combiner) -> Result<()> {
-        let dir = self
-            .spill
-            .get_or_init(|| SpillDir::new(&self.spill_parent))
-            .as_ref()
-            .map_err(|e| crate::Error::Spill(e.to_string()))?;
+        let dir = self.spill.get()?;
         let mut written = vec![Vec::new(); SPILL_PARTS];
         parts_of(table, dir, &mut written, 0)?;
         tracing::debug!(tables = written[0].len(), "folded keys spilled");
