@@ -556,16 +556,29 @@ fn a_window_larger_than_one_sort_is_uploaded_in_parts() {
 /// each up under its lease; every record is still there once, and a second scan changes nothing.
 #[test]
 fn a_scan_on_the_rollup_queue_rolls_closed_partitions_up_in_the_merger() {
-    let mut s = bootstrap("rollup-queue");
+    scan_and_roll_up("rollup-queue", None);
+}
+
+/// The same under a memory limit far below the partition's rows: the merger fetches its files
+/// from S3 to local disk, merges it in buckets and uploads the file in parts — every record
+/// still once, and a second scan still changes nothing.
+#[test]
+fn a_partition_too_large_for_the_merger_memory_is_rolled_up_in_buckets() {
+    scan_and_roll_up("rollup-buckets", Some("64KiB"));
+}
+
+fn scan_and_roll_up(name: &str, memory_limit: Option<&str>) {
+    let mut s = bootstrap(name);
     let (root, raw) = raw_set(s.dir.path(), "17");
     let mapper = s.start("mapper", &[]);
-    let merger = s.start(
-        "merger",
-        &[
-            ("FLOWMERGE_ROLLUP_MIN_AGE", "0s"),
-            ("FLOWMERGE_DELETE_MERGED", "true"),
-        ],
-    );
+    let mut env = vec![
+        ("FLOWMERGE_ROLLUP_MIN_AGE", "0s"),
+        ("FLOWMERGE_DELETE_MERGED", "true"),
+    ];
+    if let Some(limit) = memory_limit {
+        env.push(("FLOWMERGE_MEMORY_LIMIT", limit));
+    }
+    let merger = s.start("merger", &env);
     s.upload(&root, &raw);
     s.wait_for_records(total_records(&raw));
     s.wait_drained();
@@ -599,6 +612,8 @@ fn a_scan_on_the_rollup_queue_rolls_closed_partitions_up_in_the_merger() {
         assert!(keys[0].contains("/rollup-"), "{keys:?}");
     }
     assert_conserved(&raw, &rolled_dir);
+    let in_buckets = s.logs().contains("merging in buckets");
+    assert_eq!(in_buckets, memory_limit.is_some(), "{}", s.logs());
 
     s.send_raw("FLOWMERGE_ROLLUP_QUEUE_URL", r#"{"kind":"scan"}"#);
     s.wait_queue(

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use polars::prelude::SortMultipleOptions;
+use flowmerge_core::formats::cloudtrail::SORT_COLUMNS;
+use polars::prelude::{SerReader, SortMultipleOptions};
 use serde_json::Value;
 
 fn rollup(out: &Path, extra: &[&str]) -> (i32, Value) {
@@ -91,6 +92,73 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A copy of `out` (files and ledger) at `copy`, rolled up with `args` under a memory limit far
+/// below its partitions' rows, so that every partition rolled is merged in buckets: its summary.
+fn bucketed_rollup(out: &Path, copy: &Path, args: &[&str]) -> Value {
+    copy_tree(out, copy);
+    let mut args = args.to_vec();
+    args.extend(["--memory-limit", "4KiB"]);
+    let (code, s) = rollup(copy, &args);
+    assert_eq!(code, 0, "{s}");
+    assert!(s["partitions_rolled"].as_u64() > Some(0), "{s}");
+    assert_eq!(s["partitions_in_buckets"], s["partitions_rolled"], "{s}");
+    s
+}
+
+/// A table rolled up in buckets (`bucketed`, by [`bucketed_rollup`]) against the same table
+/// rolled up at once (`table`): the same rows, the same columns in each file, one file per
+/// partition, and each row group (a bucket: these files are small) sorted by `by`.
+fn assert_bucketed_agrees(table: &Path, bucketed: &Path, by: &[&str], nulls_last: bool) {
+    assert_one_rollup_file_per_partition(bucketed);
+    assert_eq!(rows(bucketed), rows(table), "the same rows");
+    let schemas = |dir: &Path| -> Vec<_> {
+        files(dir)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .map(|p| read_parquet(p).schema().clone())
+            .collect()
+    };
+    assert_eq!(schemas(bucketed), schemas(table), "the same columns");
+    let mut groups = 0;
+    for f in files(bucketed)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+    {
+        let mut reader = polars::prelude::ParquetReader::new(std::fs::File::open(&f).unwrap());
+        let sizes: Vec<usize> = reader
+            .get_metadata()
+            .unwrap()
+            .row_groups
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        let df = read_parquet(&f);
+        let mut offset = 0;
+        for rows in sizes {
+            let group = df.slice(offset as i64, rows);
+            let sorted = group
+                .sort(
+                    by.to_vec(),
+                    SortMultipleOptions::default()
+                        .with_maintain_order(true)
+                        .with_nulls_last(nulls_last),
+                )
+                .unwrap();
+            assert!(
+                group.equals_missing(&sorted),
+                "{}: row group at {offset}",
+                f.display()
+            );
+            offset += rows;
+            groups += 1;
+        }
+    }
+    assert!(
+        groups > per_partition(bucketed).len(),
+        "more than one bucket per file"
+    );
+}
+
 /// Two hours of flow logs compacted, then late objects for the first hour: copies of objects
 /// already merged under new names, so their flow keys meet the first batch's rows again.
 fn flows_with_late_data(tmp: &Path) -> (PathBuf, PathBuf) {
@@ -132,10 +200,17 @@ fn closed_flow_hours_become_one_file_that_keeps_every_total_and_a_second_run_cha
     assert_eq!(per_partition(&table), before);
 
     let batch_schema = read_parquet(&parquet_files(&out)[0]).schema().clone();
+    let small = tmp.path().join("bucketed");
+    let bucketed = bucketed_rollup(&out, &small, &["--min-age", "0s"]);
     let (code, s) = rollup(&out, &["--min-age", "0s"]);
     assert_eq!(code, 0, "{s}");
     assert_eq!(s["partitions_rolled"], 2, "{s}");
+    assert_eq!(s["partitions_in_buckets"], 0, "{s}");
     assert_one_rollup_file_per_partition(&table);
+    // Late rows merged in buckets as at once.
+    assert_eq!(bucketed["rows_out"], s["rows_out"], "{bucketed}");
+    let prefix = ["account_id", "interface_id", "srcaddr", "dstaddr"];
+    assert_bucketed_agrees(&table, &small.join("vpcflowlogs"), &prefix, true);
     // The contract of a batch file: the same columns, types and order, the same sort.
     for f in parquet_files(&out) {
         let df = read_parquet(&f);
@@ -280,9 +355,18 @@ fn files_of_batches_still_in_flight_are_left_alone_until_committed() {
 fn a_merge_window_of_an_hour_gives_one_row_per_key_and_hour() {
     let tmp = tempfile::tempdir().unwrap();
     let (raw, out) = flows_with_late_data(tmp.path());
+    let small = tmp.path().join("bucketed");
+    bucketed_rollup(&out, &small, &["--min-age", "0s", "--merge-window", "1h"]);
     let (code, s) = rollup(&out, &["--min-age", "0s", "--merge-window", "1h"]);
     assert_eq!(code, 0, "{s}");
     assert_one_rollup_file_per_partition(&out.join("vpcflowlogs"));
+    let prefix = ["account_id", "interface_id", "srcaddr", "dstaddr"];
+    assert_bucketed_agrees(
+        &out.join("vpcflowlogs"),
+        &small.join("vpcflowlogs"),
+        &prefix,
+        true,
+    );
     // The oracle's five-minute totals, folded by hour.
     let mut hourly: std::collections::HashMap<Key, Totals> = Default::default();
     for ((window, key), t) in oracle(&files(&raw)) {
@@ -383,9 +467,13 @@ fn cloudtrail_days_keep_each_event_once_and_closed_months_get_their_own_table() 
             .collect()
     };
     let batch_schema = schema(&table)[0].clone();
+    let small = tmp.path().join("bucketed");
+    bucketed_rollup(&out, &small, &["--min-age", "0s", "--source", "cloudtrail"]);
     let (code, s) = rollup(&out, &["--min-age", "0s", "--source", "cloudtrail"]);
     assert_eq!(code, 0, "{s}");
     assert_one_rollup_file_per_partition(&table);
+    // The event delivered twice is once in buckets too.
+    assert_bucketed_agrees(&table, &small.join("cloudtrail"), SORT_COLUMNS, false);
     assert!(
         schema(&table).iter().all(|s| *s == batch_schema),
         "columns and types kept"
@@ -483,9 +571,13 @@ fn dns_days_are_rolled_up_with_every_row_kept_and_sorted() {
     )
     .schema()
     .clone();
+    let small = tmp.path().join("bucketed");
+    bucketed_rollup(&out, &small, &["--min-age", "0s", "--source", "dns"]);
     let (code, s) = rollup(&out, &["--min-age", "0s", "--source", "dns"]);
     assert_eq!(code, 0, "{s}");
     assert_one_rollup_file_per_partition(&table);
+    let by = ["dns_domainname", "time", "pcap_file"];
+    assert_bucketed_agrees(&table, &small.join("dns"), &by, false);
     for (dir, names) in per_partition(&table) {
         assert_eq!(read_parquet(&dir.join(&names[0])).schema(), &batch_schema);
     }

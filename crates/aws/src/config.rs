@@ -191,7 +191,7 @@ pub const VARIABLES: &[Var] = &[
         Merger,
         None,
         Kind::Size,
-        "peak memory of the jobs merged at once, split between them; beyond it folded flow keys spill to FLOWMERGE_SPILL_DIR; unset: 60% of the task's cgroup memory limit",
+        "peak memory of the jobs merged at once (FLOWMERGE_MERGER_CONCURRENCY batch jobs, and one rollup job with FLOWMERGE_ROLLUP_QUEUE_URL), split between them; beyond it folded flow keys spill, and large rollups merge in buckets, in FLOWMERGE_SPILL_DIR; unset: 60% of the task's cgroup memory limit",
     ),
     var(
         "FLOWMERGE_SPILL_DIR",

@@ -362,6 +362,8 @@ impl Merger {
             monthly_prefix: r.monthly.as_ref().map(|m| m.prefix.clone()),
             fetch_concurrency: self.cfg.fetch_concurrency,
             lease_secs: r.lease.as_secs() as i64,
+            memory_limit: self.cfg.job_memory_limit,
+            spill_dir: self.cfg.memory.spill_dir.clone(),
             ..RollupOptions::default()
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use flowmerge_core::batch::SourceKind;
+use flowmerge_core::memory::default_memory_limit;
 use flowmerge_core::rollup::{
     Level, PartitionJob, RollupOptions, RollupOutcome, plan, run_partition,
 };
@@ -76,6 +77,16 @@ pub struct RollupArgs {
     /// Partitions rolled up at once.
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
+    /// Peak memory of the partitions rolled up at once (split between them), e.g. 768MiB or
+    /// 4GiB. A partition whose rows are estimated at more than a quarter of its share is merged in
+    /// buckets on --spill-dir, each bucket a sorted part of the output [default: 60% of the
+    /// cgroup's memory limit, or of the machine's memory].
+    #[arg(long, env = "FLOWMERGE_MEMORY_LIMIT", value_parser = size_arg, value_name = "SIZE")]
+    pub memory_limit: Option<u64>,
+    /// Where large rollups fetch their inputs and deal their buckets [default: the system's
+    /// temporary folder].
+    #[arg(long, env = "FLOWMERGE_SPILL_DIR", value_name = "DIR")]
+    pub spill_dir: Option<std::path::PathBuf>,
     /// Print the summary as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -108,6 +119,8 @@ pub struct Summary {
     /// The longest time, in milliseconds, a partition held both a rollup's outputs and the files
     /// they replace (from the first PUT to the last delete).
     pub max_exposed_ms: u64,
+    /// Partitions too large to merge at once, merged in buckets on local disk.
+    pub partitions_in_buckets: u64,
     pub elapsed_seconds: f64,
     pub output_keys: Vec<String>,
     pub failures: Vec<String>,
@@ -195,6 +208,9 @@ pub async fn run(args: RollupArgs) -> Result<Summary> {
         merge_window: args.merge_window,
         monthly_prefix: monthly.as_ref().map(|m| m.prefix.clone()),
         take_over_leases: true,
+        memory_limit: args.memory_limit.unwrap_or_else(default_memory_limit)
+            / args.concurrency as u64,
+        spill_dir: args.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
         ..RollupOptions::default()
     };
     let written = monthly.as_ref().map_or(&output.store, |m| &m.store);
@@ -259,6 +275,7 @@ pub async fn run(args: RollupArgs) -> Result<Summary> {
                 summary.files_in_flight += r.in_flight;
                 summary.files_foreign += r.foreign;
                 summary.max_exposed_ms = summary.max_exposed_ms.max(r.exposed_ms);
+                summary.partitions_in_buckets += u64::from(r.buckets > 0);
                 summary.output_keys.extend(r.outputs);
             }
             Ok(RollupOutcome::Skipped { recovered, .. }) => {
@@ -300,6 +317,13 @@ pub fn render(s: &Summary) -> String {
         out.push_str(&format!(
             "{} files of batches still being merged were left for the next run\n",
             s.files_in_flight
+        ));
+    }
+    if s.partitions_in_buckets > 0 {
+        out.push_str(&format!(
+            "{} partitions too large to merge at once under the memory limit were merged in \
+             buckets, each a sorted part of its file\n",
+            s.partitions_in_buckets
         ));
     }
     for f in &s.failures {

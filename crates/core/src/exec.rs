@@ -259,13 +259,10 @@ pub async fn run_batch(
             rows = height,
             bytes = tracing::field::Empty
         );
-        let written = tokio::task::spawn_blocking(move || write_rows(rows))
+        let written = tokio::task::spawn_blocking(move || write_rows(rows, Effort::Merge))
             .instrument(write_span.clone())
             .await??;
-        let bytes = match &written {
-            Written::Body(body) => body.len() as u64,
-            Written::File { len, .. } => *len,
-        };
+        let bytes = written.len();
         report.bytes_out += bytes;
         write_span.record("bytes", bytes);
         // The file is visible whole or not at all: a single PUT (or a local write-then-rename),
@@ -281,7 +278,7 @@ pub async fn run_batch(
 
 /// A written Parquet file: in memory, or on local disk when it was written from spilled parts
 /// (such a file grows with the window, so it is not held in memory).
-enum Written {
+pub(crate) enum Written {
     Body(Vec<u8>),
     File {
         path: std::path::PathBuf,
@@ -291,13 +288,23 @@ enum Written {
     },
 }
 
+impl Written {
+    /// The file's bytes.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Written::Body(body) => body.len() as u64,
+            Written::File { len, .. } => *len,
+        }
+    }
+}
+
 /// The bytes of a multipart upload's parts but the last: above S3's 5 MiB least part, and few
 /// enough parts (S3 allows 10,000) for any file a batch writes.
 const UPLOAD_PART_BYTES: usize = 16 << 20;
 
 /// Stores a written file at `path`: a body with one PUT, a file on disk as a multipart upload
 /// read one part at a time, aborted if a part fails.
-async fn upload(
+pub(crate) async fn upload(
     output: &dyn ObjectStore,
     path: &object_store::path::Path,
     written: Written,
@@ -599,19 +606,19 @@ const BITMAP_SPAN: u64 = 1 << 23;
 /// A partition's rows as one Parquet file: a frame as [`write_parquet`] writes it, in memory,
 /// or spilled parts read back one at a time and written in order, each as its own row groups,
 /// to a file of the spill folder.
-fn write_rows(rows: Rows) -> Result<Written> {
+pub(crate) fn write_rows(rows: Rows, effort: Effort) -> Result<Written> {
     let (files, dir) = match rows {
-        Rows::Frame(mut df) => return Ok(Written::Body(write_parquet(&mut df, Effort::Merge)?)),
+        Rows::Frame(mut df) => return Ok(Written::Body(write_parquet(&mut df, effort)?)),
         Rows::Parts { files, dir, .. } => (files, dir),
     };
     let (path, mut file) = dir.create()?;
     let mut files = files.iter();
     if let Some(first) = files.next() {
         let mut part = SpillDir::read(first)?;
-        let mut writer = output_writer(&mut file, Effort::Merge).batched(part.schema())?;
+        let mut writer = output_writer(&mut file, effort).batched(part.schema())?;
         loop {
             part.rechunk_mut();
-            write_row_groups(&mut writer, &mut part, Effort::Merge)?;
+            write_row_groups(&mut writer, &mut part, effort)?;
             match files.next() {
                 Some(file) => part = SpillDir::read(file)?,
                 None => break,

@@ -177,10 +177,16 @@ impl SpillDir {
 
     /// A new, empty file of the folder, buffered, for bytes of the caller's own form.
     pub fn create(&self) -> Result<(PathBuf, std::io::BufWriter<std::fs::File>)> {
+        let (path, file) = self.create_file()?;
+        Ok((path, std::io::BufWriter::with_capacity(SPILL_BUFFER, file)))
+    }
+
+    /// A new, empty file of the folder, unbuffered (for a writer that buffers on its own).
+    pub fn create_file(&self) -> Result<(PathBuf, std::fs::File)> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = self.dir.path().join(format!("{n:06}.bin"));
         let file = std::fs::File::create(&path).map_err(|e| spill_error(&path, e))?;
-        Ok((path, std::io::BufWriter::with_capacity(SPILL_BUFFER, file)))
+        Ok((path, file))
     }
 
     /// The bytes of a file [`SpillDir::create`] made, which is removed.

@@ -120,6 +120,24 @@ pub trait Source: Send + Sync {
     /// name with its rows, in name order. The result keeps the source's output contract (columns,
     /// types, sort) and is a pure function of its input.
     fn remerge(&self, files: Vec<(String, DataFrame)>, opts: &RemergeOptions) -> Result<DataFrame>;
+
+    /// A file's rows as [`Source::remerge`] reads them, for a rollup too large to merge at once
+    /// (`rollup::spill`), which deals rows into buckets before it merges them: what remerge does
+    /// to each file on its own first (flow logs: the `window_start` column added and moved to
+    /// the merge window). It must be idempotent: remerge does it again.
+    fn rows_of_file(
+        &self,
+        _name: &str,
+        df: DataFrame,
+        _opts: &RemergeOptions,
+    ) -> Result<DataFrame> {
+        Ok(df)
+    }
+
+    /// For the same rollup: whether `column` is one of the columns that rows which may merge
+    /// agree on; rows equal in all of them go to one bucket. A source whose rows never merge
+    /// says `false` for every column, and its rows are dealt out in turn.
+    fn bucket_key(&self, column: &str) -> bool;
 }
 
 /// How a rollup merges rows again.
@@ -477,6 +495,11 @@ impl Source for CloudTrail {
             )
             .collect()?)
     }
+
+    /// Copies of one event are one row.
+    fn bucket_key(&self, column: &str) -> bool {
+        column == "eventid"
+    }
 }
 
 /// DNS captures (`formats::dns`): one row per query joined with its response, partitioned by day
@@ -519,6 +542,11 @@ impl Source for DnsCaptures {
                     .with_order_descending_multi(vec![false; 3]),
             )
             .collect()?)
+    }
+
+    /// No two rows merge.
+    fn bucket_key(&self, _column: &str) -> bool {
+        false
     }
 }
 

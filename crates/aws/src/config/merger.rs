@@ -29,6 +29,9 @@ pub struct MergerConfig {
     pub delete_merged: bool,
     /// Each job's memory bound (the limit split between the jobs merged at once).
     pub memory: MemoryLimits,
+    /// The memory limit of one job: FLOWMERGE_MEMORY_LIMIT split between the batch jobs merged
+    /// at once and, when this merger runs rollup jobs, the one rollup beside them.
+    pub job_memory_limit: u64,
     /// Rollup jobs, if this merger runs them.
     pub rollup: Option<RollupConfig>,
 }
@@ -85,6 +88,12 @@ impl Env {
             var: "FLOWMERGE_DNS_PORTS",
             reason,
         })?;
+        // The batch jobs at once, and one rollup beside them.
+        let jobs = w.merger_concurrency.max(1) + usize::from(w.rollup_queue_url.is_some());
+        let job_memory_limit = w
+            .memory_limit
+            .map_or_else(default_memory_limit, |b| b.as_u64())
+            / jobs as u64;
         Ok(MergerConfig {
             common: self.common()?,
             concurrency: w.merger_concurrency,
@@ -98,12 +107,11 @@ impl Env {
             drain_timeout: w.drain_timeout,
             delete_merged: w.delete_merged,
             memory: MemoryLimits::new(
-                w.memory_limit
-                    .map_or_else(default_memory_limit, |b| b.as_u64())
-                    / w.merger_concurrency.max(1) as u64,
+                job_memory_limit,
                 w.spill_dir,
                 w.max_object_size.map(|b| b.as_u64()),
             ),
+            job_memory_limit,
             rollup: match w.rollup_queue_url {
                 None => None,
                 Some(queue_url) => Some(RollupConfig {

@@ -63,6 +63,16 @@ impl Source for VpcFlow {
         };
         Ok(merge_frames(frames, finish)?)
     }
+
+    fn rows_of_file(&self, name: &str, df: DataFrame, opts: &RemergeOptions) -> Result<DataFrame> {
+        Self::windowed(name, df, opts.merge_window)
+    }
+
+    /// Rows merge when their flow keys are equal (and their windows, which a bucket need not
+    /// split by).
+    fn bucket_key(&self, column: &str) -> bool {
+        column != fields::WINDOW_START && fields::role_of_column(column) == fields::Role::Key
+    }
 }
 
 impl VpcFlow {

@@ -15,13 +15,20 @@
 //!
 //! The output names are a function of the inputs, so a run after a crash at any step gives the
 //! same files, and a second run over a rolled-up partition finds nothing to do.
+//!
+//! A partition whose rows are estimated at more than a quarter of the memory limit is merged in
+//! buckets instead of at once ([`spill`]); its inputs are fetched to local disk once together
+//! they are more than an eighth of it.
+
+mod spill;
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -29,8 +36,9 @@ use tracing::Instrument;
 
 use crate::batch::{BatchId, SourceKind};
 use crate::error::{Error, Result};
-use crate::exec::{Effort, write_parquet};
+use crate::exec::{Effort, Written, upload, write_parquet};
 use crate::fault;
+use crate::memory::{SpillDir, default_memory_limit, spill_error};
 use crate::ports::{BatchState, ClaimLedger, RollupLedger, RollupRecord, RollupState};
 use crate::store::key_path;
 
@@ -83,6 +91,11 @@ pub struct RollupOptions {
     /// The caller knows that no other runner is alive (`flowmerge rollup` holds a file lock on its
     /// ledger): leases of others are left over from crashed runs and are taken over at once.
     pub take_over_leases: bool,
+    /// Peak memory of one partition's rollup: past a quarter of it (estimated from the inputs'
+    /// footers) the partition is merged in buckets on local disk ([`spill`]).
+    pub memory_limit: u64,
+    /// Where inputs too large to hold and buckets go (a temporary folder is made inside).
+    pub spill_dir: PathBuf,
 }
 
 impl Default for RollupOptions {
@@ -96,6 +109,8 @@ impl Default for RollupOptions {
             lease_secs: 900,
             fetch_concurrency: 8,
             take_over_leases: false,
+            memory_limit: default_memory_limit(),
+            spill_dir: std::env::temp_dir(),
         }
     }
 }
@@ -144,6 +159,10 @@ pub struct RollupReport {
     /// Milliseconds from the first output's PUT to the last delete: how long a reader listing
     /// the partition could see both the outputs and the files they replace.
     pub exposed_ms: u64,
+    /// Buckets the partition was merged in, one sorted part of an output each; 0 when it was
+    /// merged at once.
+    #[serde(default)]
+    pub buckets: u64,
 }
 
 /// What became of a partition.
@@ -539,16 +558,36 @@ async fn roll(
     // 3. Read, merge, write, commit, delete.
     let span =
         tracing::info_span!("rollup", partition = %job.partition, id = %id, inputs = inputs.len());
-    let frames = read_all(&stores.input, &inputs, opts.fetch_concurrency)
+    // Inputs larger together than an eighth of the limit wait on local disk.
+    let dir = match bytes_in > opts.memory_limit / 8 {
+        true => Some(Arc::new(SpillDir::new(&opts.spill_dir)?)),
+        false => None,
+    };
+    let files = fetch_all(&stores.input, &inputs, opts.fetch_concurrency, dir.clone())
         .instrument(span.clone())
         .await?;
-    report.rows_in = frames.iter().map(|(_, df)| df.height() as u64).sum();
     let source = crate::source::implementation(job.source);
     let remerge = crate::source::RemergeOptions {
         merge_window: opts.merge_window,
     };
-    let merged = tokio::task::spawn_blocking(move || source.remerge(frames, &remerge)).await??;
-    report.rows_out = merged.height() as u64;
+    let (memory_limit, spill_dir, parts) =
+        (opts.memory_limit, opts.spill_dir.clone(), outputs.len());
+    let merged = tokio::task::spawn_blocking(move || {
+        merge_partition(
+            source,
+            files,
+            &remerge,
+            memory_limit,
+            &spill_dir,
+            dir,
+            parts,
+        )
+    })
+    .instrument(span.clone())
+    .await??;
+    report.rows_in = merged.rows_in;
+    report.rows_out = merged.rows_out;
+    report.buckets = merged.buckets;
     // Renew the lease before writing, so a long read does not let another runner in meanwhile.
     if ledger
         .lease_partition(&job.partition, owner, now() + opts.lease_secs.max(1), now())
@@ -566,33 +605,39 @@ async fn roll(
         outputs: outputs.clone(),
         replaced: replaced.clone(),
         inputs: inputs.len() as u64,
-        rows: merged.height() as u64,
+        rows: merged.rows_out,
     };
     put(rec.clone()).await?;
     // Every part is encoded before the first PUT: the window in which a reader may see rows
     // twice (from the first PUT to the last delete) holds only requests, no encoding.
-    let height = merged.height();
-    let per_part = height.div_ceil(outputs.len()).max(1);
-    let mut bodies = Vec::with_capacity(outputs.len());
-    for i in 0..outputs.len() {
-        let mut part = merged.slice((i * per_part) as i64, per_part);
-        bodies.push(
-            tokio::task::spawn_blocking(move || write_parquet(&mut part, Effort::Rollup)).await??,
-        );
-    }
-    drop(merged);
+    let written = match merged.rows {
+        Merge::AtOnce(merged) => {
+            let height = merged.height();
+            let per_part = height.div_ceil(outputs.len()).max(1);
+            let mut bodies = Vec::with_capacity(outputs.len());
+            for i in 0..outputs.len() {
+                let mut part = merged.slice((i * per_part) as i64, per_part);
+                let body =
+                    tokio::task::spawn_blocking(move || write_parquet(&mut part, Effort::Rollup))
+                        .await??;
+                bodies.push(Written::Body(body));
+            }
+            bodies
+        }
+        Merge::Written(files) => files,
+    };
     let exposed = std::time::Instant::now();
     let keys: Vec<String> = outputs
         .iter()
         .map(|name| format!("{}/{name}", job.partition))
         .collect();
-    report.bytes_out = bodies.iter().map(|b| b.len() as u64).sum();
+    report.bytes_out = written.iter().map(Written::len).sum();
     let puts: Vec<_> = keys
         .iter()
-        .zip(bodies)
-        .map(|(key, body)| {
+        .zip(written)
+        .map(|(key, written)| {
             let (store, path) = (Arc::clone(&stores.output), key_path(key));
-            async move { store.put(&path, PutPayload::from(body)).await }
+            async move { upload(&*store, &path, written).await }
         })
         .collect();
     futures::stream::iter(puts)
@@ -657,26 +702,112 @@ async fn delete_all(store: &dyn ObjectStore, dir: &str, names: &[String]) -> Res
     Ok(())
 }
 
-/// Reads the inputs' rows, in key order. A file that vanished fails the rollup (someone changed
-/// the partition meanwhile): the next run starts over.
-async fn read_all(
+/// A partition's rows merged: at once, or in buckets and written already.
+struct Merged {
+    rows: Merge,
+    rows_in: u64,
+    rows_out: u64,
+    buckets: u64,
+}
+
+enum Merge {
+    AtOnce(DataFrame),
+    /// The output files, in order.
+    Written(Vec<Written>),
+}
+
+/// Merges a partition's files: at once while their rows are estimated at no more than a quarter
+/// of `memory_limit`, else in buckets ([`spill::merge_in_buckets`]) written as `outputs` files.
+fn merge_partition(
+    source: &'static dyn crate::source::Source,
+    files: Vec<spill::Input>,
+    remerge: &crate::source::RemergeOptions,
+    memory_limit: u64,
+    spill_dir: &std::path::Path,
+    dir: Option<Arc<SpillDir>>,
+    outputs: usize,
+) -> Result<Merged> {
+    let footers = files
+        .iter()
+        .map(spill::Input::metadata)
+        .collect::<Result<Vec<_>>>()?;
+    let estimate = footers
+        .iter()
+        .map(|(m, _)| spill::file_estimate(m))
+        .sum::<u64>();
+    let rows_in = footers.iter().map(|(m, _)| m.num_rows as u64).sum();
+    if estimate <= memory_limit / spill::AT_ONCE_SHARE {
+        drop(footers);
+        let frames = files
+            .iter()
+            .map(|f| Ok((f.name.clone(), f.read(None)?)))
+            .collect::<Result<Vec<_>>>()?;
+        drop(files);
+        let merged = source.remerge(frames, remerge)?;
+        return Ok(Merged {
+            rows_in,
+            rows_out: merged.height() as u64,
+            rows: Merge::AtOnce(merged),
+            buckets: 0,
+        });
+    }
+    let dir = match dir {
+        Some(dir) => dir,
+        None => Arc::new(SpillDir::new(spill_dir)?),
+    };
+    let buckets = spill::bucket_count(estimate, memory_limit, outputs);
+    tracing::info!(
+        estimate,
+        memory_limit,
+        buckets = buckets.0,
+        "rows too many to merge at once: merging in buckets"
+    );
+    let (written, rows_out) =
+        spill::merge_in_buckets(source, &files, footers, remerge, buckets, &dir, outputs)?;
+    Ok(Merged {
+        rows_in,
+        rows_out,
+        buckets: buckets.0 as u64,
+        rows: Merge::Written(written),
+    })
+}
+
+/// Fetches the inputs, in key order, a few at once: into memory, or with `dir` each to a file
+/// of it as it streams in. A file that vanished fails the rollup (someone changed the partition
+/// meanwhile): the next run starts over.
+async fn fetch_all(
     store: &Arc<dyn ObjectStore>,
     inputs: &[File],
     concurrency: usize,
-) -> Result<Vec<(String, DataFrame)>> {
+    dir: Option<Arc<SpillDir>>,
+) -> Result<Vec<spill::Input>> {
     futures::stream::iter(inputs.iter().cloned())
         .map(|f| {
-            let store = Arc::clone(store);
+            let (store, dir) = (Arc::clone(store), dir.clone());
             async move {
-                let body = store.get(&key_path(&f.key)).await?.bytes().await?;
-                let key = f.key.clone();
-                let df = tokio::task::spawn_blocking(move || {
-                    ParquetReader::new(std::io::Cursor::new(body))
-                        .finish()
-                        .map_err(|e| Error::Rollup(format!("{key}: not readable Parquet: {e}")))
+                let got = store.get(&key_path(&f.key)).await?;
+                let body = match dir {
+                    None => spill::Body::Memory(got.bytes().await?),
+                    Some(dir) => {
+                        let (path, file) = dir.create_file()?;
+                        let mut file = tokio::fs::File::from_std(file);
+                        let mut stream = got.into_stream();
+                        while let Some(chunk) = stream.next().await {
+                            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk?)
+                                .await
+                                .map_err(|e| spill_error(&path, e))?;
+                        }
+                        tokio::io::AsyncWriteExt::flush(&mut file)
+                            .await
+                            .map_err(|e| spill_error(&path, e))?;
+                        spill::Body::Disk(path)
+                    }
+                };
+                Ok::<_, Error>(spill::Input {
+                    key: f.key,
+                    name: f.name,
+                    body,
                 })
-                .await??;
-                Ok::<_, Error>((f.name, df))
             }
         })
         .buffered(concurrency.max(1))
