@@ -261,7 +261,7 @@ pub const VARIABLES: &[Var] = &[
         Merger,
         Some("15m"),
         Kind::Duration,
-        "how long a merger holds a partition it rolls up; a crashed merger's partition is free again after it",
+        "how long a merger holds a partition it rolls up (renewed every third of it while it works); a crashed merger's partition is free again after it",
     ),
     var(
         "FLOWMERGE_ROLLUP_TARGET_SIZE",

@@ -82,9 +82,9 @@ pub struct RollupOptions {
     pub merge_window: Option<i64>,
     /// [`Level::Month`]: the prefix the monthly table goes under.
     pub monthly_prefix: Option<String>,
-    /// How long a partition's lease lasts (renewed before the outputs are written): long enough
-    /// for any one partition's read and merge, short enough that a crashed runner's partition is
-    /// free again soon.
+    /// How long a partition's lease lasts (renewed every third of it while the partition is read
+    /// and merged, and before the outputs are written): short enough that a crashed runner's
+    /// partition is free again soon.
     pub lease_secs: i64,
     /// Input files fetched at once.
     pub fetch_concurrency: usize,
@@ -563,40 +563,45 @@ async fn roll(
         true => Some(Arc::new(SpillDir::new(&opts.spill_dir)?)),
         false => None,
     };
-    let files = fetch_all(&stores.input, &inputs, opts.fetch_concurrency, dir.clone())
-        .instrument(span.clone())
-        .await?;
     let source = crate::source::implementation(job.source);
     let remerge = crate::source::RemergeOptions {
         merge_window: opts.merge_window,
     };
     let (memory_limit, spill_dir, parts) =
         (opts.memory_limit, opts.spill_dir.clone(), outputs.len());
-    let merged = tokio::task::spawn_blocking(move || {
-        merge_partition(
-            source,
-            files,
-            &remerge,
-            memory_limit,
-            &spill_dir,
-            dir,
-            parts,
-        )
-    })
-    .instrument(span.clone())
-    .await??;
+    let read_and_merge = async {
+        let files = fetch_all(&stores.input, &inputs, opts.fetch_concurrency, dir.clone()).await?;
+        tokio::task::spawn_blocking(move || {
+            merge_partition(
+                source,
+                files,
+                &remerge,
+                memory_limit,
+                &spill_dir,
+                dir,
+                parts,
+            )
+        })
+        .await?
+    };
+    let renew = || async {
+        match ledger
+            .lease_partition(&job.partition, owner, now() + opts.lease_secs.max(1), now())
+            .await
+            .map_err(led)?
+        {
+            Some(_) => Ok(()),
+            None => Err(lost()),
+        }
+    };
+    // The lease is renewed while a large partition is fetched and merged, so that another runner
+    // does not take it meanwhile, and once more before writing.
+    let every = std::time::Duration::from_secs((opts.lease_secs / 3).max(1) as u64);
+    let merged = keeping_lease(read_and_merge.instrument(span.clone()), renew, every).await?;
+    renew().await?;
     report.rows_in = merged.rows_in;
     report.rows_out = merged.rows_out;
     report.buckets = merged.buckets;
-    // Renew the lease before writing, so a long read does not let another runner in meanwhile.
-    if ledger
-        .lease_partition(&job.partition, owner, now() + opts.lease_secs.max(1), now())
-        .await
-        .map_err(led)?
-        .is_none()
-    {
-        return Err(lost());
-    }
     let mut rec = RollupRecord {
         partition: job.partition.clone(),
         id: id.clone(),
@@ -702,6 +707,26 @@ async fn delete_all(store: &dyn ObjectStore, dir: &str, names: &[String]) -> Res
     Ok(())
 }
 
+/// Runs `work`, calling `renew` (the partition's lease) every `every` meanwhile; a renewal that
+/// fails fails the rollup. A merge already running on a blocking thread finishes on its own.
+async fn keeping_lease<T, R>(
+    work: impl std::future::Future<Output = Result<T>>,
+    renew: impl Fn() -> R,
+    every: std::time::Duration,
+) -> Result<T>
+where
+    R: std::future::Future<Output = Result<()>>,
+{
+    let mut work = std::pin::pin!(work);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticks.tick() => renew().await?,
+        }
+    }
+}
+
 /// A partition's rows merged: at once, or in buckets and written already.
 struct Merged {
     rows: Merge,
@@ -755,19 +780,24 @@ fn merge_partition(
         Some(dir) => dir,
         None => Arc::new(SpillDir::new(spill_dir)?),
     };
-    let buckets = spill::bucket_count(estimate, memory_limit, outputs);
     tracing::info!(
         estimate,
         memory_limit,
-        buckets = buckets.0,
         "rows too many to merge at once: merging in buckets"
     );
-    let (written, rows_out) =
-        spill::merge_in_buckets(source, &files, footers, remerge, buckets, &dir, outputs)?;
+    let (written, rows_out, parts) = spill::merge_in_buckets(
+        source,
+        &files,
+        footers,
+        remerge,
+        memory_limit,
+        &dir,
+        outputs,
+    )?;
     Ok(Merged {
         rows_in,
         rows_out,
-        buckets: buckets.0 as u64,
+        buckets: parts as u64,
         rows: Merge::Written(written),
     })
 }
@@ -857,6 +887,44 @@ mod tests {
         assert_eq!(kind_of("part-00000.parquet"), Kind::Foreign);
         assert_eq!(kind_of("20261101T0005Z-x.csv"), Kind::Foreign);
         assert_eq!(window_of_stamp("20261101T0005Z"), Some(1_793_491_500));
+    }
+
+    /// The lease is renewed while the work runs, and a renewal that fails ends the wait with its
+    /// error even if the work would never end.
+    #[tokio::test]
+    async fn a_long_rollup_keeps_renewing_its_lease_and_stops_when_it_is_lost() {
+        let every = std::time::Duration::from_millis(1);
+        let renewed = std::sync::atomic::AtomicUsize::new(0);
+        let (done, finished) = tokio::sync::watch::channel(0usize);
+        // The work ends once the lease has been renewed three times.
+        let work = async {
+            let mut finished = finished.clone();
+            finished
+                .wait_for(|n| *n >= 3)
+                .await
+                .map_err(|e| Error::Rollup(e.to_string()))?;
+            Ok("merged")
+        };
+        let renew = || async {
+            let n = renewed.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            done.send_replace(n);
+            Ok(())
+        };
+        // A bound, not a synchronisation: the work ends on the renewals alone.
+        let kept = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            keeping_lease(work, renew, every),
+        )
+        .await;
+        assert_eq!(kept.ok().and_then(|r| r.ok()), Some("merged"));
+        assert!(renewed.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+
+        let lost = || async { Err(Error::Ledger("the partition's lease was lost".into())) };
+        let never = std::future::pending::<Result<()>>();
+        match keeping_lease(never, lost, every).await {
+            Err(Error::Ledger(e)) => assert!(e.contains("lost"), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
