@@ -108,7 +108,7 @@ impl Input {
     }
 }
 
-/// What `rows` rows of these column chunks take in memory, estimated from a footer: each value's
+/// What the rows of these column chunks take in memory, estimated from a footer: each value's
 /// width in an arrow column (a string's view is 16 bytes) plus the uncompressed bytes of its
 /// pages (a string's own bytes, at most).
 fn memory_estimate<'a>(
