@@ -44,8 +44,9 @@ print(time.perf_counter() - started)
 
 # The memory limit of the bounded rollup: an hour of the default day is about 6 MB of batch
 # Parquet, estimated at several times more rows than the quarter of this limit a partition may
-# take at once. At so small a limit much of the peak is fixed cost, the allocator's slack among it
-# (docs/architecture.md, "Bounded rollups"): the row is there for the time and the same rows.
+# take at once. At so small a limit much of the peak is fixed cost, the allocator's slack among it,
+# which grows over the day's 24 partitions (docs/architecture.md, "Bounded rollups"): the row is
+# there for the time and the same rows, not to show the limit held.
 BOUNDED_LIMIT = "128MiB"
 
 
