@@ -762,10 +762,10 @@ fn merge_partition(
         .sum::<u64>();
     let rows_in = footers.iter().map(|(m, _)| m.num_rows as u64).sum();
     if estimate <= memory_limit / spill::AT_ONCE_SHARE {
-        drop(footers);
         let frames = files
             .iter()
-            .map(|f| Ok((f.name.clone(), f.read(None)?)))
+            .zip(&footers)
+            .map(|(f, (footer, _))| Ok((f.name.clone(), f.read(None, Some(footer))?)))
             .collect::<Result<Vec<_>>>()?;
         drop(files);
         let merged = source.remerge(frames, remerge)?;
@@ -921,8 +921,13 @@ mod tests {
 
         let lost = || async { Err(Error::Ledger("the partition's lease was lost".into())) };
         let never = std::future::pending::<Result<()>>();
-        match keeping_lease(never, lost, every).await {
-            Err(Error::Ledger(e)) => assert!(e.contains("lost"), "{e}"),
+        let stopped = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            keeping_lease(never, lost, every),
+        )
+        .await;
+        match stopped {
+            Ok(Err(Error::Ledger(e))) => assert!(e.contains("lost"), "{e}"),
             other => panic!("{other:?}"),
         }
     }

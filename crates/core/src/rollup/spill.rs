@@ -70,37 +70,42 @@ pub(super) enum Body {
 }
 
 impl Input {
-    /// Rows `slice` (offset, length) of the file, or all of them.
-    pub fn read(&self, slice: Option<(usize, usize)>) -> Result<DataFrame> {
-        let read = match &self.body {
-            Body::Memory(body) => ParquetReader::new(std::io::Cursor::new(body.clone()))
-                .with_slice(slice)
-                .finish(),
-            Body::Disk(path) => {
-                let file = std::fs::File::open(path).map_err(|e| spill_error(path, e))?;
-                ParquetReader::new(file).with_slice(slice).finish()
-            }
-        };
-        read.map_err(|e| self.unreadable(e))
+    /// Rows `slice` (offset, length) of the file, or all of them; with its `footer` (from
+    /// [`Input::metadata`]) it is not read again.
+    pub fn read(
+        &self,
+        slice: Option<(usize, usize)>,
+        footer: Option<&Arc<FileMetadata>>,
+    ) -> Result<DataFrame> {
+        let mut reader = self.reader()?;
+        if let Some(footer) = footer {
+            reader.set_metadata(Arc::clone(footer));
+        }
+        reader
+            .with_slice(slice)
+            .finish()
+            .map_err(|e| self.unreadable(e))
     }
 
     /// The file's footer and its columns as a frame of no rows.
     pub fn metadata(&self) -> Result<(Arc<FileMetadata>, DataFrame)> {
-        fn read<R: MmapBytesReader>(
-            mut reader: ParquetReader<R>,
-        ) -> PolarsResult<(Arc<FileMetadata>, DataFrame)> {
+        let mut reader = self.reader()?;
+        let mut read = || -> PolarsResult<_> {
             let metadata = reader.get_metadata()?.clone();
             let schema = Schema::from_arrow_schema(reader.schema()?.as_ref());
             Ok((metadata, DataFrame::empty_with_schema(&schema)))
-        }
-        let read = match &self.body {
-            Body::Memory(body) => read(ParquetReader::new(std::io::Cursor::new(body.clone()))),
+        };
+        read().map_err(|e| self.unreadable(e))
+    }
+
+    fn reader(&self) -> Result<ParquetReader<Box<dyn MmapBytesReader>>> {
+        let bytes: Box<dyn MmapBytesReader> = match &self.body {
+            Body::Memory(body) => Box::new(std::io::Cursor::new(body.clone())),
             Body::Disk(path) => {
-                let file = std::fs::File::open(path).map_err(|e| spill_error(path, e))?;
-                read(ParquetReader::new(file))
+                Box::new(std::fs::File::open(path).map_err(|e| spill_error(path, e))?)
             }
         };
-        read.map_err(|e| self.unreadable(e))
+        Ok(ParquetReader::new(bytes))
     }
 
     fn unreadable(&self, e: impl std::fmt::Display) -> Error {
@@ -185,7 +190,7 @@ pub(super) fn merge_in_buckets(
             memory_estimate(g.parquet_columns().iter()) as f64 / g.num_rows().max(1) as f64
         };
         buckets.each_slice(md, row_bytes, |slice| {
-            let df = input.read(Some(slice))?;
+            let df = input.read(Some(slice), Some(md))?;
             let mut df = source.rows_of_file(&input.name, df, remerge)?;
             df.with_column(Column::new(
                 FILE_COLUMN.into(),
@@ -307,7 +312,9 @@ impl<'a> Buckets<'a> {
                 |_| self.row_bytes,
                 |slice| {
                     let file = std::fs::File::open(&path).map_err(|e| spill_error(&path, e))?;
-                    dealer.deal(ParquetReader::new(file).with_slice(Some(slice)).finish()?)
+                    let mut reader = ParquetReader::new(file);
+                    reader.set_metadata(Arc::clone(&md));
+                    dealer.deal(reader.with_slice(Some(slice)).finish()?)
                 },
             )?;
             let dealt = dealer.finish()?;
@@ -336,27 +343,25 @@ impl<'a> Buckets<'a> {
 
 /// A bucket's rows split by the file they came from, in file order, without the file column.
 fn by_file(df: DataFrame, inputs: &[Input]) -> Result<Vec<(String, DataFrame)>> {
-    let file = df.column(FILE_COLUMN)?.u32()?.clone();
+    let files = df.column(FILE_COLUMN)?.u32()?.clone();
     let df = df.drop(FILE_COLUMN)?;
-    let mut out = Vec::new();
-    let mut start = 0;
     // Rows were dealt file after file: each file's rows are one run.
-    while start < df.height() {
-        let index = file.get(start).unwrap_or_default();
-        let mut end = start + 1;
-        while end < df.height() && file.get(end) == Some(index) {
-            end += 1;
+    let mut runs: Vec<(u32, usize, usize)> = Vec::new();
+    for (row, file) in files.iter().enumerate() {
+        let file = file.unwrap_or_default();
+        match runs.last_mut() {
+            Some((last, _, len)) if *last == file => *len += 1,
+            _ => runs.push((file, row, 1)),
         }
-        let name = inputs
-            .get(index as usize)
-            .map(|i| i.name.clone())
-            .ok_or_else(|| {
-                Error::Rollup(format!("a dealt row names file {index}, not an input"))
-            })?;
-        out.push((name, df.slice(start as i64, end - start)));
-        start = end;
     }
-    Ok(out)
+    runs.into_iter()
+        .map(|(file, start, len)| {
+            let input = inputs.get(file as usize).ok_or_else(|| {
+                Error::Rollup(format!("a dealt row names file {file}, not an input"))
+            })?;
+            Ok((input.name.clone(), df.slice(start as i64, len)))
+        })
+        .collect()
 }
 
 /// Deals rows into bucket files: a bucket's rows wait in memory until all the waiting rows
